@@ -1,0 +1,5 @@
+import sys
+
+from gen5nas.cli import main
+
+sys.exit(main())

@@ -1,0 +1,441 @@
+"""The search space in the seed's vocabulary, and one subnet of it (an "arch").
+
+A space is column-oriented, as the seed's ``arch_setting``: every per-stage key is a list with one
+entry per stage. ``num_blocks``, ``kernel_size`` and ``num_out_channels`` are ``[min, max, step]``;
+``expand_ratio`` is CompOFA's coupling table ``{num_blocks: ratio}`` (the ratio is read from the
+table, never searched); ``stride`` is fixed per stage. Torch-free: the operator imports it too.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    model_validator,
+)
+from pydantic.alias_generators import to_camel
+
+from gen5nas.errors import ArchError, SpecError
+
+
+class SpecModel(BaseModel):
+    """Base of every spec model: camelCase aliases for Kubernetes, snake_case (the seed's names)
+    accepted as well, and unknown fields refused so that a typo never passes silently."""
+
+    model_config = ConfigDict(
+        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+    )
+
+
+def _check_range(value: tuple[int, int, int]) -> tuple[int, int, int]:
+    lo, hi, step = value
+    if lo <= 0:
+        raise ValueError(f"min must be positive, got {lo} (format [min, max, step])")
+    if lo > hi:
+        raise ValueError(f"min {lo} is greater than max {hi} (format [min, max, step])")
+    if step <= 0:
+        raise ValueError(f"step must be positive, got {step} (format [min, max, step])")
+    if (hi - lo) % step:
+        raise ValueError(
+            f"step {step} does not land on max: from {lo} by {step} the values are "
+            f"{list(range(lo, hi + 1, step))[:6]}..., never {hi} (format [min, max, step])"
+        )
+    return value
+
+
+IntRange = Annotated[tuple[int, int, int], AfterValidator(_check_range)]
+"""``[min, max, step]``, all positive, and ``step`` lands exactly on ``max``."""
+
+
+def range_values(r: tuple[int, int, int]) -> list[int]:
+    lo, hi, step = r
+    return list(range(lo, hi + 1, step))
+
+
+def _check_kernel_range(value: tuple[int, int, int]) -> tuple[int, int, int]:
+    for k in range_values(value):
+        if k % 2 == 0:
+            raise ValueError(
+                f"kernel sizes must be odd (a centred 'same' padding needs it), but "
+                f"{list(value)} includes {k}; use an even step from an odd min, e.g. [3, 7, 2]"
+            )
+    return value
+
+
+KernelRange = Annotated[IntRange, AfterValidator(_check_kernel_range)]
+
+
+def _positive_ratio_table(table: dict[int, float]) -> dict[int, float]:
+    if not table:
+        raise ValueError("empty table; give a ratio for every num_blocks value, e.g. {1: 4, 2: 6}")
+    for depth, ratio in table.items():
+        if ratio <= 0:
+            raise ValueError(f"ratio for num_blocks={depth} must be positive, got {ratio}")
+    return dict(sorted(table.items()))
+
+
+ExpandTable = Annotated[dict[int, float], AfterValidator(_positive_ratio_table)]
+
+
+def _resolution_list(value: Any) -> Any:
+    # The seed nests the list as input_resizer_cfg.input_sizes; accept both spellings.
+    if isinstance(value, dict) and set(value) <= {"input_sizes", "inputSizes"}:
+        return value.get("input_sizes", value.get("inputSizes"))
+    return value
+
+
+def _check_resolutions(value: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    if not value:
+        raise ValueError("empty list; give at least one [height, width], e.g. [[224, 224]]")
+    for h, w in value:
+        if h <= 0 or w <= 0:
+            raise ValueError(f"resolution [{h}, {w}] must be positive in both height and width")
+    if len(set(value)) != len(value):
+        raise ValueError(f"duplicate resolutions in {[list(v) for v in value]}")
+    return value
+
+
+class ArchSetting(SpecModel):
+    """The seed's ``arch_setting``: one list entry per stage for the per-stage keys."""
+
+    num_blocks: list[IntRange] = Field(min_length=1, description="per stage [min, max, step]")
+    kernel_size: list[KernelRange] = Field(min_length=1, description="per stage [min, max, step]")
+    num_out_channels: list[IntRange] = Field(
+        min_length=1, description="per stage [min, max, step]"
+    )
+    expand_ratio: list[ExpandTable] = Field(
+        min_length=1,
+        description="per stage {num_blocks: ratio} (CompOFA: the ratio follows the depth)",
+    )
+    stride: list[Annotated[int, Field(ge=1, le=2)]] = Field(
+        min_length=1, description="per stage, fixed: 1 or 2"
+    )
+    first_num_out_channels: IntRange = Field(description="[min, max, step] of the stem conv")
+    last_num_out_channels: IntRange = Field(description="[min, max, step] of the last 1x1 conv")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _broadcast_expand_table(cls, data: Any) -> Any:
+        # One {num_blocks: ratio} table may be given for all stages (the seed's own example).
+        if isinstance(data, dict):
+            for key in ("expand_ratio", "expandRatio"):
+                table = data.get(key)
+                if isinstance(table, dict):
+                    stages = len(data.get("num_blocks", data.get("numBlocks", [])) or [])
+                    data = {**data, key: [table] * max(stages, 1)}
+        return data
+
+    @model_validator(mode="after")
+    def _check_consistency(self) -> ArchSetting:
+        n = len(self.num_blocks)
+        for name in ("kernel_size", "num_out_channels", "expand_ratio", "stride"):
+            got = len(getattr(self, name))
+            if got != n:
+                raise ValueError(
+                    f"{name} has {got} entries but num_blocks has {n}: every per-stage key "
+                    f"needs one entry per stage"
+                )
+        for i, (depths, table) in enumerate(zip(self.num_blocks, self.expand_ratio, strict=True)):
+            missing = [d for d in range_values(depths) if d not in table]
+            if missing:
+                raise ValueError(
+                    f"expand_ratio[{i}] has no ratio for num_blocks {missing} (stage {i} "
+                    f"allows num_blocks {range_values(depths)}; the table has {sorted(table)})"
+                )
+        return self
+
+    @property
+    def num_stages(self) -> int:
+        return len(self.num_blocks)
+
+
+class StageArch(SpecModel):
+    """One stage of a concrete subnet."""
+
+    num_blocks: int = Field(ge=1)
+    kernel_size: int = Field(ge=1)
+    expand_ratio: float = Field(gt=0)
+    num_out_channels: int = Field(ge=1)
+
+
+class Arch(SpecModel):
+    """One subnet: a concrete value for every dimension of a :class:`SearchSpace`.
+
+    Its YAML form (``fix_subnets/trial_N.yaml``) is documented in README "Architecture files".
+    """
+
+    resolution: tuple[int, int]
+    first_num_out_channels: int = Field(ge=1)
+    last_num_out_channels: int = Field(ge=1)
+    stages: list[StageArch] = Field(min_length=1)
+
+    def to_yaml_dict(self) -> dict[str, Any]:
+        """The seed-vocabulary (snake_case) dict written to ``fix_subnets/trial_N.yaml``."""
+        data = self.model_dump(mode="json", by_alias=False)
+        data["resolution"] = list(self.resolution)
+        for stage in data["stages"]:
+            ratio = stage["expand_ratio"]
+            if float(ratio).is_integer():
+                stage["expand_ratio"] = int(ratio)
+        return data
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.to_yaml_dict(), sort_keys=False, default_flow_style=None)
+
+    def summary(self) -> str:
+        """A short one-line summary, e.g. for Kubernetes status: ``224x224 s32 d1-2-3 ... l1280``."""
+        h, w = self.resolution
+        depths = "".join(str(s.num_blocks) for s in self.stages)
+        kernels = "".join(str(s.kernel_size) for s in self.stages)
+        widths = "-".join(str(s.num_out_channels) for s in self.stages)
+        return (
+            f"{h}x{w} f{self.first_num_out_channels} d{depths} k{kernels} w{widths} "
+            f"l{self.last_num_out_channels}"
+        )
+
+    def key(self) -> str:
+        """A stable identity for caches and de-duplication."""
+        return self.model_dump_json(by_alias=False)
+
+
+def load_arch(path: str | Path) -> Arch:
+    """Read an arch YAML (``fix_subnets/trial_N.yaml``); errors name the file and the field."""
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise SpecError(f"arch file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    if isinstance(data, dict) and "arch" in data and "stages" not in data:
+        data = data["arch"]  # an arch embedded in a larger document (e.g. a trial record)
+    return parse_model(Arch, data, source=str(path))
+
+
+def save_arch(arch: Arch, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp.write_text(arch.to_yaml())
+    tmp.replace(path)
+    return path
+
+
+class SearchSpace(SpecModel):
+    """``arch_setting`` + ``input_resizer_cfg``: everything that defines the candidate subnets."""
+
+    arch_setting: ArchSetting
+    input_resizer_cfg: Annotated[
+        list[tuple[int, int]],
+        BeforeValidator(_resolution_list),
+        AfterValidator(_check_resolutions),
+    ] = Field(description="list of [height, width] input resolutions")
+
+    # ---- the two extremes and random members ---------------------------------------------
+    def _stage(self, i: int, depth: int, kernel: int, width: int) -> StageArch:
+        ratio = self.arch_setting.expand_ratio[i][depth]
+        return StageArch(
+            num_blocks=depth, kernel_size=kernel, expand_ratio=ratio, num_out_channels=width
+        )
+
+    def _resolutions_by_area(self) -> list[tuple[int, int]]:
+        return sorted(self.input_resizer_cfg, key=lambda hw: (hw[0] * hw[1], hw))
+
+    def max(self) -> Arch:
+        """The largest subnet: every dimension at its maximum."""
+        s = self.arch_setting
+        return Arch(
+            resolution=self._resolutions_by_area()[-1],
+            first_num_out_channels=s.first_num_out_channels[1],
+            last_num_out_channels=s.last_num_out_channels[1],
+            stages=[
+                self._stage(i, s.num_blocks[i][1], s.kernel_size[i][1], s.num_out_channels[i][1])
+                for i in range(s.num_stages)
+            ],
+        )
+
+    def min(self) -> Arch:
+        """The smallest subnet: every dimension at its minimum."""
+        s = self.arch_setting
+        return Arch(
+            resolution=self._resolutions_by_area()[0],
+            first_num_out_channels=s.first_num_out_channels[0],
+            last_num_out_channels=s.last_num_out_channels[0],
+            stages=[
+                self._stage(i, s.num_blocks[i][0], s.kernel_size[i][0], s.num_out_channels[i][0])
+                for i in range(s.num_stages)
+            ],
+        )
+
+    def sample(self, rng: random.Random) -> Arch:
+        """A uniformly random subnet (each dimension independently; the expand ratio follows
+        the sampled depth through the CompOFA table)."""
+        s = self.arch_setting
+        return Arch(
+            resolution=rng.choice(self.input_resizer_cfg),
+            first_num_out_channels=rng.choice(range_values(s.first_num_out_channels)),
+            last_num_out_channels=rng.choice(range_values(s.last_num_out_channels)),
+            stages=[
+                self._stage(
+                    i,
+                    rng.choice(range_values(s.num_blocks[i])),
+                    rng.choice(range_values(s.kernel_size[i])),
+                    rng.choice(range_values(s.num_out_channels[i])),
+                )
+                for i in range(s.num_stages)
+            ],
+        )
+
+    # ---- membership ----------------------------------------------------------------------
+    def violations(self, arch: Arch) -> Iterator[tuple[str, str]]:
+        """Every (dimension, reason) for which ``arch`` is outside this space."""
+        s = self.arch_setting
+        if tuple(arch.resolution) not in {tuple(r) for r in self.input_resizer_cfg}:
+            yield (
+                "resolution",
+                f"{list(arch.resolution)} is not one of input_resizer_cfg "
+                f"{[list(r) for r in self.input_resizer_cfg]}",
+            )
+        for name in ("first_num_out_channels", "last_num_out_channels"):
+            allowed = range_values(getattr(s, name))
+            if getattr(arch, name) not in allowed:
+                yield name, f"{getattr(arch, name)} is not in {_fmt_values(allowed)}"
+        if len(arch.stages) != s.num_stages:
+            yield "stages", f"the arch has {len(arch.stages)} stages, the space {s.num_stages}"
+            return
+        for i, stage in enumerate(arch.stages):
+            for name in ("num_blocks", "kernel_size", "num_out_channels"):
+                allowed = range_values(getattr(s, name)[i])
+                value = getattr(stage, name)
+                if value not in allowed:
+                    yield f"stages[{i}].{name}", f"{value} is not in {_fmt_values(allowed)}"
+            table = s.expand_ratio[i]
+            expected = table.get(stage.num_blocks)
+            if expected is not None and not math.isclose(stage.expand_ratio, expected):
+                yield (
+                    f"stages[{i}].expand_ratio",
+                    f"{stage.expand_ratio} does not match the CompOFA table: num_blocks="
+                    f"{stage.num_blocks} requires expand_ratio {expected} (table {table})",
+                )
+
+    def contains(self, arch: Arch) -> bool:
+        return next(self.violations(arch), None) is None
+
+    def why_not(self, arch: Arch) -> str | None:
+        """The first reason ``arch`` is outside this space, or None when it is inside."""
+        first = next(self.violations(arch), None)
+        return None if first is None else f"{first[0]}: {first[1]}"
+
+    def check(self, arch: Arch) -> Arch:
+        """Return ``arch`` or raise :class:`ArchError` naming the first offending dimension."""
+        first = next(self.violations(arch), None)
+        if first is not None:
+            raise ArchError(first[1] + " (the arch is outside the search space)", first[0])
+        return arch
+
+    # ---- size ------------------------------------------------------------------------------
+    def size(self, *, free_expand_ratio: bool = False) -> int:
+        """Number of distinct subnets. With ``free_expand_ratio`` each stage may take any ratio
+        of its table at any depth (no CompOFA coupling): the space CompOFA shrinks."""
+        s = self.arch_setting
+        total = len(self.input_resizer_cfg)
+        total *= len(range_values(s.first_num_out_channels))
+        total *= len(range_values(s.last_num_out_channels))
+        for i in range(s.num_stages):
+            per_stage = len(range_values(s.num_blocks[i]))
+            per_stage *= len(range_values(s.kernel_size[i]))
+            per_stage *= len(range_values(s.num_out_channels[i]))
+            if free_expand_ratio:
+                per_stage *= len(set(s.expand_ratio[i].values()))
+            total *= per_stage
+        return total
+
+    def iter_choices(self) -> Iterable[tuple[str, list[Any]]]:
+        """Every searchable dimension and its choices, in a fixed order (the expand ratio is not
+        one: it is derived from the depth). Used by samplers that need a flat space."""
+        s = self.arch_setting
+        yield "resolution", [tuple(r) for r in self.input_resizer_cfg]
+        yield "first_num_out_channels", range_values(s.first_num_out_channels)
+        yield "last_num_out_channels", range_values(s.last_num_out_channels)
+        for i in range(s.num_stages):
+            yield f"stages[{i}].num_blocks", range_values(s.num_blocks[i])
+            yield f"stages[{i}].kernel_size", range_values(s.kernel_size[i])
+            yield f"stages[{i}].num_out_channels", range_values(s.num_out_channels[i])
+
+    def arch_from_choices(self, choices: dict[str, Any]) -> Arch:
+        """Inverse of :meth:`iter_choices`: build the arch (ratios from the CompOFA table)."""
+        s = self.arch_setting
+        stages = []
+        for i in range(s.num_stages):
+            stages.append(
+                self._stage(
+                    i,
+                    int(choices[f"stages[{i}].num_blocks"]),
+                    int(choices[f"stages[{i}].kernel_size"]),
+                    int(choices[f"stages[{i}].num_out_channels"]),
+                )
+            )
+        return self.check(
+            Arch(
+                resolution=tuple(choices["resolution"]),
+                first_num_out_channels=int(choices["first_num_out_channels"]),
+                last_num_out_channels=int(choices["last_num_out_channels"]),
+                stages=stages,
+            )
+        )
+
+    def max_resolution(self) -> tuple[int, int]:
+        return self._resolutions_by_area()[-1]
+
+
+def _fmt_values(values: Sequence[int]) -> str:
+    if len(values) > 8:
+        return f"[{values[0]}, {values[1]}, ..., {values[-1]}] (step {values[1] - values[0]})"
+    return str(list(values))
+
+
+def format_validation_error(exc: ValidationError, source: str | None = None) -> str:
+    """One line per problem, each naming the dotted field path and what is allowed."""
+    lines = []
+    for err in exc.errors():
+        loc = _dotted(err["loc"])
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown field (check the spelling; see the spec reference in the README)"
+        lines.append(f"{loc}: {msg}" if loc else msg)
+    head = f"{source}: invalid spec" if source else "invalid spec"
+    return head + ":\n  " + "\n  ".join(lines)
+
+
+def _dotted(loc: Sequence[int | str]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def parse_model(model: type[ModelT], data: Any, source: str | None = None) -> ModelT:
+    """Validate ``data`` into ``model``; a failure becomes a :class:`SpecError` listing fields."""
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        error = SpecError(format_validation_error(exc, source))
+        error.field = _dotted(exc.errors()[0]["loc"]) if exc.errors() else None
+        raise error from None

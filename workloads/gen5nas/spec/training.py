@@ -1,0 +1,72 @@
+"""SupernetTraining: the spec of the supernet training step (BigNAS sandwich rule)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+from pydantic import Field
+
+from gen5nas.spec.common import DatasetSpec, RuntimeSpec, SpaceSpec, Task
+from gen5nas.spec.space import SpecModel
+
+KIND = "SupernetTraining"
+
+
+class Activation(StrEnum):
+    relu6 = "relu6"
+    relu = "relu"
+    hswish = "hswish"
+    silu = "silu"
+
+
+class ModelSpec(SpecModel):
+    num_classes: int | None = Field(default=None, ge=1, description="default: from the dataset")
+    activation: Activation = Activation.relu6
+    dropout: float = Field(default=0.2, ge=0.0, lt=1.0, description="max subnet only")
+
+
+class OptimizerSpec(SpecModel):
+    """Defaults follow AttentiveNAS/mmrazor BigNAS recipes (SGD Nesterov, lr 0.8 per 2048
+    images scaled linearly, wd 1e-5 without BN/bias, label smoothing 0.1, clip 1.0)."""
+
+    lr: float | None = Field(default=None, gt=0, description="default: 0.1 x batch/256")
+    momentum: float = Field(default=0.9, ge=0, lt=1)
+    nesterov: bool = True
+    weight_decay: float = Field(default=1e-5, ge=0)
+    no_decay_bn_bias: bool = True
+    grad_clip_norm: float | None = Field(default=1.0, gt=0)
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1)
+
+
+class ScheduleSpec(SpecModel):
+    epochs: int = Field(default=360, ge=1)
+    warmup_epochs: float = Field(default=5, ge=0)
+    min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="cosine floor, x lr")
+    num_random_subnets: int = Field(default=2, ge=0, description="BigNAS: 2 (sandwich of 4)")
+    val_interval_epochs: int = Field(default=1, ge=1)
+    max_iters_per_epoch: int | None = Field(default=None, ge=1, description="for smoke runs")
+
+
+class DistillationSpec(SpecModel):
+    enabled: bool = True
+    temperature: float = Field(default=1.0, gt=0)
+
+
+class CheckpointSpec(SpecModel):
+    interval_epochs: int = Field(default=1, ge=1)
+    keep_last: int = Field(default=3, ge=1, description="epoch_N.pth files kept (best is kept)")
+
+
+class SupernetTrainingSpec(SpecModel):
+    task: Task = Task.classification
+    search_space: SpaceSpec
+    dataset: DatasetSpec
+    model: ModelSpec = Field(default_factory=ModelSpec)
+    optimizer: OptimizerSpec = Field(default_factory=OptimizerSpec)
+    schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
+    distillation: DistillationSpec = Field(default_factory=DistillationSpec)
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+    bn_calibration_batches: int = Field(default=64, ge=1, description="before each validation")
+    seed: int = 0
+    deterministic: bool = False
+    runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
