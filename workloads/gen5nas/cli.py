@@ -63,7 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"gen5nas {args.step}: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"gen5nas {args.step}: interrupted; rerun the same command to resume", file=sys.stderr)
+        print(
+            f"gen5nas {args.step}: interrupted; rerun the same command to resume", file=sys.stderr
+        )
         return 130
 
 

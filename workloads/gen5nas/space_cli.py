@@ -16,8 +16,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         description="Print a search space's size (with the CompOFA expand table and with free "
         "expand ratios) and its max, min and random subnets as fix_subnets YAML.",
     )
-    p.add_argument("space", nargs="?", default="mobilenetv2_sample1",
-                   help=f"a shipped space {named_spaces()} or a YAML file")
+    p.add_argument(
+        "space",
+        nargs="?",
+        default="mobilenetv2_sample1",
+        help=f"a shipped space {named_spaces()} or a YAML file",
+    )
     p.add_argument("--sample", type=int, default=0, metavar="N", help="print N random subnets")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_run)

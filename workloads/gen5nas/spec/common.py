@@ -44,9 +44,7 @@ class SpaceSpec(SpecModel):
         if self.name and inline:
             raise ValueError("give either name or archSetting+inputResizerCfg, not both")
         if not self.name and not (self.arch_setting and self.input_resizer_cfg):
-            raise ValueError(
-                "give name (a shipped space) or both archSetting and inputResizerCfg"
-            )
+            raise ValueError("give name (a shipped space) or both archSetting and inputResizerCfg")
         return self
 
     def resolve(self) -> SearchSpace:
@@ -112,7 +110,9 @@ class RuntimeSpec(SpecModel):
     tolerations: list[Toleration] = Field(default_factory=list)
     dataset_pvc: str | None = Field(default=None, description="PVC with the dataset (read-only)")
     dataset_mount_path: str = "/data"
-    results_pvc: str | None = Field(default=None, description="PVC for results (default: operator setting)")
+    results_pvc: str | None = Field(
+        default=None, description="PVC for results (default: operator setting)"
+    )
     results_mount_path: str = "/results"
     service_account_name: str | None = None
 

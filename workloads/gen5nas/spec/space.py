@@ -111,9 +111,7 @@ class ArchSetting(SpecModel):
 
     num_blocks: list[IntRange] = Field(min_length=1, description="per stage [min, max, step]")
     kernel_size: list[KernelRange] = Field(min_length=1, description="per stage [min, max, step]")
-    num_out_channels: list[IntRange] = Field(
-        min_length=1, description="per stage [min, max, step]"
-    )
+    num_out_channels: list[IntRange] = Field(min_length=1, description="per stage [min, max, step]")
     expand_ratio: list[ExpandTable] = Field(
         min_length=1,
         description="per stage {num_blocks: ratio} (CompOFA: the ratio follows the depth)",

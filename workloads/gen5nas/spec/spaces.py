@@ -16,7 +16,9 @@ DEFAULT_SPACE = "mobilenetv2_sample1"
 
 def named_spaces() -> list[str]:
     folder = resources.files("gen5nas") / "spaces"
-    return sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+    return sorted(
+        p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml")
+    )
 
 
 @cache
