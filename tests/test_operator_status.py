@@ -1,0 +1,146 @@
+"""Status from child Jobs and from an Optuna study: pure functions."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+from gen5nas.spec.search import NASSearchSpec
+from gen5nas.spec.space import parse_model
+from gen5nas_operator import status as s
+from gen5nas_operator.settings import Settings
+from optuna.trial import TrialState, create_trial
+
+
+def _job(**st: object) -> dict:
+    return {"status": st}
+
+
+def test_job_state_phases() -> None:
+    assert s.job_state(None).phase == s.PENDING
+    assert s.job_state(_job(active=2, ready=0)).phase == s.PENDING
+    assert s.job_state(_job(active=2, ready=1)).phase == s.RUNNING
+    assert s.job_state(_job(active=1)).phase == s.RUNNING  # clusters without `ready`
+    done = _job(conditions=[{"type": "Complete", "status": "True"}], completionTime="t")
+    assert s.job_state(done).phase == s.SUCCEEDED and s.job_state(done).completion_time == "t"
+    failed = s.job_state(_job(conditions=[
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "boom"}
+    ]))  # fmt: skip
+    assert (failed.phase, failed.reason, failed.message) == (
+        s.FAILED,
+        "BackoffLimitExceeded",
+        "boom",
+    )
+    pj = {"status": {"conditions": [{"type": "Created", "status": "True"},
+                                    {"type": "Running", "status": "True"}]}}  # fmt: skip
+    assert s.pytorchjob_state(pj).phase == s.RUNNING
+
+
+def test_conditions_keep_transition_time_until_status_flips() -> None:
+    c1 = s.set_condition([], "Ready", True, "A", now="t1")
+    c2 = s.set_condition(c1, "Ready", True, "B", now="t2")
+    assert c2[0]["lastTransitionTime"] == "t1" and c2[0]["reason"] == "B"
+    c3 = s.set_condition(c2, "Ready", False, "C", now="t3")
+    assert c3[0]["lastTransitionTime"] == "t3" and c3[0]["status"] == "False"
+
+
+def test_invalid_spec_condition() -> None:
+    st = s.invalid_spec(None, "spec.dataset.kind: bad", generation=3)
+    ready = {c["type"]: c for c in st["conditions"]}["Ready"]
+    assert st["phase"] == s.FAILED and ready["status"] == "False"
+    assert ready["reason"] == "InvalidSpec" and "dataset.kind" in ready["message"]
+    assert st["observedGeneration"] == 3
+
+
+def _spec(**extra: object) -> NASSearchSpec:
+    return parse_model(
+        NASSearchSpec, {"checkpoint": "/c", "dataset": {"kind": "digits"}, "maxTrials": 10, **extra},
+        source="t",
+    )  # fmt: skip
+
+
+def _trial(
+    acc: float, lat: float, state: TrialState = TrialState.COMPLETE
+) -> optuna.trial.FrozenTrial:
+    values = [acc, lat] if state == TrialState.COMPLETE else None
+    return create_trial(
+        state=state, values=values,
+        user_attrs={"accuracy_top1": acc, "latency_ms": lat, "energy_mj": 3 * lat, "arch": f"a{acc}"},
+    )  # fmt: skip
+
+
+def _numbered(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
+    for i, t in enumerate(trials):
+        t.number = i
+    return trials
+
+
+def test_study_status_counts_and_front() -> None:
+    trials = _numbered([
+        _trial(70, 2.0), _trial(60, 1.0), _trial(65, 3.0), _trial(80, 4.0),
+        _trial(0, 0, TrialState.RUNNING), _trial(0, 0, TrialState.FAIL),
+    ])  # fmt: skip
+    st = s.study_status(trials, _spec(), top=10)
+    assert st["trials"] == {
+        "complete": 4, "running": 1, "failed": 1, "pruned": 0, "waiting": 0, "total": 6, "target": 10,
+    }  # fmt: skip
+    assert st["progress"] == "5/10"
+    front = st["front"]
+    assert [e["trial"] for e in front["top"]] == [1, 0, 3]  # by cost; trial 2 is dominated
+    assert front["size"] == 3 and front["bestAccuracy"] == 80 and front["lowestCost"] == 1.0
+    assert front["top"][0]["arch"] == "a60"
+    json.dumps(st)  # status must be JSON
+
+
+def test_front_cap_keeps_both_ends_and_constraints_filter() -> None:
+    trials = _numbered([_trial(50 + i, 1.0 + i) for i in range(20)])
+    st = s.study_status(trials, _spec(), top=Settings().front_top // 2)
+    top = [e["trial"] for e in st["front"]["top"]]
+    assert len(top) == 5 and top[0] == 0 and top[-1] == 19 and st["front"]["size"] == 20
+    capped = s.study_status(trials, _spec(constraints={"maxLatencyMs": 5.5}), top=10)
+    assert capped["front"]["size"] == 5 and capped["front"]["bestAccuracy"] == 54
+    energy = s.study_status(trials, _spec(costKey="energy"), top=10)
+    assert energy["front"]["lowestCost"] == 3.0 and energy["front"]["costKey"].startswith("energy")
+
+
+def test_export_report_from_the_onnx_card() -> None:
+    card = {
+        "format": "gen5nas.onnx-card/v1",
+        "onnx": {"path": "/results/ns/sx/model.onnx", "sha256": "ab" * 32, "bytes": 123,
+                 "parity": {"max_abs_diff": 2e-6, "tolerance": 1e-4}},
+        "cost": {"latency_ms": 1.5, "energy_mj": 3.0, "profile": "rcar-gen5-npu"},
+        "arch_summary": "32x32 f16",
+    }  # fmt: skip
+    out = s.export_report(json.dumps(card))
+    assert out is not None
+    assert out["onnx"] == {
+        "path": "/results/ns/sx/model.onnx",
+        "sha256": "ab" * 32,
+        "sizeBytes": 123,
+    }
+    assert out["parity"] == {"passed": True, "maxAbsDiff": 2e-6}
+    assert out["cost"]["latencyMs"] == 1.5 and out["arch"] == "32x32 f16"
+    assert s.export_report("Traceback: boom") is None and s.export_report(None) is None
+
+
+def test_termination_message_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from gen5nas_operator import termination
+
+    card = {
+        "onnx": {"file": "subnet.onnx", "sha256": "cd" * 32, "bytes": 99, "opset": 17,
+                 "inputs": [{"name": "x", "shape": [1, 3, 32, 32]}] * 50,
+                 "parity": {"max_abs_diff": 0.5, "tolerance": 1e-4}},
+        "cost": {"latency_ms": 2.0, "profile": "cpu-ort", "layers": list(range(2000))},
+        "arch": {"stages": list(range(500))}, "arch_summary": "32x32 f8",
+    }  # fmt: skip
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "subnet.card.json").write_text(json.dumps(card))
+    msg = tmp_path / "termination-log"
+    assert termination.main([str(tmp_path), str(msg)]) == 0
+    assert len(msg.read_text()) < 4096  # the kubelet's cap
+    out = s.export_report(msg.read_text())
+    assert out is not None
+    assert out["onnx"]["path"] == str(tmp_path / "out" / "subnet.onnx")
+    assert out["parity"] == {"passed": False, "maxAbsDiff": 0.5}  # the check failed
+    assert out["cost"] == {"latencyMs": 2.0, "profile": "cpu-ort"}
+    assert termination.main([str(tmp_path / "out" / "none"), str(msg)]) == 1
