@@ -1,0 +1,173 @@
+"""The gRPC server on loopback: every port answers, health, reflection, bad input, shutdown."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+
+import grpc
+import onnx
+import pytest
+import yaml
+from estimator_helpers import ServerProcess
+from gen5nas.estimator._proto import estimator_pb2 as pb
+from gen5nas.estimator._proto import estimator_pb2_grpc as pb_grpc
+from gen5nas.estimator.profiles import ProfileRegistry
+from gen5nas.estimator.server import SERVICE_NAME, start_server
+from gen5nas.estimator.synthetic import convnet
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
+MODEL = convnet(resolution=32, channels=(8, 16))
+
+
+@pytest.fixture(scope="module")
+def server():
+    # Models above 64 KiB are refused, so the size check can be tested with a small model.
+    handle = start_server([0, 0, 0], max_model_mb=64 / 1024)
+    yield handle
+    handle.stop(grace=1)
+
+
+def _stub(port: int) -> tuple[grpc.Channel, pb_grpc.EstimatorStub]:
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    return channel, pb_grpc.EstimatorStub(channel)
+
+
+def test_every_port_answers(server) -> None:
+    assert len(set(server.ports)) == 3
+    latencies = set()
+    for port in server.ports:
+        channel, stub = _stub(port)
+        with channel:
+            resp = stub.Estimate(pb.EstimateRequest(onnx=MODEL, profile="edge-npu"), timeout=30)
+            hw = stub.ListHardware(pb.ListHardwareRequest(), timeout=30)
+        latencies.add(resp.latency_ms)
+        assert resp.backend == "analytical" and resp.profile == "edge-npu"
+        assert resp.HasField("energy_mj") and resp.energy_mj > 0
+        assert resp.estimator_version.startswith("gen5nas-estimator/")
+        assert any(x.op_type == "Conv" and x.macs > 0 for x in resp.layers)
+        assert {p.name for p in hw.profiles} >= {"rcar-gen5-npu", "edge-npu", "cpu-ort"}
+        rcar = next(p for p in hw.profiles if p.name == "rcar-gen5-npu")
+        assert rcar.parameters["mac_units"] > 0 and "TOPS" in rcar.sources["mac_units"]
+    assert len(latencies) == 1  # one process, one model: the same answer on every port
+
+
+def test_metrics_and_omit_layers(server) -> None:
+    channel, stub = _stub(server.ports[0])
+    with channel:
+        req = pb.EstimateRequest(onnx=MODEL, metrics=[pb.METRIC_LATENCY], omit_layers=True)
+        resp = stub.Estimate(req, timeout=30)
+    assert resp.HasField("latency_ms") and not resp.HasField("energy_mj")
+    assert len(resp.layers) == 0 and resp.profile == "rcar-gen5-npu"
+
+
+def test_health_and_reflection(server) -> None:
+    channel = grpc.insecure_channel(f"127.0.0.1:{server.ports[1]}")
+    with channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        for name in ("", SERVICE_NAME, "analytical", "onnxruntime"):
+            resp = health.Check(health_pb2.HealthCheckRequest(service=name), timeout=10)
+            assert resp.status == health_pb2.HealthCheckResponse.SERVING, name
+        with pytest.raises(grpc.RpcError) as err:
+            health.Check(health_pb2.HealthCheckRequest(service="nope"), timeout=10)
+        assert err.value.code() == grpc.StatusCode.NOT_FOUND
+        services = ProtoReflectionDescriptorDatabase(channel).get_services()
+        assert SERVICE_NAME in services and "grpc.health.v1.Health" in services
+
+
+def _symbolic_model() -> bytes:
+    model = onnx.load_from_string(convnet(resolution=16, channels=(8, 8)))
+    model.graph.input[0].type.tensor_type.shape.dim[2].dim_param = "height"
+    return model.SerializeToString()
+
+
+BAD_REQUESTS = [
+    ("malformed", pb.EstimateRequest(onnx=b"\x08\x07garbage, not protobuf \xff\xfe"),
+     grpc.StatusCode.INVALID_ARGUMENT, "ONNX"),
+    ("empty", pb.EstimateRequest(), grpc.StatusCode.INVALID_ARGUMENT, "empty"),
+    ("unknown profile", pb.EstimateRequest(onnx=MODEL, profile="gen9-npu"),
+     grpc.StatusCode.NOT_FOUND, "rcar-gen5-npu"),
+    ("too large", pb.EstimateRequest(onnx=convnet(resolution=32, channels=(32, 64, 96))),
+     grpc.StatusCode.RESOURCE_EXHAUSTED, "--max-model-mb"),
+    ("symbolic shape", pb.EstimateRequest(onnx=_symbolic_model()),
+     grpc.StatusCode.INVALID_ARGUMENT, "input_shapes"),
+    ("zero hw value", pb.EstimateRequest(onnx=MODEL, hw_config={"clock_ghz": 0}),
+     grpc.StatusCode.INVALID_ARGUMENT, "hw_config.clock_ghz"),
+    ("negative hw value", pb.EstimateRequest(onnx=MODEL, hw_config={"sram_kib": -4}),
+     grpc.StatusCode.INVALID_ARGUMENT, "positive"),
+    ("unknown hw key", pb.EstimateRequest(onnx=MODEL, hw_config={"tops": 10}),
+     grpc.StatusCode.INVALID_ARGUMENT, "allowed"),
+    ("unknown backend", pb.EstimateRequest(onnx=MODEL, profile="edge-npu", backend="onnxruntime"),
+     grpc.StatusCode.INVALID_ARGUMENT, "analytical"),
+    ("unknown space", pb.EstimateRequest(arch=pb.ArchRef(space="../../etc", arch_yaml="a: 1")),
+     grpc.StatusCode.NOT_FOUND, "mobilenetv2_sample1"),
+]  # fmt: skip
+
+
+def test_bad_input_gets_an_actionable_error_and_the_server_keeps_serving(server) -> None:
+    assert len(MODEL) < 64 * 1024 < len(BAD_REQUESTS[3][1].onnx)
+    channel, stub = _stub(server.ports[2])
+    with channel:
+        for label, request, code, text in BAD_REQUESTS:
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Estimate(request, timeout=30)
+            assert err.value.code() == code, f"{label}: {err.value.details()}"
+            assert text in err.value.details(), f"{label}: {err.value.details()}"
+        # With the shape given, the symbolic model is fine; and a good request still works.
+        req = pb.EstimateRequest(onnx=_symbolic_model())
+        req.input_shapes.add(name="input", dims=[1, 3, 16, 16])
+        assert stub.Estimate(req, timeout=30).latency_ms > 0
+        assert stub.Estimate(pb.EstimateRequest(onnx=MODEL), timeout=30).latency_ms > 0
+
+
+def test_measured_backend_through_grpc(server) -> None:
+    channel, stub = _stub(server.ports[0])
+    with channel:
+        resp = stub.Estimate(pb.EstimateRequest(onnx=MODEL, profile="cpu-ort"), timeout=60)
+    assert resp.backend == "onnxruntime" and resp.latency_ms > 0 and resp.energy_mj > 0
+    assert any("median" in n for n in resp.notes)
+    assert resp.layers and all(x.latency_ms >= 0 for x in resp.layers)
+
+
+def test_graceful_shutdown_drains_in_flight_requests(tmp_path) -> None:
+    # A measured profile that takes a while per request, so one is in flight when stop begins.
+    slow = ProfileRegistry().get("cpu-ort").to_yaml_dict()
+    slow["name"] = "slow-cpu"
+    slow["measured"] = {"warmup": 1, "repeats": 400, "threads": 1}
+    (tmp_path / "slow.yaml").write_text(yaml.safe_dump(slow))
+    handle = start_server(0, tmp_path)
+    channel, stub = _stub(handle.ports[0])
+    health = health_pb2_grpc.HealthStub(channel)
+    result: dict[str, object] = {}
+
+    def slow_request() -> None:
+        req = pb.EstimateRequest(onnx=convnet(resolution=64), profile="slow-cpu", omit_layers=True)
+        result["resp"] = stub.Estimate(req, timeout=120)
+
+    worker = threading.Thread(target=slow_request)
+    worker.start()
+    time.sleep(0.3)
+    stopper = threading.Thread(target=handle.stop, kwargs={"grace": 60, "drain_delay": 1.0})
+    stopper.start()
+    time.sleep(0.3)  # inside the drain delay: still accepting, but reporting NOT_SERVING
+    status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
+    assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+    worker.join(120)
+    stopper.join(120)
+    channel.close()
+    assert result["resp"].latency_ms > 0  # type: ignore[attr-defined]
+
+
+def test_cli_server_multi_port_and_sigterm() -> None:
+    with ServerProcess(2) as srv:
+        assert len(srv.ports) == 2
+        for port in srv.ports:
+            channel, stub = _stub(port)
+            with channel:
+                assert stub.Estimate(pb.EstimateRequest(onnx=MODEL), timeout=30).latency_ms > 0
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(timeout=30) == 0

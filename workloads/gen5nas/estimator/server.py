@@ -1,0 +1,142 @@
+"""The estimator's gRPC server: one process, one thread pool, any number of ports.
+
+Besides the ``gen5nas.ppa.v1.Estimator`` service it serves ``grpc.health.v1.Health`` (the
+overall status "", the service name, and one entry per backend: "analytical", "onnxruntime") and
+server reflection, so ``grpcurl`` and Kubernetes gRPC probes work. Stopping is graceful: every
+health entry turns NOT_SERVING first (probes and load balancers stop sending), then in-flight
+requests drain for ``grace`` seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import logging
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent import futures
+from pathlib import Path
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from gen5nas.errors import Gen5NasError
+from gen5nas.estimator._proto import estimator_pb2 as pb
+from gen5nas.estimator._proto import estimator_pb2_grpc as pb_grpc
+from gen5nas.estimator.engine import EstimatorEngine
+from gen5nas.estimator.profiles import ProfileRegistry
+from gen5nas.estimator.service import EstimatorServicer
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = pb.DESCRIPTOR.services_by_name["Estimator"].full_name
+BACKEND_HEALTH_NAMES = ("analytical", "onnxruntime")
+
+
+class EstimatorServer:
+    """A running server: ``.ports`` (bound, in the order asked), ``.stop(grace)``, ``.wait()``."""
+
+    def __init__(
+        self,
+        server: grpc.Server,
+        ports: list[int],
+        host: str,
+        servicer: EstimatorServicer,
+        health_servicer: health.HealthServicer,
+    ) -> None:
+        self._server = server
+        self.ports = ports
+        self.host = host
+        self.servicer = servicer
+        self.health = health_servicer
+        self._stopped = threading.Event()
+
+    @property
+    def addresses(self) -> list[str]:
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "[::]", "::") else self.host
+        return [f"{host}:{p}" for p in self.ports]
+
+    def stop(self, grace: float | None = 5.0, drain_delay: float = 0.0) -> None:
+        """Health NOT_SERVING, wait ``drain_delay`` (time for probes to notice), then stop
+        accepting and let in-flight requests finish within ``grace`` seconds."""
+        if self._stopped.is_set():
+            return
+        self.health.enter_graceful_shutdown()
+        if drain_delay > 0:
+            time.sleep(drain_delay)
+        self._server.stop(grace).wait()
+        self._stopped.set()
+
+    def wait(self, timeout: float | None = None) -> bool:
+        return self._server.wait_for_termination(timeout)
+
+
+def start_server(
+    ports: Sequence[int] | int = 0,
+    profiles_dir: str | Path | Iterable[str | Path] | None = None,
+    *,
+    host: str = "127.0.0.1",
+    max_workers: int = 8,
+    max_concurrent_rpcs: int | None = None,
+    max_model_mb: float = 256,
+    engine: EstimatorEngine | None = None,
+) -> EstimatorServer:
+    """Start an estimator listening on every port of ``ports`` (0 = a free one) on ``host``.
+
+    ``max_concurrent_rpcs`` bounds the requests in progress (others get RESOURCE_EXHAUSTED, and
+    the client tries another endpoint); ``max_model_mb`` bounds a model's size."""
+    port_list = [ports] if isinstance(ports, int) else list(ports)
+    if not port_list:
+        port_list = [0]
+    if profiles_dir is None:
+        dirs: list[str | Path] = []
+    elif isinstance(profiles_dir, str | Path):
+        dirs = [profiles_dir]
+    else:
+        dirs = list(profiles_dir)
+    max_model_bytes = int(max_model_mb * 2**20)
+    engine = engine or EstimatorEngine(ProfileRegistry(dirs), max_model_bytes=max_model_bytes)
+    # gRPC's own limit sits above the model limit so that an oversized model gets our message
+    # (which names the limit and the flag) rather than a bare transport error.
+    message_limit = engine.max_model_bytes + 4 * 2**20
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="estimator"),
+        options=[
+            ("grpc.max_receive_message_length", message_limit),
+            ("grpc.max_send_message_length", 256 * 2**20),
+            ("grpc.so_reuseport", 0),  # a port given twice must fail, not be shared silently
+        ],
+        maximum_concurrent_rpcs=max_concurrent_rpcs,
+    )
+    servicer = EstimatorServicer(engine)
+    pb_grpc.add_EstimatorServicer_to_server(servicer, server)
+    health_servicer = health.HealthServicer(experimental_non_blocking=True)
+    health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
+    reflection.enable_server_reflection(
+        (SERVICE_NAME, health.SERVICE_NAME, reflection.SERVICE_NAME), server
+    )
+    bound: list[int] = []
+    for port in port_list:
+        try:
+            got = server.add_insecure_port(f"{host}:{port}")
+        except RuntimeError as exc:
+            got = 0
+            log.debug("bind %s:%s failed: %s", host, port, exc)
+        if got == 0:
+            server.stop(None)
+            raise Gen5NasError(
+                f"cannot listen on {host}:{port} (in use, or not an address of this machine); "
+                f"pick another --port or --host"
+            )
+        bound.append(got)
+    server.start()
+    serving = health_pb2.HealthCheckResponse.SERVING
+    not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
+    health_servicer.set("", serving)
+    health_servicer.set(SERVICE_NAME, serving)
+    health_servicer.set("analytical", serving)
+    has_ort = importlib.util.find_spec("onnxruntime") is not None
+    health_servicer.set("onnxruntime", serving if has_ort else not_serving)
+    log.info("estimator listening on %s", ", ".join(f"{host}:{p}" for p in bound))
+    return EstimatorServer(server, bound, host, servicer, health_servicer)
