@@ -5,7 +5,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 lock="$root/requirements.lock"
-key="$(cat "$lock" "$root/pyproject.toml" | sha256sum | cut -c1-12)"
+key="$(sha256sum <"$lock" | cut -c1-12)"
 venv="${GEN5NAS_VENV:-${XDG_CACHE_HOME:-$HOME/.cache}/gen5nas/venv-py311-$key}"
 if ! command -v uv >/dev/null 2>&1; then
   python3 -m pip install --quiet "uv==0.13.8" >&2

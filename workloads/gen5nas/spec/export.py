@@ -5,17 +5,33 @@ from __future__ import annotations
 from pydantic import Field, model_validator
 
 from gen5nas.spec.common import DatasetSpec, RuntimeSpec
+from gen5nas.spec.search import EstimatorServer
 from gen5nas.spec.space import Arch, SpecModel
+from gen5nas.spec.training import CheckpointSpec
 
 KIND = "SubnetExport"
 
+# onnxruntime vs PyTorch on the same real images (fp32, CPU): max |ort - torch| must stay
+# within PARITY_ATOL x max(1, max |torch|). Fused kernels reorder float sums, so a few 1e-6 is
+# normal; 1e-4 catches real mismatches (a wrong op, a lost BN) by orders of magnitude.
+DEFAULT_PARITY_ATOL = 1e-4
+
 
 class RetrainSpec(SpecModel):
-    enabled: bool = False
+    enabled: bool = Field(default=False, description="export: retrain first (gen5nas retrain)")
     from_scratch: bool = Field(default=False, description="false: fine-tune inherited weights")
     epochs: int = Field(default=10, ge=1)
-    lr: float | None = Field(default=None, gt=0)
-    max_iters_per_epoch: int | None = Field(default=None, ge=1)
+    lr: float | None = Field(
+        default=None,
+        gt=0,
+        description="default: 0.1 x batch/256 from scratch, a tenth to fine-tune",
+    )
+    max_iters_per_epoch: int | None = Field(default=None, ge=1, description="for smoke runs")
+    warmup_epochs: float = Field(default=0, ge=0, description="linear warmup before cosine")
+    weight_decay: float = Field(default=4e-5, ge=0)
+    label_smoothing: float = Field(default=0.1, ge=0, lt=1)
+    seed: int = 0
+    checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
 
 
 class SubnetExportSpec(SpecModel):
@@ -35,6 +51,26 @@ class SubnetExportSpec(SpecModel):
     profile: str = Field(default="rcar-gen5-npu", description="profile for the estimated cost")
     output: str | None = Field(default=None, description="ONNX path (default: work dir)")
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+    # Added for the local CLI (the operator fills storage/studyName from the NASSearch).
+    storage: str | None = Field(
+        default=None, description="Optuna RDB URL of the study holding trial (local runs)"
+    )
+    study_name: str | None = Field(
+        default=None, description="study in storage (default: the only one there)"
+    )
+    bn_calibration_batches: int = Field(
+        default=64, ge=1, description="train batches to recalibrate BN of a supernet subnet"
+    )
+    parity_samples: int = Field(default=8, ge=1, description="real val images for ORT parity")
+    parity_atol: float = Field(
+        default=DEFAULT_PARITY_ATOL, gt=0, description="max |ort - torch| / max(1, max |torch|)"
+    )
+    estimator_servers: list[EstimatorServer] = Field(
+        default_factory=list, description="gRPC estimators; empty: the analytical model in-process"
+    )
+    hw_config: dict[str, float] = Field(
+        default_factory=dict, description="overrides of the profile's parameters"
+    )
 
     @model_validator(mode="after")
     def _one_subnet(self) -> SubnetExportSpec:

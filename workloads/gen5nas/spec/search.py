@@ -6,7 +6,7 @@ from enum import StrEnum
 
 from pydantic import Field, model_validator
 
-from gen5nas.spec.common import DatasetSpec, RuntimeSpec
+from gen5nas.spec.common import DatasetSpec, RuntimeSpec, SpaceSpec
 from gen5nas.spec.space import SpecModel
 
 KIND = "NASSearch"
@@ -54,12 +54,21 @@ class SamplerSpec(SpecModel):
     population_size: int = Field(default=20, ge=2)
     dividing_parameter: int = Field(default=3, ge=1, description="NSGA-III reference points")
     seed: int = 0
+    seed_extremes: bool = Field(
+        default=True, description="evaluate the largest and smallest subnets first"
+    )
 
 
 class EvaluationSpec(SpecModel):
     calib_batches: int = Field(default=64, ge=1, description="BN recalibration batches")
     val_batches: int | None = Field(default=None, ge=1, description="default: whole val set")
     batch_size: int | None = Field(default=None, ge=1, description="default: dataset.batchSize")
+    cache_mib: int = Field(
+        default=4096, ge=0, description="keep validation batches in memory up to this size"
+    )
+    max_consecutive_failures: int = Field(
+        default=5, ge=1, description="a worker stops after this many failed trials in a row"
+    )
 
 
 class ConstraintsSpec(SpecModel):
@@ -73,9 +82,29 @@ class StorageSpec(SpecModel):
     )
     secret_name: str | None = Field(default=None, description="cluster: Secret holding the DSN")
     secret_key: str = "dsn"
+    heartbeat_interval_s: int = Field(
+        default=10, ge=1, description="a worker's trial heartbeat; a silent trial goes stale"
+    )
+    grace_period_s: int = Field(
+        default=60, ge=2, description="a RUNNING trial with no heartbeat for this long is retried"
+    )
+    max_retry: int = Field(default=2, ge=0, description="retries of a trial whose worker died")
+
+    @model_validator(mode="after")
+    def _grace_after_heartbeat(self) -> StorageSpec:
+        if self.grace_period_s <= self.heartbeat_interval_s:
+            raise ValueError(
+                f"gracePeriodS ({self.grace_period_s}) must be longer than heartbeatIntervalS "
+                f"({self.heartbeat_interval_s}), or live trials would be retried"
+            )
+        return self
 
 
 class NASSearchSpec(SpecModel):
+    search_space: SpaceSpec | None = Field(
+        default=None,
+        description="the space to search; must be the checkpoint's (default: the checkpoint's)",
+    )
     supernet_training: str | None = Field(
         default=None, description="cluster: a SupernetTraining whose checkpoint to search"
     )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import Field
 
@@ -45,6 +46,7 @@ class ScheduleSpec(SpecModel):
     num_random_subnets: int = Field(default=2, ge=0, description="BigNAS: 2 (sandwich of 4)")
     val_interval_epochs: int = Field(default=1, ge=1)
     max_iters_per_epoch: int | None = Field(default=None, ge=1, description="for smoke runs")
+    log_interval_iters: int = Field(default=20, ge=1, description="log line + metrics record")
 
 
 class DistillationSpec(SpecModel):
@@ -55,6 +57,9 @@ class DistillationSpec(SpecModel):
 class CheckpointSpec(SpecModel):
     interval_epochs: int = Field(default=1, ge=1)
     keep_last: int = Field(default=3, ge=1, description="epoch_N.pth files kept (best is kept)")
+    interval_iters: int | None = Field(
+        default=None, ge=1, description="also checkpoint every N iterations (long epochs)"
+    )
 
 
 class SupernetTrainingSpec(SpecModel):
@@ -69,4 +74,8 @@ class SupernetTrainingSpec(SpecModel):
     bn_calibration_batches: int = Field(default=64, ge=1, description="before each validation")
     seed: int = 0
     deterministic: bool = False
+    precision: Literal["fp32", "bf16"] = Field(
+        default="fp32", description="bf16: autocast on GPUs that support it"
+    )
+    channels_last: bool = Field(default=False, description="NHWC memory format (GPU speed-up)")
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
