@@ -1,0 +1,116 @@
+"""Checkpoints: atomic writes, the pointer, corrupt files, space mismatches, load_supernet."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from gen5nas.errors import CheckpointError
+from gen5nas.spec import load_space
+from gen5nas.spec.space import SearchSpace
+from gen5nas.supernet import Supernet
+from gen5nas.train import checkpoint as ckpt
+
+
+def _state(value: float) -> dict:
+    return {"model": {"w": torch.full((4,), value)}, "epoch": int(value)}
+
+
+def test_a_crash_while_saving_leaves_the_previous_checkpoint_valid(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    first = ckpt.save_checkpoint(_state(1), tmp_path / "epoch_1.pth")
+    ckpt.write_pointer(tmp_path, first)
+
+    real_save = torch.save
+
+    def crash_midway(obj, f, *args, **kwargs):  # write half a file, then die
+        real_save(obj, f, *args, **kwargs)
+        f.truncate(f.tell() // 2)
+        raise KeyboardInterrupt("killed while saving")
+
+    monkeypatch.setattr(torch, "save", crash_midway)
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(_state(2), tmp_path / "epoch_1.pth")  # overwrite attempt
+    with pytest.raises(KeyboardInterrupt):
+        ckpt.save_checkpoint(_state(2), tmp_path / "epoch_2.pth")
+    monkeypatch.undo()
+
+    assert ckpt.last_checkpoint(tmp_path) == first
+    assert ckpt.read_checkpoint(first)["epoch"] == 1
+    assert not (tmp_path / "epoch_2.pth").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["epoch_1.pth", "last_checkpoint"]
+
+
+def test_truncated_and_foreign_files_are_refused(tmp_path: Path) -> None:
+    good = ckpt.save_checkpoint(_state(1), tmp_path / "good.pth")
+    data = good.read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 3])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        ckpt.read_checkpoint(tmp_path / "cut.pth")
+    torch.save({"state_dict": {}}, tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not a gen5nas checkpoint"):
+        ckpt.read_checkpoint(tmp_path / "other.pth")
+    with pytest.raises(CheckpointError, match="not found"):
+        ckpt.read_checkpoint(tmp_path / "missing.pth")
+
+
+def test_a_dangling_pointer_is_an_error_not_a_fresh_start(tmp_path: Path) -> None:
+    (tmp_path / "last_checkpoint").write_text("epoch_9.pth\n")
+    with pytest.raises(CheckpointError, match=r"epoch_9\.pth"):
+        ckpt.last_checkpoint(tmp_path)
+    assert ckpt.last_checkpoint(tmp_path / "empty") is None
+
+
+def test_rng_states_round_trip_through_a_weights_only_file(tmp_path: Path) -> None:
+    random.seed(1)
+    np.random.seed(2)
+    torch.manual_seed(3)
+    saved = ckpt.rng_state()
+    expected = (random.random(), np.random.rand(), torch.rand(1).item())
+    path = ckpt.save_checkpoint({"rng": [saved]}, tmp_path / "rng.pth")
+    random.seed(9)
+    np.random.seed(9)
+    torch.manual_seed(9)
+    ckpt.set_rng_state(ckpt.read_checkpoint(path)["rng"][0])
+    assert (random.random(), np.random.rand(), torch.rand(1).item()) == expected
+
+
+def _other_space() -> SearchSpace:
+    data = load_space("mobilenetv2_tiny").model_dump(mode="json")
+    data["arch_setting"]["num_out_channels"][3] = [16, 48, 16]
+    return SearchSpace.model_validate(data)
+
+
+def test_a_checkpoint_of_another_space_is_refused_naming_the_first_mismatch() -> None:
+    space = load_space("mobilenetv2_tiny")
+    meta = ckpt.make_meta(space, 10)
+    ckpt.check_same_space(meta, space)  # same space: fine
+    with pytest.raises(CheckpointError) as err:
+        ckpt.check_same_space(meta, _other_space())
+    message = str(err.value)
+    assert "arch_setting.num_out_channels[3][1]" in message
+    assert "checkpoint has 32" in message and "the spec has 48" in message
+
+
+def test_load_supernet_restores_weights_and_meta(tmp_path: Path) -> None:
+    space = load_space("mobilenetv2_tiny")
+    torch.manual_seed(0)
+    net = Supernet(space, num_classes=5, activation="hswish", dropout=0.3)
+    meta = ckpt.make_meta(space, 5, classes=list("abcde"), activation="hswish", dropout=0.3)
+    path = ckpt.save_checkpoint({"model": net.state_dict(), "meta": meta}, tmp_path / "e.pth")
+    ckpt.write_pointer(tmp_path, path)
+
+    loaded, loaded_meta = ckpt.load_supernet(tmp_path, space)  # a work dir: follows the pointer
+    assert loaded_meta["classes"] == list("abcde") and loaded_meta["num_classes"] == 5
+    assert not loaded.training
+    for (name, a), b in zip(net.state_dict().items(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    x = torch.randn(2, 3, 32, 32)
+    net.eval()
+    assert torch.equal(net(x), loaded(x))
+    with pytest.raises(CheckpointError, match="different search space"):
+        ckpt.load_supernet(path, _other_space())

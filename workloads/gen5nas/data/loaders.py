@@ -1,0 +1,260 @@
+"""``build_loaders``: the one way train, search and retrain get their data.
+
+Sharding is explicit (each rank its slice; training shards are equal-sized so every rank runs
+the same number of steps, which DDP requires). The training sampler shuffles with a generator
+seeded by (seed, epoch) and hands out per-sample augmentation seeds; ``set_epoch(epoch,
+start)`` can skip the first ``start`` samples to resume in the middle of an epoch.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader, Sampler
+
+from gen5nas.data.generate import write_digits, write_synthetic
+from gen5nas.data.imagefolder import (
+    ImageFolderDataset,
+    SampleKey,
+    collate_skipping,
+    scan_imagefolder,
+)
+from gen5nas.data.transforms import AugmentConfig, train_transform, val_transform
+from gen5nas.errors import SpecError
+from gen5nas.spec.common import DatasetKind, DatasetSpec
+
+_SUBSET_SEED = 20240917  # subsets (maxTrainSamples...) must not change with the training seed
+
+
+def dist_info() -> tuple[int, int]:
+    """(rank, world_size) of the initialised process group, else (0, 1)."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class ShardSampler(Sampler[SampleKey]):
+    """This rank's share of ``range(n)``.
+
+    ``shuffle``: a fresh permutation per epoch from (seed, epoch), cut to an equal share per
+    rank (the remainder is dropped this epoch, a different one next epoch), each index paired
+    with its augmentation seed. Without shuffle: ``rank::world`` in order, nothing dropped or
+    padded (validation counts every image exactly once).
+    """
+
+    def __init__(
+        self, n: int, rank: int = 0, world_size: int = 1, shuffle: bool = False, seed: int = 0
+    ) -> None:
+        self.n, self.rank, self.world_size = n, rank, world_size
+        self.shuffle, self.seed = shuffle, seed
+        self.epoch, self.start = 0, 0
+
+    def set_epoch(self, epoch: int, start: int = 0) -> None:
+        """Select the epoch's order; skip the first ``start`` samples (resume mid-epoch)."""
+        self.epoch, self.start = epoch, start
+
+    def _keys(self) -> list[SampleKey]:
+        if not self.shuffle:
+            return list(range(self.rank, self.n, self.world_size))
+        g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+        order = torch.randperm(self.n, generator=g)
+        seeds = torch.randint(0, 2**62, (self.n,), generator=g)
+        share = self.n // self.world_size
+        mine = slice(self.rank * share, (self.rank + 1) * share)
+        return list(zip(order[mine].tolist(), seeds[mine].tolist(), strict=True))
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        return iter(self._keys()[self.start :])
+
+    def __len__(self) -> int:
+        if self.shuffle:
+            total = self.n // self.world_size
+        else:
+            total = len(range(self.rank, self.n, self.world_size))
+        return max(0, total - self.start)
+
+
+class FixedSampler(Sampler[SampleKey]):
+    """The same keys on every pass (BN calibration batches: identical for every subnet)."""
+
+    def __init__(self, keys: list[SampleKey]) -> None:
+        self.keys = keys
+
+    def __iter__(self) -> Iterator[SampleKey]:
+        return iter(self.keys)
+
+    def __len__(self) -> int:
+        return len(self.keys)
+
+
+@dataclass
+class DataLoaders:
+    train: DataLoader | None
+    val: DataLoader | None
+    classes: list[str]
+    train_sampler: ShardSampler | None
+    root: Path
+    _loader_args: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    def calibration(self, num_batches: int, seed: int = 0) -> DataLoader:
+        """A re-iterable loader of ``num_batches`` fixed training batches (train augmentation,
+        fixed seeds) for BN recalibration; each rank gets its own images."""
+        if self.train is None:
+            raise ValueError("calibration batches come from the training split; build it")
+        dataset = self.train.dataset
+        assert isinstance(dataset, ImageFolderDataset)
+        rank, world = dist_info()
+        batch = self.train.batch_size or 1
+        g = torch.Generator().manual_seed(seed * 7_919 + 17)
+        order = torch.randperm(len(dataset), generator=g).tolist()
+        per_rank = min(num_batches * batch, len(dataset) // world)
+        mine = order[rank * per_rank : (rank + 1) * per_rank]
+        keys: list[SampleKey] = [(i, seed * 1_000_003 + i) for i in mine]
+        return DataLoader(
+            dataset,
+            sampler=FixedSampler(keys),
+            batch_size=batch,
+            drop_last=False,
+            **self._loader_args,
+        )
+
+
+def prepare_dataset(
+    spec: DatasetSpec, work_dir: str | Path | None, resolution: tuple[int, int]
+) -> Path:
+    """The dataset root (with train/ and val/), generating digits/synthetic trees if needed.
+
+    Generated trees are written once per node (local rank 0 first, others wait at a barrier).
+    """
+    if spec.kind == DatasetKind.coco:
+        raise SpecError(
+            "kind coco (detection) has no classification loader; use imagefolder, digits or "
+            "synthetic here",
+            field="dataset.kind",
+        )
+    if spec.kind == DatasetKind.imagefolder:
+        assert spec.path is not None  # the spec validator requires it
+        return Path(spec.path)
+    if spec.path:
+        root = Path(spec.path)
+    elif work_dir is not None:
+        root = Path(work_dir) / "data" / spec.kind.value
+    else:
+        raise SpecError(f"kind {spec.kind.value} needs a path to write to", field="dataset.path")
+
+    def write() -> Path:
+        if spec.kind == DatasetKind.digits:
+            return write_digits(root)
+        per_class_train = (spec.max_train_samples or 640) // (spec.num_classes or 10)
+        per_class_val = (spec.max_val_samples or 160) // (spec.num_classes or 10)
+        return write_synthetic(
+            root,
+            num_classes=spec.num_classes or 10,
+            train_per_class=max(1, per_class_train),
+            val_per_class=max(1, per_class_val),
+            size=resolution,
+        )
+
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        if int(os.environ.get("LOCAL_RANK", "0")) == 0:
+            write()
+        dist.barrier()
+    return write()
+
+
+def _subset(n: int, limit: int | None) -> list[int] | None:
+    if limit is None or limit >= n:
+        return None
+    g = torch.Generator().manual_seed(_SUBSET_SEED)
+    return sorted(torch.randperm(n, generator=g)[:limit].tolist())
+
+
+def build_loaders(
+    spec: DatasetSpec,
+    resolution: tuple[int, int],
+    *,
+    work_dir: str | Path | None = None,
+    seed: int = 0,
+    train: bool = True,
+    val: bool = True,
+    augment: AugmentConfig | None = None,
+) -> DataLoaders:
+    """Train/val loaders for ``spec`` at ``resolution`` (the space's largest), sharded over the
+    initialised process group if any. Dataset errors (missing dir, empty class, class lists
+    that differ between splits, a batch larger than the split) are raised before any work."""
+    root = prepare_dataset(spec, work_dir, resolution)
+    augment = augment or AugmentConfig.for_kind(spec.kind.value)
+    rank, world = dist_info()
+    train_index = scan_imagefolder(root / "train", field="dataset.path")
+    classes = train_index.classes
+    if (
+        spec.num_classes is not None
+        and spec.num_classes != len(classes)
+        and spec.kind != DatasetKind.synthetic
+    ):
+        raise SpecError(
+            f"{spec.num_classes} given, but {root / 'train'} has {len(classes)} class folders",
+            field="dataset.numClasses",
+        )
+    use_cuda = torch.cuda.is_available()
+    loader_args: dict[str, Any] = {
+        "num_workers": spec.num_workers,
+        "collate_fn": collate_skipping,
+        "pin_memory": use_cuda,
+        "persistent_workers": spec.num_workers > 0,
+    }
+    # Loaders get their own generator: creating an iterator then draws no number from the
+    # global torch RNG (which dropout uses), so a mid-epoch resume replays the same dropout.
+    loader_args["generator"] = torch.Generator().manual_seed(seed)
+    train_loader = sampler = None
+    if train:
+        dataset = ImageFolderDataset(
+            train_index,
+            train_transform(resolution, augment),
+            substitute_unreadable=True,
+            subset=_subset(len(train_index.samples), spec.max_train_samples),
+        )
+        per_rank = len(dataset) // world
+        if per_rank < spec.batch_size:
+            raise SpecError(
+                f"{spec.batch_size} per process is more than the {per_rank} training images "
+                f"each of the {world} process(es) gets from {root / 'train'}",
+                field="dataset.batchSize",
+            )
+        sampler = ShardSampler(len(dataset), rank, world, shuffle=True, seed=seed)
+        train_loader = DataLoader(
+            dataset,
+            sampler=sampler,
+            batch_size=spec.batch_size,
+            drop_last=True,
+            **loader_args,
+        )
+    val_loader = None
+    if val:
+        val_index = scan_imagefolder(root / "val", classes=classes, field="dataset.path")
+        val_set = ImageFolderDataset(
+            val_index,
+            val_transform(resolution, augment),
+            substitute_unreadable=False,
+            subset=_subset(len(val_index.samples), spec.max_val_samples),
+        )
+        val_loader = DataLoader(
+            val_set,
+            sampler=ShardSampler(len(val_set), rank, world),
+            batch_size=spec.val_batch_size or spec.batch_size,
+            **loader_args,
+        )
+    return DataLoaders(train_loader, val_loader, classes, sampler, root, loader_args)

@@ -1,0 +1,250 @@
+"""Checkpoints: atomic files, the ``last_checkpoint`` pointer, and loading a trained supernet.
+
+Layout of a work dir (the seed's names)::
+
+    epoch_N.pth                                  after epoch N (the last ``keepLast`` kept)
+    best_max_subnet.accuracy_top1_epoch_N.pth    best max-subnet top-1 so far (what search uses)
+    last_checkpoint                              one line: the file name to resume from
+
+A checkpoint is a dict of plain types and tensors (loadable with ``weights_only=True``, so
+opening one never runs code from the file): ``format``, ``model``, ``optimizer``,
+``scheduler``, ``epoch`` (epochs completed), ``iteration`` (optimizer steps so far),
+``iter_in_epoch`` (steps done in an unfinished epoch; 0 at an epoch boundary), ``rng``,
+``best`` ({score, epoch, file}), ``metrics``, and ``meta``: ``space`` (the resolved search
+space as a dict), ``num_classes``, ``classes``, ``activation``, ``dropout``, ``task``,
+``model_kind`` ("supernet" or "static"), ``arch`` (static models), ``gen5nas_version``.
+
+Writes go to a temporary file in the same directory, are fsynced, then ``os.replace``d into
+place (and the directory fsynced): a crash at any moment leaves either the old file or the new
+one, never a torn one. The pointer is written the same way and only after its target.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from gen5nas import __version__
+from gen5nas.errors import CheckpointError
+from gen5nas.spec import SearchSpace
+
+FORMAT = "gen5nas-checkpoint/v1"
+POINTER = "last_checkpoint"
+BEST_PREFIX = "best_max_subnet.accuracy_top1_epoch_"
+
+
+def _fsync_dir(path: Path) -> None:
+    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def atomic_write_bytes(path: str | Path, write: Any) -> Path:
+    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, rename into place."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    _fsync_dir(path.parent)
+    return path
+
+
+def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
+    """Atomically write ``state`` (see the module docstring for the keys) to ``path``."""
+    return atomic_write_bytes(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+
+
+def write_pointer(work_dir: str | Path, target: str | Path) -> Path:
+    """Point ``work_dir/last_checkpoint`` at ``target`` (stored relative when inside work_dir)."""
+    work_dir, target = Path(work_dir), Path(target)
+    name = target.name if target.parent.resolve() == work_dir.resolve() else str(target.resolve())
+    return atomic_write_bytes(work_dir / POINTER, lambda f: f.write((name + "\n").encode()))
+
+
+def last_checkpoint(work_dir: str | Path) -> Path | None:
+    """The checkpoint ``work_dir/last_checkpoint`` names, or None when there is no pointer.
+
+    A pointer naming a missing file is an error (rather than silently starting over)."""
+    pointer = Path(work_dir) / POINTER
+    if not pointer.is_file():
+        return None
+    name = pointer.read_text().strip()
+    target = Path(name) if Path(name).is_absolute() else Path(work_dir) / name
+    if not target.is_file():
+        raise CheckpointError(
+            f"{pointer} names {target}, which does not exist; restore it, or delete "
+            f"{pointer} to start from scratch"
+        )
+    return target
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """Load a checkpoint dict; a missing, truncated, corrupt or foreign file is a CheckpointError."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, OSError, zipfile.BadZipFile, ValueError) as exc:
+        raise CheckpointError(
+            f"{path} is truncated or corrupt ({type(exc).__name__}: {str(exc)[:200]}); "
+            "use an earlier epoch_N.pth"
+        ) from None
+    except Exception as exc:  # weights_only refuses unknown types: not one of ours
+        raise CheckpointError(f"{path} is not a gen5nas checkpoint: {str(exc)[:200]}") from None
+    if not isinstance(state, dict) or state.get("format") != FORMAT:
+        found = state.get("format") if isinstance(state, dict) else type(state).__name__
+        raise CheckpointError(
+            f"{path} is not a gen5nas checkpoint (format {found!r}, expected {FORMAT!r})"
+        )
+    return state
+
+
+# ---- RNG state ------------------------------------------------------------------------------
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy and torch (CPU and CUDA) RNG states in weights_only-loadable types."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state(legacy=True)  # type: ignore[misc]
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": [kind, torch.from_numpy(np.asarray(keys).copy()), pos, has_gauss, gauss],
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    kind, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((kind, keys.numpy(), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        with contextlib.suppress(RuntimeError):  # a different GPU count: keep the fresh states
+            torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# ---- what the checkpoint holds besides weights ----------------------------------------------
+def make_meta(
+    space: SearchSpace,
+    num_classes: int,
+    *,
+    classes: list[str] | None = None,
+    activation: str = "relu6",
+    dropout: float = 0.2,
+    task: str = "classification",
+    model_kind: str = "supernet",
+    arch: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    return {
+        "space": space.model_dump(mode="json", by_alias=False),
+        "num_classes": num_classes,
+        "classes": list(classes) if classes is not None else None,
+        "activation": activation,
+        "dropout": dropout,
+        "task": task,
+        "model_kind": model_kind,
+        "arch": arch,
+        "gen5nas_version": __version__,
+    }
+
+
+def _first_difference(a: Any, b: Any, path: str) -> tuple[str, Any, Any] | None:
+    if isinstance(a, dict) and isinstance(b, dict):
+        for key in list(a) + [k for k in b if k not in a]:
+            if key not in a or key not in b:
+                return (f"{path}.{key}".lstrip("."), a.get(key), b.get(key))
+            found = _first_difference(a[key], b[key], f"{path}.{key}")
+            if found:
+                return found
+        return None
+    if isinstance(a, list | tuple) and isinstance(b, list | tuple):
+        for i, (x, y) in enumerate(zip(a, b, strict=False)):
+            found = _first_difference(x, y, f"{path}[{i}]")
+            if found:
+                return found
+        if len(a) != len(b):
+            return (f"{path} (length)", len(a), len(b))
+        return None
+    return None if a == b else (path.lstrip("."), a, b)
+
+
+def check_same_space(meta: dict[str, Any], space: SearchSpace, source: str = "checkpoint") -> None:
+    """Refuse a checkpoint trained on another search space, naming the first mismatching field."""
+    expected = space.model_dump(mode="json", by_alias=False)
+    # JSON-normalise the stored dict too (tuples vs lists; int keys of expand_ratio tables).
+    stored = SearchSpace.model_validate(meta["space"]).model_dump(mode="json", by_alias=False)
+    diff = _first_difference(stored, expected, "")
+    if diff is not None:
+        field, theirs, ours = diff
+        raise CheckpointError(
+            f"{source} was trained on a different search space: first mismatch at {field}: "
+            f"checkpoint has {theirs}, the spec has {ours}"
+        )
+
+
+def load_supernet(path: str | Path, space: SearchSpace | None = None) -> tuple[Any, dict[str, Any]]:
+    """The trained :class:`~gen5nas.supernet.Supernet` in ``path`` (eval mode, CPU) and its meta.
+
+    ``path`` may be a checkpoint file or a work dir (then ``last_checkpoint`` is followed).
+    With ``space``, a checkpoint of another space is refused naming the first mismatch.
+    BN running statistics are whatever the last calibration left: recalibrate
+    (:func:`gen5nas.train.bn_calibration.recalibrate_bn`) for each subnet before evaluating it.
+    """
+    from gen5nas.supernet import Supernet
+
+    path = Path(path)
+    if path.is_dir():
+        found = last_checkpoint(path)
+        if found is None:
+            raise CheckpointError(f"{path} has no {POINTER}; pass a checkpoint file")
+        path = found
+    state = read_checkpoint(path)
+    meta = state.get("meta") or {}
+    if meta.get("model_kind", "supernet") != "supernet":
+        raise CheckpointError(f"{path} holds a {meta.get('model_kind')} model, not a supernet")
+    stored_space = SearchSpace.model_validate(meta["space"])
+    if space is not None:
+        check_same_space(meta, space, source=str(path))
+    model = Supernet(
+        stored_space,
+        num_classes=int(meta["num_classes"]),
+        activation=str(meta.get("activation", "relu6")),
+        dropout=float(meta.get("dropout", 0.2)),
+    )
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as exc:
+        raise CheckpointError(
+            f"{path}: weights do not fit the supernet: {str(exc)[:300]}"
+        ) from None
+    model.eval()
+    return model, meta

@@ -1,0 +1,67 @@
+"""``gen5nas train -f supernettraining.yaml [--work-dir DIR] [--epochs N]``.
+
+Runs as one process, or under ``torchrun --nproc-per-node N -m gen5nas train ...`` (and
+multi-node with the usual torchrun flags). Rerunning the same command resumes from
+``last_checkpoint`` in the work dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+from typing import Any
+
+
+def register(subparsers: Any) -> None:
+    parser: argparse.ArgumentParser = subparsers.add_parser(
+        "train",
+        help="train a supernet (BigNAS sandwich rule); resumes from the work dir",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("-f", "--file", required=True, type=Path, help="SupernetTraining manifest")
+    parser.add_argument(
+        "--work-dir",
+        type=Path,
+        default=None,
+        help="output directory (default: ./work_dirs/<metadata.name>)",
+    )
+    parser.add_argument("--epochs", type=int, default=None, help="override spec.schedule.epochs")
+    parser.add_argument(
+        "--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available"
+    )
+    parser.set_defaults(func=handle)
+
+
+def handle(args: argparse.Namespace) -> int:
+    from gen5nas.errors import SpecError
+    from gen5nas.spec.common import load_spec
+    from gen5nas.spec.training import KIND, SupernetTrainingSpec
+
+    manifest, spec = load_spec(args.file, KIND, SupernetTrainingSpec)
+    if args.epochs is not None:
+        if args.epochs < 1:
+            raise SpecError(f"must be >= 1, got {args.epochs}", field="--epochs")
+        spec = spec.model_copy(
+            update={"schedule": spec.schedule.model_copy(update={"epochs": args.epochs})}
+        )
+    spec.search_space.resolve()  # a bad space is reported before torch is even imported
+    work_dir = args.work_dir or Path("work_dirs") / manifest.name
+
+    from gen5nas.train.distributed import shutdown
+    from gen5nas.train.job import run_supernet_training
+
+    try:
+        result = run_supernet_training(spec, work_dir, config_file=args.file, device=args.device)
+    finally:
+        shutdown()
+    if os.environ.get("RANK", "0") != "0":
+        return 0  # rank 0 reports for the whole job
+    if result.best_score is not None:
+        print(
+            f"best max-subnet top-1 {result.best_score:.2f}% at epoch {result.best_epoch}: "
+            f"{result.best_checkpoint}"
+        )
+    print(f"last checkpoint: {result.last_checkpoint}")
+    return 0

@@ -1,0 +1,138 @@
+"""Training-step strategies: what one optimizer step computes.
+
+A strategy is called as ``step(model, batch, ctx) -> StepOutput`` and runs the forward and
+backward passes only; the :class:`~gen5nas.train.trainer.Trainer` zeroes gradients before,
+clips and steps the optimizer and the LR schedule after. Two strategies:
+
+- :class:`SandwichStep` (BigNAS): the max subnet on the ground truth (label smoothing, dropout
+  on), then the min subnet and ``num_random`` random subnets by in-place distillation: KL
+  divergence to the max subnet's detached soft output (dropout off). Gradients of the passes
+  accumulate; under DDP all but the last pass run in ``no_sync``. The random archs come from
+  ``random.Random(f"{seed}:{epoch}:{iteration}")``: the same on every rank without any
+  communication, and the same after a resume.
+- :class:`PlainStep`: one forward/backward with cross entropy (a static subnet; retraining).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol, cast
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gen5nas.data.imagefolder import Batch
+from gen5nas.spec import Arch, SearchSpace
+from gen5nas.train.distributed import maybe_no_sync, unwrap
+
+if TYPE_CHECKING:
+    from gen5nas.supernet import Supernet
+
+
+@dataclass
+class StepContext:
+    epoch: int  # 0-based
+    iteration: int  # global optimizer step index (0-based)
+    autocast: Callable[[], contextlib.AbstractContextManager[None]] = contextlib.nullcontext
+
+
+@dataclass
+class StepOutput:
+    losses: dict[str, Tensor]  # per pass name ("max", "min", "random0", ...), detached
+    archs: list[Arch] = field(default_factory=list)  # archs trained, in order (empty: static)
+
+
+class TrainStep(Protocol):
+    def __call__(self, model: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput: ...
+
+
+def distillation_loss(student: Tensor, teacher: Tensor, temperature: float = 1.0) -> Tensor:
+    """KL(teacher || student) on temperature-softened distributions, scaled by T^2 (Hinton)."""
+    t = temperature
+    return F.kl_div(
+        F.log_softmax(student.float() / t, dim=1),
+        F.log_softmax(teacher.float() / t, dim=1),
+        reduction="batchmean",
+        log_target=True,
+    ) * (t * t)
+
+
+class SandwichStep:
+    """One BigNAS iteration over a supernet (see the module docstring)."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        num_random: int = 2,
+        label_smoothing: float = 0.1,
+        distill: bool = True,
+        temperature: float = 1.0,
+        seed: int = 0,
+    ) -> None:
+        self.space = space
+        self.num_random = num_random
+        self.label_smoothing = label_smoothing
+        self.distill = distill
+        self.temperature = temperature
+        self.seed = seed
+
+    def archs_for(self, epoch: int, iteration: int) -> list[tuple[str, Arch]]:
+        rng = random.Random(f"{self.seed}:{epoch}:{iteration}")
+        passes = [("max", self.space.max()), ("min", self.space.min())]
+        passes += [(f"random{i}", self.space.sample(rng)) for i in range(self.num_random)]
+        return passes
+
+    def __call__(self, model: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
+        net = cast("Supernet", unwrap(model))
+        passes = self.archs_for(ctx.epoch, ctx.iteration)
+        losses: dict[str, Tensor] = {}
+        teacher: Tensor | None = None
+        try:
+            for i, (name, arch) in enumerate(passes):
+                net.set_active(arch)
+                net.dropout_active = name == "max"
+                with maybe_no_sync(model, i < len(passes) - 1), ctx.autocast():
+                    logits = model(batch.images)
+                    if teacher is None or not self.distill:
+                        loss = F.cross_entropy(
+                            logits.float(), batch.targets, label_smoothing=self.label_smoothing
+                        )
+                    else:
+                        loss = distillation_loss(logits, teacher, self.temperature)
+                loss.backward()
+                if name == "max":
+                    teacher = logits.detach()
+                losses[name] = loss.detach()
+        finally:
+            net.dropout_active = True
+            net.set_max()
+        return StepOutput(losses, [arch for _, arch in passes])
+
+
+class PlainStep:
+    """Cross entropy on one static model (retraining an extracted subnet)."""
+
+    def __init__(self, label_smoothing: float = 0.1) -> None:
+        self.label_smoothing = label_smoothing
+
+    def __call__(self, model: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
+        with ctx.autocast():
+            logits = model(batch.images)
+            loss = F.cross_entropy(
+                logits.float(), batch.targets, label_smoothing=self.label_smoothing
+            )
+        loss.backward()
+        return StepOutput({"loss": loss.detach()})
+
+
+__all__ = [
+    "PlainStep",
+    "SandwichStep",
+    "StepContext",
+    "StepOutput",
+    "TrainStep",
+    "distillation_loss",
+]

@@ -1,0 +1,523 @@
+"""The training loop shared by supernet training and retraining of a static subnet.
+
+API (what the retrain step reuses)::
+
+    seed_everything(seed, rank, deterministic)        # before building the model
+    trainer = Trainer(
+        model,                       # an nn.Module, unwrapped, on CPU or its device
+        step,                        # TrainStep: SandwichStep(space, ...) or PlainStep(...)
+        validator,                   # model -> {metric: value}: SupernetValidator/StaticValidator
+        train_loader, sampler,       # from gen5nas.data.build_loaders (sampler: .train_sampler)
+        config=TrainerConfig(...),   # schedule, optimizer, checkpoint specs + work dir + score key
+        env=env,                     # DistEnv from distributed.env_from_torchrun()
+        meta=make_meta(...),         # stored in every checkpoint; checked on resume
+    )
+    result = trainer.fit()           # resumes from work_dir/last_checkpoint if there is one
+
+What ``fit`` does: wraps the model in DDP when distributed (``elastic`` finds unused
+parameters), builds SGD + warmup/cosine, resumes (model, optimizer, scheduler, epoch and
+iteration, per-rank RNG states, best score), then per epoch: zero grads, ``step(...)``, clip,
+optimizer and LR step for every batch; a tqdm bar and periodic log lines on rank 0 (images/s,
+per-pass losses, ETA); validation every ``valIntervalEpochs`` and at the end; ``epoch_N.pth``,
+``last_checkpoint``, the best file (``best_prefix`` + epoch, a hard link to the epoch file),
+metrics as JSON lines in ``work_dir/metrics.jsonl`` and TensorBoard scalars when available.
+Rank 0 writes files; every rank reads the checkpoint it resumes from.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import logging
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import Tensor, nn
+from tqdm import tqdm
+
+from gen5nas.data.imagefolder import Batch, batch_to
+from gen5nas.data.loaders import ShardSampler
+from gen5nas.errors import CheckpointError, Gen5NasError
+from gen5nas.spec import SearchSpace
+from gen5nas.spec.training import CheckpointSpec, OptimizerSpec, ScheduleSpec
+from gen5nas.train.checkpoint import (
+    BEST_PREFIX,
+    check_same_space,
+    last_checkpoint,
+    read_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+    write_pointer,
+)
+from gen5nas.train.distributed import DistEnv, all_reduce_sum, barrier, unwrap, wrap_ddp
+from gen5nas.train.evaluate import Validator
+from gen5nas.train.optim import build_optimizer, build_scheduler
+from gen5nas.train.sandwich import StepContext, StepOutput, TrainStep
+
+log = logging.getLogger(__name__)
+
+METRICS_FILE = "metrics.jsonl"
+StepHook = Callable[[StepContext, StepOutput], None]
+
+
+def seed_everything(seed: int, rank: int = 0, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch (``seed + rank``: dropout differs per rank, as it should).
+    ``deterministic`` also asks torch for deterministic kernels (bitwise-reproducible on CPU)."""
+    random.seed(seed + rank)
+    np.random.seed((seed + rank) % 2**32)
+    torch.manual_seed(seed + rank)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.benchmark = not deterministic
+
+
+@dataclass
+class TrainerConfig:
+    work_dir: Path
+    schedule: ScheduleSpec
+    optimizer: OptimizerSpec
+    checkpoint: CheckpointSpec
+    elastic: bool = True  # a supernet: DDP must tolerate unused parameters
+    score_key: str = "max/accuracy_top1"  # higher is better; picks the best checkpoint
+    best_prefix: str = BEST_PREFIX
+    precision: str = "fp32"
+    channels_last: bool = False
+    config_file: Path | None = None  # copied into the work dir (the seed does)
+    resolved_config: dict[str, Any] | None = None  # written to the log folder
+    hooks: Sequence[StepHook] = field(default_factory=tuple)
+
+
+@dataclass
+class TrainResult:
+    epochs_completed: int
+    iterations: int
+    best_score: float | None
+    best_epoch: int | None
+    best_checkpoint: Path | None
+    last_checkpoint: Path | None
+    metrics: dict[str, float]  # the last validation's
+    log_dir: Path | None
+    model: nn.Module | None = None  # the trained model (unwrapped, still on its device)
+
+
+class _Progress:
+    """Running sums for the log line: per-pass losses, images, wall time."""
+
+    def __init__(self) -> None:
+        self.losses: dict[str, Tensor] = {}
+        self.steps = 0
+        self.images = 0
+        self.skipped = 0
+        self.start = time.perf_counter()
+
+    def add(self, out: StepOutput, images: int, skipped: int) -> None:
+        for name, value in out.losses.items():
+            self.losses[name] = self.losses.get(name, 0) + value.float()
+        self.steps += 1
+        self.images += images
+        self.skipped += skipped
+
+    def mean_losses(self) -> dict[str, float]:
+        return {k: float(v) / max(1, self.steps) for k, v in self.losses.items()}
+
+    def rate(self) -> float:
+        return self.images / max(1e-9, time.perf_counter() - self.start)
+
+
+def _fmt_eta(seconds: float) -> str:
+    return str(timedelta(seconds=round(seconds))) if math.isfinite(seconds) else "?"
+
+
+class Trainer:
+    def __init__(
+        self,
+        model: nn.Module,
+        step: TrainStep,
+        validator: Validator | None,
+        train_loader: Iterable[Batch],
+        sampler: ShardSampler | None,
+        *,
+        config: TrainerConfig,
+        env: DistEnv,
+        meta: dict[str, Any],
+    ) -> None:
+        self.cfg = config
+        self.env = env
+        self.meta = meta
+        self.step = step
+        self.validator = validator
+        self.loader = train_loader
+        self.sampler = sampler
+        self.work_dir = Path(config.work_dir)
+        self.model = model.to(env.device)
+        if config.channels_last:
+            self.model = self.model.to(memory_format=torch.channels_last)
+        batch = int(getattr(train_loader, "batch_size", None) or 1)
+        self.batch_size = batch
+        full = len(train_loader)  # type: ignore[arg-type]
+        cap = config.schedule.max_iters_per_epoch
+        self.iters_per_epoch = min(full, cap) if cap else full
+        if self.iters_per_epoch < 1:
+            raise Gen5NasError("the training loader yields no batch: nothing to train")
+        self.optimizer = build_optimizer(self.model, config.optimizer, batch * env.world_size)
+        self.scheduler = build_scheduler(self.optimizer, config.schedule, self.iters_per_epoch)
+        self.epoch = 0  # epochs completed
+        self.iteration = 0  # optimizer steps completed
+        self.iter_in_epoch = 0  # steps completed in the current (unfinished) epoch
+        self.best_score: float | None = None
+        self.best_epoch: int | None = None
+        self.last_metrics: dict[str, float] = {}
+        self.log_dir: Path | None = None
+        self._tb: Any = None
+        self._file_handler: logging.Handler | None = None
+        self._saved_level = logging.NOTSET
+        self._ddp: nn.Module = self.model
+
+    # ---- resume -------------------------------------------------------------------------------
+    def _check_meta(self, stored: dict[str, Any], source: str) -> None:
+        if "space" in self.meta and self.meta["space"] is not None:
+            if stored.get("space") is None:
+                raise CheckpointError(f"{source} holds no search space; it is not a supernet's")
+            check_same_space(stored, SearchSpace.model_validate(self.meta["space"]), source)
+        for key in ("model_kind", "num_classes", "arch", "task"):
+            if key in self.meta and stored.get(key) != self.meta[key]:
+                raise CheckpointError(
+                    f"{source} does not match this run: {key} is {stored.get(key)!r} in the "
+                    f"checkpoint, {self.meta[key]!r} here; use another --work-dir"
+                )
+
+    def _resume(self) -> Path | None:
+        path = last_checkpoint(self.work_dir)
+        if path is None:
+            return None
+        state = read_checkpoint(path)
+        self._check_meta(state.get("meta") or {}, str(path))
+        unwrap(self.model).load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        sched = dict(state["scheduler"])
+        # The schedule's shape follows the current spec (e.g. a longer --epochs), not the file.
+        sched["lr_lambdas"] = [None] * len(self.scheduler.lr_lambdas)
+        self.scheduler.load_state_dict(sched)
+        self.epoch = int(state["epoch"])
+        self.iteration = int(state["iteration"])
+        self.iter_in_epoch = int(state.get("iter_in_epoch", 0))
+        best = state.get("best") or {}
+        self.best_score, self.best_epoch = best.get("score"), best.get("epoch")
+        self.last_metrics = dict(state.get("metrics") or {})
+        rngs = state.get("rng") or []
+        if len(rngs) == self.env.world_size:
+            set_rng_state(rngs[self.env.rank])
+        else:
+            log.warning(
+                "checkpoint has RNG states of %d process(es), this run has %d: dropout and "
+                "augmentation RNGs start fresh (data order and archs are unaffected)",
+                len(rngs),
+                self.env.world_size,
+            )
+        if self.env.is_main:
+            log.info(
+                "resuming from %s: %d epoch(s) + %d iteration(s) done, best %s",
+                path,
+                self.epoch,
+                self.iter_in_epoch,
+                self.best_score,
+            )
+        return path
+
+    # ---- outputs ------------------------------------------------------------------------------
+    def _open_outputs(self, resumed_from: Path | None) -> None:
+        if not self.env.is_main:
+            return
+        self.work_dir.mkdir(parents=True, exist_ok=True)
+        stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
+        self.log_dir = self.work_dir / stamp
+        self.log_dir.mkdir(exist_ok=True)
+        handler = logging.FileHandler(self.log_dir / "train.log")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        handler.setLevel(logging.INFO)
+        package_log = logging.getLogger("gen5nas")
+        self._saved_level = package_log.level
+        if package_log.getEffectiveLevel() > logging.INFO:
+            package_log.setLevel(logging.INFO)  # the log file always gets the progress lines
+        package_log.addHandler(handler)
+        self._file_handler = handler
+        if self.cfg.config_file is not None:
+            shutil.copyfile(self.cfg.config_file, self.work_dir / Path(self.cfg.config_file).name)
+        if self.cfg.resolved_config is not None:
+            (self.log_dir / "resolved_config.yaml").write_text(
+                yaml.safe_dump(self.cfg.resolved_config, sort_keys=False)
+            )
+        metrics = self.work_dir / METRICS_FILE
+        if resumed_from is not None and metrics.exists():
+            # Drop records past the checkpoint: those steps are about to be redone.
+            keep = [
+                line
+                for line in metrics.read_text().splitlines()
+                if line.strip() and json.loads(line).get("iteration", 0) <= self.iteration
+            ]
+            metrics.write_text("".join(line + "\n" for line in keep))
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+
+            self._tb = SummaryWriter(
+                str(self.work_dir / "tensorboard"),
+                purge_step=self.iteration if resumed_from is not None else None,
+            )
+        except ImportError:
+            log.debug("tensorboard is not installed; metrics go to %s only", metrics)
+
+    def _record(self, kind: str, values: dict[str, float], epoch: int) -> None:
+        if not self.env.is_main:
+            return
+        record = {"type": kind, "epoch": epoch, "iteration": self.iteration, **values}
+        with open(self.work_dir / METRICS_FILE, "a") as f:
+            f.write(json.dumps(record) + "\n")
+        if self._tb is not None:
+            for key, value in values.items():
+                self._tb.add_scalar(f"{kind}/{key}", value, self.iteration)
+
+    def _close_outputs(self) -> None:
+        if self._tb is not None:
+            self._tb.close()
+        if self._file_handler is not None:
+            package_log = logging.getLogger("gen5nas")
+            package_log.removeHandler(self._file_handler)
+            package_log.setLevel(self._saved_level)
+            self._file_handler.close()
+
+    # ---- checkpoints --------------------------------------------------------------------------
+    def _state(self, iter_in_epoch: int) -> dict[str, Any]:
+        rngs: list[Any] = [rng_state()]
+        if self.env.distributed:  # every rank's RNG, so that each resumes its own streams
+            buf = io.BytesIO()
+            torch.save(rngs[0], buf)
+            blobs: list[Any] = [None] * self.env.world_size
+            dist.all_gather_object(blobs, buf.getvalue())
+            rngs = [torch.load(io.BytesIO(b), weights_only=True) for b in blobs]
+        return {
+            "model": unwrap(self.model).state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "epoch": self.epoch,
+            "iteration": self.iteration,
+            "iter_in_epoch": iter_in_epoch,
+            "rng": rngs,
+            "best": {"score": self.best_score, "epoch": self.best_epoch},
+            "metrics": self.last_metrics,
+            "meta": self.meta,
+        }
+
+    def _save(self, name: str, iter_in_epoch: int = 0) -> Path:
+        state = self._state(iter_in_epoch)  # collective: every rank takes part
+        path = self.work_dir / name
+        if self.env.is_main:
+            save_checkpoint(state, path)
+            write_pointer(self.work_dir, path)
+            self._prune(keep=path)
+        barrier()
+        return path
+
+    def _prune(self, keep: Path) -> None:
+        def number(p: Path) -> int:
+            return int(p.stem.split("_")[-1])
+
+        for old in self.work_dir.glob("iter_*.pth"):
+            if old != keep:
+                old.unlink(missing_ok=True)
+        epochs = sorted(self.work_dir.glob("epoch_*.pth"), key=number)
+        for old in epochs[: -self.cfg.checkpoint.keep_last]:
+            if old != keep:
+                old.unlink(missing_ok=True)
+
+    def _save_best(self, epoch_file: Path | None) -> Path:
+        best = self.work_dir / f"{self.cfg.best_prefix}{self.epoch}.pth"
+        if self.env.is_main:
+            for old in self.work_dir.glob(f"{self.cfg.best_prefix}*.pth"):
+                old.unlink(missing_ok=True)
+            if epoch_file is not None:
+                try:
+                    os.link(epoch_file, best)  # no second copy of the weights
+                except OSError:
+                    shutil.copyfile(epoch_file, best)
+        if epoch_file is None:
+            state = self._state(0)
+            if self.env.is_main:
+                save_checkpoint(state, best)
+        barrier()
+        return best
+
+    # ---- the loop -----------------------------------------------------------------------------
+    def _autocast(self) -> contextlib.AbstractContextManager[None]:
+        if self.cfg.precision == "bf16":
+            return torch.autocast(self.env.device.type, dtype=torch.bfloat16)
+        return contextlib.nullcontext()
+
+    def fit(self) -> TrainResult:
+        resumed_from = self._resume()
+        self._ddp = wrap_ddp(self.model, self.env, self.cfg.elastic)
+        self._open_outputs(resumed_from)
+        epochs = self.cfg.schedule.epochs
+        best_file: Path | None = None
+        last_file = resumed_from
+        try:
+            if self.epoch >= epochs and self.env.is_main:
+                log.info("all %d epochs are already done in %s", epochs, self.work_dir)
+            while self.epoch < epochs:
+                self._train_epoch()
+                self.epoch += 1
+                self.iter_in_epoch = 0
+                last_epoch = self.epoch == epochs
+                if self.validator is not None and (
+                    last_epoch or self.epoch % self.cfg.schedule.val_interval_epochs == 0
+                ):
+                    new_best = self._validate()
+                else:
+                    new_best = False
+                epoch_file = None
+                if last_epoch or self.epoch % self.cfg.checkpoint.interval_epochs == 0:
+                    epoch_file = last_file = self._save(f"epoch_{self.epoch}.pth")
+                if new_best:
+                    best_file = self._save_best(epoch_file)
+        finally:
+            self._close_outputs()
+        if best_file is None and self.best_epoch is not None:
+            candidate = self.work_dir / f"{self.cfg.best_prefix}{self.best_epoch}.pth"
+            best_file = candidate if candidate.exists() else None
+        return TrainResult(
+            self.epoch,
+            self.iteration,
+            self.best_score,
+            self.best_epoch,
+            best_file,
+            last_file,
+            self.last_metrics,
+            self.log_dir,
+            self.model,
+        )
+
+    def _validate(self) -> bool:
+        started = time.perf_counter()
+        assert self.validator is not None
+        metrics = self.validator(self._ddp)
+        self.last_metrics = metrics
+        self._record("val", metrics, self.epoch)
+        score = metrics.get(self.cfg.score_key)
+        new_best = score is not None and (self.best_score is None or score > self.best_score)
+        if new_best:
+            self.best_score, self.best_epoch = score, self.epoch
+        if self.env.is_main:
+            shown = {k: v for k, v in metrics.items() if "accuracy" in k or k.endswith("loss")}
+            log.info(
+                "epoch %d validation (%.1f s): %s%s",
+                self.epoch,
+                time.perf_counter() - started,
+                ", ".join(f"{k} {v:.2f}" for k, v in shown.items()),
+                " (new best)" if new_best else "",
+            )
+        return new_best
+
+    def _train_epoch(self) -> None:
+        cfg, env = self.cfg, self.env
+        epoch, start = self.epoch, self.iter_in_epoch
+        if self.sampler is not None:
+            self.sampler.set_epoch(epoch, start * self.batch_size)
+        self._ddp.train()
+        progress = _Progress()
+        total_iters = cfg.schedule.epochs * self.iters_per_epoch
+        bar = tqdm(
+            total=self.iters_per_epoch,
+            initial=start,
+            desc=f"epoch {epoch + 1}/{cfg.schedule.epochs}",
+            disable=not env.is_main,
+            dynamic_ncols=True,
+            mininterval=1.0,
+            leave=False,
+        )
+        it = start
+        clip = cfg.optimizer.grad_clip_norm
+        try:
+            for raw in self.loader:
+                if it >= self.iters_per_epoch:
+                    break
+                batch = batch_to(raw, env.device, cfg.channels_last)
+                self.optimizer.zero_grad(set_to_none=True)
+                ctx = StepContext(epoch, self.iteration, self._autocast)
+                out = self.step(self._ddp, batch, ctx)
+                if clip is not None:
+                    torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+                self.optimizer.step()
+                self.scheduler.step()
+                self.iteration += 1
+                it += 1
+                progress.add(out, len(batch) * env.world_size, raw.skipped)
+                for hook in cfg.hooks:
+                    hook(ctx, out)
+                if it % cfg.schedule.log_interval_iters == 0 or it == self.iters_per_epoch:
+                    self._log_progress(progress, it, total_iters, bar)
+                bar.update(1)
+                every = cfg.checkpoint.interval_iters
+                if every and self.iteration % every == 0 and it < self.iters_per_epoch:
+                    self.iter_in_epoch = it
+                    self._save(f"iter_{self.iteration}.pth", iter_in_epoch=it)
+        finally:
+            bar.close()
+        skipped = torch.tensor(float(progress.skipped), device=env.device)
+        all_reduce_sum(skipped)
+        if skipped.item() and env.is_main:
+            log.warning(
+                "epoch %d: %d unreadable training image(s) skipped", epoch + 1, int(skipped)
+            )
+        self._record(
+            "epoch",
+            {"images_per_s": progress.rate(), "skipped_images": float(skipped)},
+            epoch + 1,
+        )
+
+    def _log_progress(self, progress: _Progress, it: int, total_iters: int, bar: tqdm) -> None:
+        losses = progress.mean_losses()
+        if any(not math.isfinite(v) for v in losses.values()):
+            raise Gen5NasError(
+                f"the training loss became non-finite at epoch {self.epoch + 1}, iteration "
+                f"{self.iteration} ({losses}); the last checkpoint is untouched: lower "
+                "optimizer.lr or raise schedule.warmupEpochs, then rerun to resume"
+            )
+        rate = progress.rate()
+        lr = self.optimizer.param_groups[0]["lr"]
+        sec_per_iter = (time.perf_counter() - progress.start) / max(1, progress.steps)
+        eta_epoch = (self.iters_per_epoch - it) * sec_per_iter
+        eta_total = (total_iters - self.iteration) * sec_per_iter
+        values = {f"loss/{k}": v for k, v in losses.items()}
+        values.update({"lr": lr, "images_per_s": rate})
+        self._record("train", values, self.epoch + 1)
+        if self.env.is_main:
+            bar.set_postfix(
+                {**{k: f"{v:.3f}" for k, v in losses.items()}, "img/s": f"{rate:.0f}"},
+                refresh=False,
+            )
+            log.info(
+                "epoch %d/%d iter %d/%d | %s | lr %.4g | %.0f img/s | eta epoch %s, total %s",
+                self.epoch + 1,
+                self.cfg.schedule.epochs,
+                it,
+                self.iters_per_epoch,
+                " ".join(f"{k} {v:.4f}" for k, v in losses.items()),
+                lr,
+                rate,
+                _fmt_eta(eta_epoch),
+                _fmt_eta(eta_total),
+            )
