@@ -1,0 +1,144 @@
+"""Export of max, min and random subnets to ONNX: the file round-trips through onnxruntime
+(same top-1 on every real val image as PyTorch), the card describes it, writes are atomic."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+from export_helpers import (
+    VAL_SAMPLES,
+    export_spec,
+    ort_top1,
+    save_supernet,
+    single_thread,  # noqa: F401
+    tiny_space,
+)
+from torch import nn
+
+from gen5nas.data import build_loaders, write_digits
+from gen5nas.export.export import ExportError, export_subnet, write_verified_onnx
+from gen5nas.export.onnx_card import card_path_for, file_sha256, read_card, verify_card
+from gen5nas.spec.common import DatasetSpec
+
+
+@pytest.fixture(scope="session")
+def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_digits(tmp_path_factory.getbasetemp() / "digits")
+
+
+@pytest.fixture(scope="session")
+def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_supernet(tmp_path_factory.mktemp("ckpt") / "epoch_1.pth")
+
+
+def _val_loader(digits: Path, resolution: tuple[int, int]):  # type: ignore[no-untyped-def]
+    spec = DatasetSpec(
+        kind="imagefolder",
+        path=str(digits),
+        batch_size=64,
+        num_workers=0,
+        max_val_samples=VAL_SAMPLES,
+    )
+    return build_loaders(spec, resolution, train=False).val
+
+
+ARCHS = {
+    "max": lambda s: s.max(),
+    "min": lambda s: s.min(),
+    "random": lambda s: s.sample(random.Random(7)),
+}
+
+
+@pytest.mark.parametrize("which", list(ARCHS))
+def test_export_round_trips_through_onnxruntime(
+    which: str, digits: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    arch = ARCHS[which](tiny_space())
+    spec = export_spec(checkpoint, digits, arch=arch.to_yaml_dict())
+    result = export_subnet(spec, tmp_path, device="cpu")
+
+    assert result.onnx_path == tmp_path / "subnet.onnx"
+    model = onnx.load(str(result.onnx_path))
+    onnx.checker.check_model(model, full_check=True)
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [17]
+    dims = [d.dim_value for d in model.graph.input[0].type.tensor_type.shape.dim]
+    assert dims == [1, 3, *arch.resolution]
+
+    card = result.card
+    assert read_card(result.card_path) == card
+    assert card["onnx"]["sha256"] == file_sha256(result.onnx_path)
+    assert verify_card(result.card_path)
+    assert card["arch"] == arch.to_yaml_dict()
+    assert card["source"]["checkpoint"] == str(checkpoint)
+    assert card["params"] > 0 and card["macs"] > 0
+    assert card["cost"]["latency_ms"] > 0 and card["cost"]["energy_mj"] > 0
+    parity = card["onnx"]["parity"]
+    assert parity["max_abs_diff"] <= parity["tolerance"]
+
+    # onnxruntime alone, on every real val image, reproduces PyTorch's inherited accuracy
+    # (a one-image slack for a near-tie whose argmax flips under a 1e-6 difference).
+    top1, n = ort_top1(result.onnx_path, _val_loader(digits, arch.resolution), static_batch=1)
+    assert n == card["accuracy"]["val_images"]
+    assert abs(top1 - card["accuracy"]["inherited"]) <= 100.0 / n + 1e-9
+
+
+def test_dynamic_batch_runs_any_batch_size(digits: Path, checkpoint: Path, tmp_path: Path) -> None:
+    arch = tiny_space().min()
+    out = tmp_path / "dyn" / "m.onnx"
+    spec = export_spec(
+        checkpoint, digits, arch=arch.to_yaml_dict(), dynamicBatch=True, output=str(out)
+    )
+    result = export_subnet(spec, tmp_path, device="cpu")
+    assert result.onnx_path == out and result.card_path == card_path_for(out)
+    assert result.card["onnx"]["input"]["shape"][0] == "batch"
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    for n in (1, 5):
+        x = torch.randn(n, 3, *arch.resolution).numpy()
+        assert session.run(None, {"input": x})[0].shape == (n, 10)
+
+
+def test_static_batch_of_four(digits: Path, checkpoint: Path, tmp_path: Path) -> None:
+    arch = tiny_space().min()
+    h, w = arch.resolution
+    spec = export_spec(checkpoint, digits, arch=arch.to_yaml_dict(), inputShape=[4, 3, h, w])
+    result = export_subnet(spec, tmp_path, device="cpu")
+    assert result.card["onnx"]["input"]["shape"] == [4, 3, h, w]
+    assert result.card["onnx"]["parity"]["images"] % 4 == 0
+
+
+class _TraceDiffers(nn.Module):
+    """Python-side state read at trace time: the ONNX graph freezes a constant that eager
+    execution does not (a real mismatch the parity check exists to catch)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        return self.conv(x).mean((2, 3)) + float(self.calls)
+
+
+def test_parity_failure_writes_nothing_and_keeps_the_old_file(tmp_path: Path) -> None:
+    out = tmp_path / "model.onnx"
+    out.write_bytes(b"previous export")
+    images = torch.randn(4, 3, 8, 8)
+    with pytest.raises(ExportError, match="differs from PyTorch"):
+        write_verified_onnx(_TraceDiffers(), (1, 3, 8, 8), out, images)
+    assert out.read_bytes() == b"previous export"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temp left
+
+
+def test_card_detects_a_changed_onnx_file(digits: Path, checkpoint: Path, tmp_path: Path) -> None:
+    spec = export_spec(checkpoint, digits, arch=tiny_space().min().to_yaml_dict())
+    result = export_subnet(spec, tmp_path, device="cpu")
+    data = bytearray(result.onnx_path.read_bytes())
+    data[-1] ^= 0xFF
+    result.onnx_path.write_bytes(bytes(data))
+    assert not verify_card(result.card_path)

@@ -1,0 +1,336 @@
+"""Export a subnet to a verified ONNX file and its JSON card.
+
+``export_subnet(spec, work_dir)`` runs the whole step: load the supernet checkpoint, resolve
+the subnet (arch file, inline arch or study trial) and check it against the checkpoint's
+space, check the input shape, cut the static subnet out and recalibrate its BN (or take the
+retrained one when ``retrain.enabled``), then :func:`write_verified_onnx` and the card.
+
+Guarantees of :func:`write_verified_onnx`: the model is exported in memory (opset >= 17,
+optionally a dynamic batch axis), passes ``onnx.checker`` with ``full_check=True``, and
+onnxruntime (CPU) run on REAL images agrees with PyTorch within
+``atol x max(1, max |torch|)`` (default ``atol`` 1e-4, see
+:data:`gen5nas.spec.export.DEFAULT_PARITY_ATOL`); only then is the file written, to a temp file
+in the target folder, fsynced and renamed. A failure at any point leaves no ONNX file behind
+(and an older file at the same path untouched).
+
+Input-shape policy: the ONNX input is ``N,3,H,W`` with ``(H, W) == arch.resolution``; the
+supernet resizes its inputs, an exported subnet does not (preprocess to the arch's resolution:
+resize, then normalise with ImageNet mean/std, RGB, float32 NCHW). Any other shape is refused
+with an error naming the arch's resolution.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from gen5nas.data import Batch
+from gen5nas.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from gen5nas.errors import Gen5NasError, SpecError
+from gen5nas.export.input_shape import check_input_shape
+from gen5nas.export.onnx_card import build_card, card_path_for, write_json_atomic
+from gen5nas.spec.export import DEFAULT_PARITY_ATOL, SubnetExportSpec
+
+log = logging.getLogger(__name__)
+
+
+class ExportError(Gen5NasError):
+    """The exported model failed a check (onnxruntime parity); no file was written."""
+
+
+@dataclass
+class ExportResult:
+    onnx_path: Path
+    card_path: Path
+    card: dict[str, Any]
+
+
+# ---- real inputs and the parity check -------------------------------------------------------
+def real_images(batches: Iterable[Batch], count: int) -> torch.Tensor:
+    """The first ``count`` images of ``batches`` (the val loader: real, deterministic)."""
+    taken: list[torch.Tensor] = []
+    have = 0
+    for batch in batches:
+        if len(batch) == 0:
+            continue
+        taken.append(batch.images[: count - have].cpu())
+        have += taken[-1].shape[0]
+        if have >= count:
+            break
+    if not taken:
+        raise SpecError("the validation split yielded no image for the parity check", "dataset")
+    return torch.cat(taken)
+
+
+def check_parity(
+    onnx_data: bytes,
+    model: nn.Module,
+    images: torch.Tensor,
+    static_batch: int | None,
+    atol: float = DEFAULT_PARITY_ATOL,
+) -> dict[str, Any]:
+    """Run ``images`` through onnxruntime and PyTorch (CPU, fp32) and compare the outputs.
+
+    ``static_batch``: the ONNX input's fixed batch size (images are fed in chunks of it, the last
+    chunk filled up by repeating images); None for a dynamic batch (one run, every image).
+    Raises :class:`ExportError` when ``max |ort - torch| > atol x max(1, max |torch|)``.
+    """
+    import onnxruntime as ort
+
+    if static_batch is not None and images.shape[0] % static_batch:
+        repeats = math.ceil(static_batch / images.shape[0]) + 1
+        images = images.repeat(repeats, 1, 1, 1)
+        images = images[: max(1, images.shape[0] // static_batch) * static_batch]
+    session = ort.InferenceSession(onnx_data, providers=["CPUExecutionProvider"])
+    input_name = session.get_inputs()[0].name
+    chunk = static_batch or images.shape[0]
+    was_training = model.training
+    model_cpu = model.cpu().eval()
+    try:
+        with torch.no_grad():
+            expected = torch.cat([model_cpu(part) for part in images.split(chunk)])
+    finally:
+        model.train(was_training)
+    got = torch.cat(
+        [
+            torch.from_numpy(session.run(None, {input_name: part.numpy()})[0])
+            for part in images.split(chunk)
+        ]
+    )
+    max_abs = float((got - expected).abs().max())
+    scale = max(1.0, float(expected.abs().max()))
+    report = {
+        "passed": True,  # a failed check raises below: no file, no card
+        "images": int(images.shape[0]),
+        "max_abs_diff": max_abs,
+        "tolerance": atol * scale,
+        "rule": f"max|ort - torch| <= {atol:g} x max(1, max|torch|)",
+        "top1_agreement": float((got.argmax(1) == expected.argmax(1)).float().mean()),
+        "onnxruntime": ort.__version__,
+    }
+    if not math.isfinite(max_abs) or max_abs > atol * scale:
+        report["passed"] = False
+        raise ExportError(
+            f"onnxruntime output differs from PyTorch by {max_abs:.3g} on {report['images']} "
+            f"real images (tolerance {atol * scale:.3g}); no ONNX file was written"
+        )
+    return report
+
+
+def write_verified_onnx(
+    model: nn.Module,
+    input_shape: tuple[int, int, int, int],
+    output: str | Path,
+    images: torch.Tensor,
+    *,
+    opset: int = 17,
+    dynamic_batch: bool = False,
+    atol: float = DEFAULT_PARITY_ATOL,
+) -> tuple[bytes, dict[str, Any]]:
+    """Export, check (full checker + parity on ``images``), then atomically write ``output``.
+
+    Returns the ONNX bytes and the card's ``onnx`` section.
+    """
+    import onnx
+
+    from gen5nas.supernet import onnx_bytes
+    from gen5nas.supernet.onnx_export import INPUT_NAME, OUTPUT_NAME
+    from gen5nas.train.checkpoint import atomic_write_bytes
+
+    output = Path(output)
+    if output.suffix != ".onnx":
+        raise SpecError(f"{output} must end in .onnx", field="output")
+    model = model.cpu().eval()
+    data = onnx_bytes(model, input_shape, opset=opset, dynamic_batch=dynamic_batch)
+    proto = onnx.load_from_string(data)
+    written_opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    parity = check_parity(data, model, images, None if dynamic_batch else input_shape[0], atol)
+    atomic_write_bytes(output, lambda f: f.write(data))
+    with torch.no_grad():
+        out_shape = list(model(torch.zeros(*input_shape)).shape)
+    batch: int | str = "batch" if dynamic_batch else input_shape[0]
+    section = {
+        "file": output.name,
+        "sha256": hashlib.sha256(data).hexdigest(),
+        "bytes": len(data),
+        "opset": written_opset,
+        "ir_version": proto.ir_version,
+        "input": {"name": INPUT_NAME, "shape": [batch, *input_shape[1:]], "dtype": "float32"},
+        "output": {"name": OUTPUT_NAME, "shape": [batch, *out_shape[1:]], "dtype": "float32"},
+        "dynamic_batch": dynamic_batch,
+        "checker": "onnx.checker.check_model(full_check=True)",
+        "parity": parity,
+    }
+    log.info(
+        "wrote %s (%d bytes, opset %d): onnxruntime parity max |diff| %.2g on %d real images",
+        output,
+        len(data),
+        written_opset,
+        parity["max_abs_diff"],
+        parity["images"],
+    )
+    return data, section
+
+
+# ---- estimated hardware cost ----------------------------------------------------------------
+def check_profile(spec: SubnetExportSpec) -> None:
+    """An unknown profile is bad input: refuse it before any work (in-process only; remote
+    servers may serve profiles of their own)."""
+    if spec.estimator_servers:
+        return
+    from gen5nas.estimator.profiles import ProfileRegistry
+
+    registry = ProfileRegistry()
+    if spec.profile not in registry.names():
+        raise SpecError(
+            f"unknown hardware profile {spec.profile!r}; available: {registry.names()}",
+            field="profile",
+        )
+
+
+def estimate_cost(
+    onnx_data: bytes, spec: SubnetExportSpec, input_shape: Sequence[int]
+) -> dict[str, Any]:
+    """Latency/energy of the exported model for ``spec.profile`` (batch 1): the gRPC servers if
+    ``estimatorServers`` is set, else the analytical model in-process. An estimator failure is
+    recorded in the card, not raised: the ONNX model is valid without it."""
+    from gen5nas.supernet.onnx_export import INPUT_NAME
+
+    shapes = {INPUT_NAME: [1, *input_shape[1:]]}
+    try:
+        if spec.estimator_servers:
+            from gen5nas.estimator import EstimatorClient
+
+            servers = [s.model_dump() for s in spec.estimator_servers]
+            with EstimatorClient(servers, spec.profile, dict(spec.hw_config)) as client:
+                est = client.estimate(onnx_data, input_shapes=shapes)
+            via = f"grpc {est.endpoint}"
+        else:
+            from gen5nas.estimator.engine import EstimatorEngine
+
+            est = EstimatorEngine().estimate(
+                onnx_data, profile=spec.profile, hw_config=spec.hw_config, input_shapes=shapes
+            )
+            via = "in-process"
+    except Gen5NasError as exc:
+        log.warning("no hardware cost for the card: %s", exc)
+        return {"profile": spec.profile, "error": str(exc)}
+    return {
+        "profile": est.profile,
+        "backend": est.backend,
+        "latency_ms": est.latency_ms,
+        "energy_mj": est.energy_mj,
+        "batch": 1,
+        "hw_config": dict(est.hw_config),
+        "estimator": est.estimator_version,
+        "via": via,
+        "unsupported_ops": list(est.unsupported_ops),
+    }
+
+
+# ---- the step ---------------------------------------------------------------------------------
+def default_output(work_dir: Path, choice: Any) -> Path:
+    if choice.trial is not None:
+        return work_dir / f"trial_{choice.trial}.onnx"
+    if choice.arch_file:
+        return work_dir / f"{Path(choice.arch_file).stem}.onnx"
+    return work_dir / "subnet.onnx"
+
+
+def export_subnet(
+    spec: SubnetExportSpec,
+    work_dir: str | Path,
+    *,
+    checkpoint: str | Path | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    output: str | Path | None = None,
+    device: str | None = None,
+    config_file: str | Path | None = None,
+) -> ExportResult:
+    """The ``gen5nas export`` step (see the module docstring). Overrides (``checkpoint``,
+    ``storage``, ``study_name``, ``output``) win over the spec: the operator and the seed-like
+    command line pass them."""
+    from gen5nas.export.prepare import load_and_resolve, prepare_subnet
+    from gen5nas.export.retrain import run_retrain
+    from gen5nas.supernet import count_macs, count_params
+
+    work_dir = Path(work_dir)
+    check_profile(spec)
+    # The checks that need no data come first, so bad input fails in a second.
+    resolved = load_and_resolve(spec, checkpoint=checkpoint, storage=storage, study_name=study_name)
+    input_shape = check_input_shape(resolved.choice.arch, spec.input_shape)
+    out = Path(output or spec.output or default_output(work_dir, resolved.choice))
+    if out.suffix != ".onnx":
+        raise SpecError(f"{out} must end in .onnx", field="output")
+
+    retrain_record: dict[str, Any] | None = None
+    if spec.retrain.enabled:
+        outcome = run_retrain(
+            spec, work_dir, resolved=resolved, device=device, config_file=config_file
+        )
+        if not outcome.is_main:
+            return ExportResult(out, card_path_for(out), {})  # rank 0 exports
+        prepared, model = outcome.prepared, outcome.model
+        retrain_record = outcome.record()
+    else:
+        dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+        prepared = prepare_subnet(spec, work_dir, resolved, device=dev)
+        model = prepared.model
+    assert prepared.loaders.val is not None
+    images = real_images(prepared.loaders.val, spec.parity_samples)
+    data, onnx_section = write_verified_onnx(
+        model,
+        input_shape,
+        out,
+        images,
+        opset=spec.opset,
+        dynamic_batch=spec.dynamic_batch,
+        atol=spec.parity_atol,
+    )
+    arch = prepared.choice.arch
+    accuracy = {
+        "metric": "accuracy/top1",
+        "unit": "percent",
+        "inherited": prepared.inherited["accuracy_top1"],
+        "retrained": retrain_record["retrained"]["accuracy_top1"] if retrain_record else None,
+        "val_images": int(prepared.inherited["images"]),
+        "dataset": str(prepared.loaders.root),
+        "measured_on": "val images transformed at the arch's resolution, as the ONNX expects",
+        "inherited_bn_calibration_images": prepared.bn_images,
+    }
+    card = build_card(
+        onnx=onnx_section,
+        arch=arch.to_yaml_dict(),
+        arch_summary=arch.summary(),
+        source={
+            "checkpoint": str(prepared.checkpoint),
+            "num_classes": int(prepared.meta["num_classes"]),
+            "classes": prepared.meta.get("classes"),
+            **prepared.choice.record(),
+        },
+        accuracy=accuracy,
+        cost=estimate_cost(data, spec, input_shape),
+        params=count_params(model),
+        macs=count_macs(model, input_shape),
+        extra={
+            "preprocessing": {
+                "layout": "NCHW float32 RGB",
+                "resize_to": list(arch.resolution),
+                "scale": "0..1 then (x - mean) / std",
+                "mean": list(IMAGENET_MEAN),
+                "std": list(IMAGENET_STD),
+            },
+            "retrain": retrain_record,
+        },
+    )
+    card_path = write_json_atomic(card, card_path_for(out))
+    return ExportResult(out, card_path, card)
