@@ -119,6 +119,9 @@ class DataLoaders:
         g = torch.Generator().manual_seed(seed * 7_919 + 17)
         order = torch.randperm(len(dataset), generator=g).tolist()
         per_rank = min(num_batches * batch, len(dataset) // world)
+        if per_rank >= batch:
+            # Full batches only: a trailing 1-image batch breaks BN at 1x1 spatial size.
+            per_rank -= per_rank % batch
         mine = order[rank * per_rank : (rank + 1) * per_rank]
         keys: list[SampleKey] = [(i, seed * 1_000_003 + i) for i in mine]
         return DataLoader(
