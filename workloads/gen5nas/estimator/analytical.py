@@ -5,18 +5,20 @@ Per node: compute cycles = MACs / (mac_units x efficiency[kind]) + vector ops /
 per cycle and on-chip bytes / SRAM bytes per cycle (the two paths overlap, double-buffered).
 A tensor that fits in SRAM stays on chip; a larger one, a weight, or a graph input/output pays
 DRAM traffic. cycles = max(compute, memory); latency = cycles / clock + per-layer overhead (views
-such as Reshape are free). energy = MACs x e_mac + vector ops x e_vector + on-chip bytes x
+such as Reshape are free). A node the profile's ``fusion`` rules fold into its producer (Conv+Relu,
+Conv+Add) takes no cycles, bytes or overhead; its vector ops still cost energy. energy = MACs x e_mac + vector ops x e_vector + on-chip bytes x
 e_sram + DRAM bytes x e_dram + static power x latency.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
 
 from gen5nas.estimator.onnx_graph import KINDS, GraphWork
-from gen5nas.estimator.profiles import EFFICIENCY_KINDS, HardwareProfile
+from gen5nas.estimator.profiles import EFFICIENCY_KINDS, HardwareProfile, efficiency_of
 from gen5nas.estimator.result import Estimate, LayerEstimate
 
 VERSION = "gen5nas-analytical/1"
@@ -37,30 +39,31 @@ class LayerArrays:
 
 
 def efficiency_by_kind(params: dict[str, float]) -> np.ndarray:
-    return np.array(
-        [params.get(f"efficiency.{k}", 1.0) if k in EFFICIENCY_KINDS else 1.0 for k in KINDS]
-    )
+    return np.array([efficiency_of(params, k) if k in EFFICIENCY_KINDS else 1.0 for k in KINDS])
 
 
-def cost_arrays(work: GraphWork, params: dict[str, float]) -> LayerArrays:
+def cost_arrays(
+    work: GraphWork, params: dict[str, float], fusion: Sequence[str] = ()
+) -> LayerArrays:
     p = params
     n = len(work.nodes)
     clock_hz = p["clock_ghz"] * 1e9
-    use_bytes = work.use_numel * p["bytes_per_element"]
+    fused = work.fused_mask(fusion)
+    use_bytes = work.use_numel * p["bytes_per_element"] * ~fused[work.use_node]
     in_dram = work.use_offchip | (use_bytes > p["sram_kib"] * 1024)
     read = np.bincount(work.use_node, weights=use_bytes * ~work.use_write, minlength=n)
     written = np.bincount(work.use_node, weights=use_bytes * work.use_write, minlength=n)
     dram = np.bincount(work.use_node, weights=use_bytes * in_dram, minlength=n)
     onchip = read + written - dram
     eff = efficiency_by_kind(p)[work.kind_index]
-    compute = work.macs / (p["mac_units"] * eff) + work.vector_ops / (
-        p["vector_ops_per_cycle"] * eff
-    )
+    compute = (
+        work.macs / (p["mac_units"] * eff) + work.vector_ops / (p["vector_ops_per_cycle"] * eff)
+    ) * ~fused
     dram_bytes_per_cycle = p["dram_bandwidth_gbs"] * 1e9 * p["dram_efficiency"] / clock_hz
     memory = np.maximum(dram / dram_bytes_per_cycle, onchip / p["sram_bytes_per_cycle"])
     cycles = np.maximum(compute, memory)
     is_view = work.kind_index == KINDS.index("view")
-    latency = cycles / clock_hz + p["layer_overhead_us"] * 1e-6 * ~is_view
+    latency = cycles / clock_hz + p["layer_overhead_us"] * 1e-6 * ~(is_view | fused)
     energy = (
         work.macs * p["e_mac_pj"]
         + work.vector_ops * p["e_vector_op_pj"]
@@ -70,8 +73,10 @@ def cost_arrays(work: GraphWork, params: dict[str, float]) -> LayerArrays:
     return LayerArrays(read, written, dram, compute, memory, cycles, latency, energy)
 
 
-def total_latency_ms(work: GraphWork, params: dict[str, float]) -> float:
-    return float(cost_arrays(work, params).latency_s.sum() * 1e3)
+def total_latency_ms(
+    work: GraphWork, params: dict[str, float], fusion: Sequence[str] = ()
+) -> float:
+    return float(cost_arrays(work, params, fusion).latency_s.sum() * 1e3)
 
 
 def estimate(
@@ -81,7 +86,7 @@ def estimate(
     want_latency: bool = True,
     want_energy: bool = True,
 ) -> Estimate:
-    a = cost_arrays(work, profile.params)
+    a = cost_arrays(work, profile.params, profile.fusion)
     layers: list[LayerEstimate] = []
     if with_layers:
         for i, node in enumerate(work.nodes):

@@ -18,14 +18,21 @@ from google.protobuf.message import DecodeError
 from onnx import TensorProto, shape_inference
 
 from gen5nas.estimator.errors import InvalidRequest, TooLarge
+from gen5nas.estimator.profiles import FUSION_RULES
 
 # Op kinds: the cost classes of the analytical model.
-COMPUTE_KINDS = ("conv", "dwconv", "gemm")  # MACs on the MAC array
+COMPUTE_KINDS = ("conv", "pwconv", "dwconv", "gemm")  # MACs on the MAC array
 VECTOR_KINDS = ("elementwise", "pool", "resize")  # ops on the vector unit
 MOVE_KINDS = ("data",)  # only moves bytes (Concat, Transpose, Slice...)
 VIEW_KINDS = ("view",)  # metadata only (Reshape, Flatten...): free
 OTHER_KIND = "other"  # unknown to the model: costed by bytes moved, flagged unsupported
 KINDS = (*COMPUTE_KINDS, *VECTOR_KINDS, *MOVE_KINDS, *VIEW_KINDS, OTHER_KIND)
+
+# Activations that fold into the producing Conv/Gemm (profiles.FUSION_RULES "activation").
+FUSABLE_ACTIVATIONS = {
+    "Relu", "Clip", "LeakyRelu", "HardSigmoid", "HardSwish", "Sigmoid", "Tanh",
+    "BatchNormalization",
+}  # fmt: skip
 
 # Vector ops per output element (a documented approximation; 1 = one ALU op).
 ELEMENTWISE_OPS: dict[str, int] = {
@@ -78,6 +85,7 @@ class NodeWork:
     macs: int = 0
     vector_ops: int = 0
     tensors: list[TensorUse] = field(default_factory=list)
+    fusion: str = ""  # the FUSION_RULES entry that lets it fold into its producer, if any
 
     @property
     def supported(self) -> bool:
@@ -103,6 +111,10 @@ class GraphWork:
         self.kind_index = np.array([KINDS.index(n.kind) for n in self.nodes], dtype=np.int64)
         self.macs = np.array([n.macs for n in self.nodes], dtype=np.float64)
         self.vector_ops = np.array([n.vector_ops for n in self.nodes], dtype=np.float64)
+        self.fusion_index = np.array(  # 1 + FUSION_RULES index; 0 = not fusable
+            [FUSION_RULES.index(n.fusion) + 1 if n.fusion else 0 for n in self.nodes],
+            dtype=np.int64,
+        )
         uses = [(i, t) for i, n in enumerate(self.nodes) for t in n.tensors]
         self.use_node = np.array([i for i, _ in uses], dtype=np.int64)
         self.use_numel = np.array([t.numel for _, t in uses], dtype=np.float64)
@@ -117,6 +129,11 @@ class GraphWork:
         if not hasattr(self, "_unsupported"):
             self._unsupported = sorted({n.op_type for n in self.nodes if not n.supported})
         return list(self._unsupported)
+
+    def fused_mask(self, rules: Sequence[str]) -> np.ndarray:
+        """The nodes folded into their producer under a profile's fusion ``rules``."""
+        codes = [FUSION_RULES.index(r) + 1 for r in rules if r in FUSION_RULES]
+        return np.isin(self.fusion_index, codes)
 
 
 def model_sha256(onnx_bytes: bytes) -> str:
@@ -266,7 +283,7 @@ def _count(model: onnx.ModelProto, sha: str, input_shapes: dict[str, list[int]])
                     work.tensors.append(TensorUse(tn, numel(tn), tn in graph_io, write=True))
         out0 = node.output[0] if node.output else ""
         out_numel = numel(out0) if out0 else 0
-        if work.kind in ("conv", "dwconv"):
+        if work.kind in ("conv", "pwconv", "dwconv"):
             w = shape(node.input[1]) if len(node.input) > 1 else None
             if w is None:
                 notes.append(f"{name}: weight shape unknown, MACs not counted")
@@ -294,12 +311,48 @@ def _count(model: onnx.ModelProto, sha: str, input_shapes: dict[str, list[int]])
             mode = mode.decode() if isinstance(mode, bytes) else str(mode)
             work.vector_ops = out_numel * (1 if mode == "nearest" else 4)
         nodes.append(work)
+    _tag_fusions(graph, nodes)
     if unknown_shapes:
         shown = sorted(unknown_shapes)[:5]
         notes.append(
             f"{len(unknown_shapes)} tensors of unknown shape count as 0 bytes (e.g. {shown})"
         )
     return GraphWork(sha256=sha, nodes=nodes, input_shapes=input_shapes, notes=notes)
+
+
+def _tag_fusions(graph: onnx.GraphProto, nodes: list[NodeWork]) -> None:
+    """Tag the nodes a runtime can fold into the Conv/Gemm producing their input: an activation
+    (or a chain: Conv -> Add -> Relu), and a residual Add of a conv output and another tensor.
+    Folding needs the producer's output to have this node as its only consumer (otherwise the
+    unactivated tensor must exist in memory anyway) and not to be a graph output."""
+    producer: dict[str, int] = {}
+    consumers: dict[str, int] = {}
+    for i, node in enumerate(graph.node):
+        for t in node.output:
+            producer[t] = i
+        for t in node.input:
+            consumers[t] = consumers.get(t, 0) + 1
+    outputs = {o.name for o in graph.output}
+
+    def folds_into(tensor: str) -> bool:
+        i = producer.get(tensor)
+        if i is None or consumers.get(tensor, 0) != 1 or tensor in outputs:
+            return False
+        return nodes[i].kind in COMPUTE_KINDS or bool(nodes[i].fusion)
+
+    for node, work in zip(graph.node, nodes, strict=True):
+        data_inputs = [t for t in node.input[:1] if t]
+        if node.op_type in FUSABLE_ACTIVATIONS and data_inputs and folds_into(data_inputs[0]):
+            work.fusion = "activation"
+        elif node.op_type in ("Add", "Sum") and len(node.input) == 2:
+            # No broadcast (two inputs and the output alike); the conv accumulates its output
+            # onto the other input, so one side must be a conv's sole-consumer output.
+            numels = {t.numel for t in work.tensors}
+            same = len(work.tensors) == 3 and len(numels) == 1 and 0 not in numels
+            if same and any(
+                nodes[producer[t]].kind in COMPUTE_KINDS for t in node.input if folds_into(t)
+            ):
+                work.fusion = "residual_add"
 
 
 def _kind(op: str, node: onnx.NodeProto, attrs: dict, shape) -> str:  # type: ignore[no-untyped-def]
@@ -309,6 +362,9 @@ def _kind(op: str, node: onnx.NodeProto, attrs: dict, shape) -> str:  # type: ig
         # Depthwise: one input channel per group (MobileNet's 3x3/5x5 convs).
         if op == "Conv" and group > 1 and w is not None and w[1] == 1:
             return "dwconv"
+        # Pointwise: a 1x1 dense conv is a plain GEMM (no im2col, no spatial reuse).
+        if op == "Conv" and group == 1 and w is not None and all(d == 1 for d in w[2:]):
+            return "pwconv"
         return "conv"
     if op in ("Gemm", "MatMul"):
         return "gemm"

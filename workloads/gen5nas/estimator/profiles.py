@@ -38,10 +38,24 @@ PARAMETERS: dict[str, str] = {
     "e_dram_pj_per_byte": "energy per byte of DRAM traffic, pJ",
     "static_power_w": "static power while the model runs, W (x latency = static energy)",
 }
-# Op kinds whose compute-unit utilisation is a parameter ("efficiency.<kind>").
-EFFICIENCY_KINDS = ("conv", "dwconv", "gemm", "elementwise", "pool", "resize")
+# Op kinds whose compute-unit utilisation is a parameter ("efficiency.<kind>"). A profile without
+# "pwconv" (1x1 dense conv) uses its "conv" value: profiles written before the split keep meaning.
+EFFICIENCY_KINDS = ("conv", "pwconv", "dwconv", "gemm", "elementwise", "pool", "resize")
+EFFICIENCY_FALLBACK = {"pwconv": "conv"}
+# Ops a runtime folds into the Conv/Gemm producing their input ("fusion:" in a profile): an
+# activation right after it, a residual Add onto its output. A folded op moves no bytes and
+# costs no cycles of its own (onnxruntime's CPU provider does both; NPUs do it in the output
+# stage). Tagged per node by onnx_graph.py.
+FUSION_RULES = ("activation", "residual_add")
 MEASURED_KEYS = {"warmup": 3, "repeats": 10, "threads": 0}
 BACKENDS = ("analytical", "onnxruntime")
+
+
+def efficiency_of(params: Mapping[str, float], kind: str) -> float:
+    key = f"efficiency.{kind}"
+    if key not in params and kind in EFFICIENCY_FALLBACK:
+        key = f"efficiency.{EFFICIENCY_FALLBACK[kind]}"
+    return params.get(key, 1.0)
 
 
 def all_parameter_keys() -> list[str]:
@@ -58,9 +72,10 @@ class HardwareProfile:
     sources: dict[str, str] = field(default_factory=dict)
     measured: dict[str, int] = field(default_factory=lambda: dict(MEASURED_KEYS))
     path: str = ""
+    fusion: tuple[str, ...] = ()  # FUSION_RULES this hardware/runtime applies
 
     def efficiency(self, kind: str) -> float:
-        return self.params.get(f"efficiency.{kind}", 1.0)
+        return efficiency_of(self.params, kind)
 
     def with_overrides(self, overrides: Mapping[str, float] | None) -> HardwareProfile:
         """This profile with ``hw_config`` overrides applied; refuses unknown keys and values
@@ -91,6 +106,7 @@ class HardwareProfile:
             sources=sources,
             measured=self.measured,
             path=self.path,
+            fusion=self.fusion,
         )
 
     def to_yaml_dict(self) -> dict[str, Any]:
@@ -113,6 +129,7 @@ class HardwareProfile:
                 if f"efficiency.{k}" in self.params
             },
             "measured": dict(self.measured),
+            **({"fusion": list(self.fusion)} if self.fusion else {}),
         }
 
 
@@ -173,6 +190,11 @@ def parse_profile(data: Any, path: str = "<inline>") -> HardwareProfile:
                 f"unknown key; allowed: {list(MEASURED_KEYS)}", f"{path}: measured.{key}"
             )
         measured[key] = int(value)
+    fusion = data.get("fusion") or []
+    if not isinstance(fusion, list) or any(r not in FUSION_RULES for r in fusion):
+        raise SpecError(
+            f"{fusion!r}: give a list of fusion rules from {list(FUSION_RULES)}", f"{path}: fusion"
+        )
     return HardwareProfile(
         name=name,
         description=str(data.get("description", "")).strip(),
@@ -182,6 +204,7 @@ def parse_profile(data: Any, path: str = "<inline>") -> HardwareProfile:
         sources=sources,
         measured=measured,
         path=path,
+        fusion=tuple(dict.fromkeys(fusion)),
     )
 
 

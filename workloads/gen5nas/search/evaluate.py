@@ -1,0 +1,134 @@
+"""Scoring one subnet: top-1 accuracy with inherited weights, and its hardware cost.
+
+A worker builds one :class:`Evaluator`: the calibration batches (and the validation batches,
+when they fit ``evaluation.cacheMib``; else they are streamed) are read once and reused by
+every trial, so trials are comparable and no trial pays for decoding images. Per trial: the
+subnet is cut out of the supernet as a static module (no weight slicing on each forward), its
+BatchNorm statistics are recalibrated, and it is scored; meanwhile the estimator request for
+the same arch runs in a thread.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gen5nas.errors import Gen5NasError
+from gen5nas.spec.space import Arch
+
+log = logging.getLogger(__name__)
+
+CostFn = Callable[[Arch], tuple[float, float]]
+"""An arch -> (latency_ms, energy_mj); raises when the estimator cannot answer."""
+
+
+class TrialFailed(Gen5NasError):
+    """One trial could not be scored; the message is recorded as its ``fail_reason``."""
+
+
+@dataclass
+class Outcome:
+    accuracy: float  # top-1, percent
+    latency_ms: float
+    energy_mj: float
+    timings: dict[str, float] = field(default_factory=dict)  # calib_s, eval_s, estimate_s...
+    extra: dict[str, float] = field(default_factory=dict)  # e.g. accuracy_top5
+
+
+class ResizeInput(nn.Module):
+    """Resizes the input to the subnet's resolution as the supernet's forward does (bilinear,
+    no corner alignment), so batches prepared once at the largest resolution serve every arch."""
+
+    def __init__(self, model: nn.Module, resolution: Sequence[int]) -> None:
+        super().__init__()
+        self.model = model
+        self.size = (int(resolution[0]), int(resolution[1]))
+
+    def forward(self, x: Tensor) -> Tensor:
+        if tuple(x.shape[-2:]) != self.size:
+            x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False)
+        return self.model(x)  # type: ignore[no-any-return]
+
+
+class Evaluator:
+    """Scores archs of one supernet; one per worker process (not shared between threads)."""
+
+    def __init__(
+        self,
+        supernet: Any,
+        calibration: Iterable[Any],
+        validation: Iterable[Any],
+        cost_fn: CostFn,
+        device: torch.device | None = None,
+    ) -> None:
+        self.supernet = supernet
+        self.calibration = calibration
+        self.validation = validation
+        self.cost_fn = cost_fn
+        self.device = device or torch.device("cpu")
+        self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="estimator-request")
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def subnet(self, arch: Arch) -> nn.Module:
+        """The static subnet of ``arch`` (taking input at any resolution) with recalibrated
+        BatchNorm statistics."""
+        from gen5nas.supernet import extract_subnet
+        from gen5nas.train.bn_calibration import recalibrate_bn
+
+        model = ResizeInput(extract_subnet(self.supernet, arch), arch.resolution).to(self.device)
+        recalibrate_bn(model, self.calibration, device=self.device)
+        return model
+
+    def evaluate(self, arch: Arch) -> Outcome:
+        """Score ``arch``; :class:`TrialFailed` (with the reason) when it cannot be scored."""
+        from gen5nas.train.evaluate import evaluate as evaluate_model
+
+        cost = self._pool.submit(_timed, self.cost_fn, arch)
+        try:
+            t0 = time.perf_counter()
+            model = self.subnet(arch)
+            t1 = time.perf_counter()
+            metrics = evaluate_model(model, self.validation, self.device)
+            t2 = time.perf_counter()
+        except (Gen5NasError, RuntimeError, ValueError) as exc:
+            cost.cancel()
+            raise TrialFailed(
+                f"subnet {arch.summary()} could not be evaluated: {_first_line(exc)}"
+            ) from exc
+        if metrics["images"] == 0:
+            raise TrialFailed("no validation image could be scored (check the dataset)")
+        try:
+            (latency_ms, energy_mj), estimate_s = cost.result()
+        except Exception as exc:
+            raise TrialFailed(f"estimator: {_first_line(exc)}") from exc
+        timings = {
+            "calib_s": t1 - t0,
+            "eval_s": t2 - t1,
+            "estimate_s": estimate_s,
+            "estimate_wait_s": time.perf_counter() - t2,  # what the thread did not hide
+        }
+        return Outcome(
+            metrics["accuracy_top1"], float(latency_ms), float(energy_mj), timings,
+            extra={"accuracy_top5": metrics["accuracy_top5"]},
+        )
+
+
+def _timed(fn: CostFn, arch: Arch) -> tuple[tuple[float, float], float]:
+    t0 = time.perf_counter()
+    out = fn(arch)
+    return out, time.perf_counter() - t0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return text.splitlines()[0]

@@ -1,0 +1,214 @@
+"""The seed's search outputs, written atomically so that a reader never sees half a file:
+
+``fix_subnets/trial_N.yaml`` (one arch file per evaluated trial, readable by
+``gen5nas.spec.load_arch`` and the export step), ``subnets.csv`` (one row per trial),
+``pareto_front.html`` (plotly, self-contained: opens with no internet), ``pareto_front.png``
+(matplotlib), ``study.pkl`` (an in-memory copy of the study: ``pickle.load`` needs no database).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import pickle
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from gen5nas.search.results import TrialRecord
+from gen5nas.spec.space import save_arch
+
+log = logging.getLogger(__name__)
+
+FIX_SUBNETS = "fix_subnets"
+CSV_NAME = "subnets.csv"
+HTML_NAME = "pareto_front.html"
+PNG_NAME = "pareto_front.png"
+PICKLE_NAME = "study.pkl"
+COST_LABELS = {"latency": "latency (ms)", "energy": "energy (mJ)"}
+
+
+def arch_file(work_dir: Path, number: int) -> Path:
+    return work_dir / FIX_SUBNETS / f"trial_{number}.yaml"
+
+
+def write_bytes_atomic(path: Path, data: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+def write_arch_files(records: Sequence[TrialRecord], work_dir: Path) -> list[Path]:
+    """``fix_subnets/trial_N.yaml`` for every trial with an arch (unchanged files are kept)."""
+    written = []
+    for r in records:
+        if r.arch is None:
+            continue
+        path = arch_file(work_dir, r.number)
+        if not path.exists() or path.read_text() != r.arch.to_yaml():
+            save_arch(r.arch, path)
+        written.append(path)
+    return written
+
+
+def csv_columns(num_stages: int) -> list[str]:
+    cols = ["trial", "state", "resolution", "first_num_out_channels", "last_num_out_channels"]
+    for i in range(num_stages):
+        cols += [f"stage{i}_{k}" for k in
+                 ("num_blocks", "kernel_size", "expand_ratio", "num_out_channels")]
+    cols += ["accuracy_top1", "latency_ms", "energy_mj", "feasible", "pareto", "duration_s",
+             "reason", "arch_file"]
+    return cols
+
+
+def write_csv(records: Sequence[TrialRecord], work_dir: Path, num_stages: int) -> Path:
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=csv_columns(num_stages), lineterminator="\n")
+    writer.writeheader()
+    for r in records:
+        row: dict[str, Any] = {
+            "trial": r.number,
+            "state": r.state,
+            "accuracy_top1": _num(r.accuracy),
+            "latency_ms": _num(r.latency_ms),
+            "energy_mj": _num(r.energy_mj),
+            "feasible": r.feasible,
+            "pareto": r.pareto,
+            "duration_s": _num(r.duration_s),
+            "reason": r.reason,
+        }
+        if r.arch is not None:
+            h, w = r.arch.resolution
+            row.update(
+                resolution=f"{h}x{w}",
+                first_num_out_channels=r.arch.first_num_out_channels,
+                last_num_out_channels=r.arch.last_num_out_channels,
+                arch_file=f"{FIX_SUBNETS}/trial_{r.number}.yaml",
+            )
+            for i, s in enumerate(r.arch.stages):
+                row[f"stage{i}_num_blocks"] = s.num_blocks
+                row[f"stage{i}_kernel_size"] = s.kernel_size
+                row[f"stage{i}_expand_ratio"] = _num(s.expand_ratio)
+                row[f"stage{i}_num_out_channels"] = s.num_out_channels
+        writer.writerow(row)
+    return write_bytes_atomic(work_dir / CSV_NAME, buf.getvalue().encode())
+
+
+def _num(value: float | None) -> str:
+    # repr round-trips floats exactly, so numbers read back from the CSV equal the study's.
+    if value is None:
+        return ""
+    return str(int(value)) if float(value).is_integer() else repr(float(value))
+
+
+def _split(records: Sequence[TrialRecord], cost_key: str) -> dict[str, list[TrialRecord]]:
+    done = [r for r in records if r.state == "COMPLETE" and r.accuracy is not None
+            and r.cost(cost_key) is not None]
+    return {
+        "front": sorted((r for r in done if r.pareto), key=lambda r: r.cost(cost_key) or 0.0),
+        "other": [r for r in done if not r.pareto and r.feasible],
+        "infeasible": [r for r in done if not r.feasible],
+    }
+
+
+def _label(r: TrialRecord) -> str:
+    summary = r.arch.summary() if r.arch else "?"
+    return (f"trial {r.number}<br>{summary}<br>top-1 {r.accuracy:.2f}%"
+            f"<br>latency {r.latency_ms} ms, energy {r.energy_mj} mJ")
+
+
+def write_html(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, title: str) -> Path:
+    import plotly.graph_objects as go
+
+    groups = _split(records, cost_key)
+    fig = go.Figure()
+    styles = {
+        "other": ("evaluated", {"color": "#9aa5b1", "size": 7}, "markers"),
+        "infeasible": ("violates constraints", {"color": "#e8a33d", "size": 7,
+                                                "symbol": "x"}, "markers"),
+        "front": ("Pareto front", {"color": "#d62728", "size": 10}, "lines+markers"),
+    }
+    for key, (name, marker, mode) in styles.items():
+        rs = groups[key]
+        fig.add_trace(go.Scatter(
+            x=[r.cost(cost_key) for r in rs], y=[r.accuracy for r in rs], mode=mode, name=name,
+            marker=marker, line={"shape": "hv"} if key == "front" else None,
+            text=[_label(r) for r in rs], hoverinfo="text",
+        ))
+    fig.update_layout(title=title, xaxis_title=COST_LABELS[cost_key],
+                      yaxis_title="top-1 accuracy (%)", template="plotly_white")
+    html = fig.to_html(include_plotlyjs=True, full_html=True)
+    return write_bytes_atomic(work_dir / HTML_NAME, html.encode())
+
+
+def write_png(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, title: str) -> Path:
+    import matplotlib
+
+    matplotlib.use("Agg")  # no display; kaleido would need a browser
+    import matplotlib.pyplot as plt
+
+    groups = _split(records, cost_key)
+    fig, ax = plt.subplots(figsize=(7, 5), dpi=120)
+    try:
+        for key, color, marker, label in (
+            ("other", "#9aa5b1", "o", "evaluated"),
+            ("infeasible", "#e8a33d", "x", "violates constraints"),
+            ("front", "#d62728", "o", "Pareto front"),
+        ):
+            rs = groups[key]
+            if not rs:
+                continue
+            xs = [r.cost(cost_key) or 0.0 for r in rs]  # _split kept only scored trials
+            ys = [r.accuracy or 0.0 for r in rs]
+            if key == "front":
+                ax.step(xs, ys, where="post", color=color, linewidth=1)
+                for r, x, y in zip(rs, xs, ys, strict=True):
+                    ax.annotate(str(r.number), (x, y), textcoords="offset points",
+                                xytext=(4, 4), fontsize=7)
+            ax.scatter(xs, ys, c=color, marker=marker, label=label, s=25, zorder=3)
+        ax.set_xlabel(COST_LABELS[cost_key])
+        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        if any(groups.values()):
+            ax.legend(loc="lower right")
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", bbox_inches="tight")
+    finally:
+        plt.close(fig)
+    return write_bytes_atomic(work_dir / PNG_NAME, buf.getvalue())
+
+
+def write_pickle(study: optuna.Study, work_dir: Path) -> Path:
+    """An in-memory copy of ``study`` (trials, attrs), picklable without a database."""
+    copy = optuna.create_study(directions=study.directions, study_name=study.study_name)
+    for key, value in study.user_attrs.items():
+        copy.set_user_attr(key, value)
+    copy.add_trials(study.get_trials(deepcopy=False))
+    return write_bytes_atomic(work_dir / PICKLE_NAME, pickle.dumps(copy))
+
+
+def write_all(
+    study: optuna.Study,
+    records: Sequence[TrialRecord],
+    work_dir: Path,
+    *,
+    cost_key: str,
+    num_stages: int,
+) -> dict[str, Path]:
+    """Every output file; returns their paths by name."""
+    title = f"{study.study_name}: top-1 accuracy vs {cost_key}"
+    out = {
+        "csv": write_csv(records, work_dir, num_stages),
+        "html": write_html(records, work_dir, cost_key, title),
+        "png": write_png(records, work_dir, cost_key, title),
+        "pickle": write_pickle(study, work_dir),
+    }
+    write_arch_files(records, work_dir)
+    out["fix_subnets"] = work_dir / FIX_SUBNETS
+    return out

@@ -1,0 +1,194 @@
+"""The Optuna study a search runs in, in any RDB storage Optuna supports.
+
+Locally the default is an SQLite file in the work dir; in a cluster, PostgreSQL (psycopg2). The
+storage has heartbeats: a trial whose worker died (SIGKILL, a lost node) goes stale after the
+grace period, is marked FAIL and re-enqueued with the same params by Optuna's
+``RetryHeartbeatStaleTrialCallback``, so no work is silently lost and no trial stays RUNNING forever.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import json
+import logging
+import sqlite3
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Literal
+
+import optuna
+import sqlalchemy
+import sqlalchemy.exc
+from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
+from sqlalchemy.engine import URL, make_url
+
+from gen5nas.errors import Gen5NasError, SpecError
+from gen5nas.spec.search import StorageSpec
+
+log = logging.getLogger(__name__)
+
+DIRECTIONS: tuple[Literal["maximize"], Literal["minimize"]] = ("maximize", "minimize")
+"""(accuracy, hardware cost)"""
+STORAGE_FIELD = "storage.url"
+SUPPORTED_DIALECTS = ("sqlite", "postgresql", "mysql")
+# Study user attrs that pin what a study is about; resuming with other values is refused.
+IDENTITY_ATTRS = ("space", "cost_key", "task")
+
+
+@contextlib.contextmanager
+def quiet_experimental() -> Iterator[None]:
+    """Silence Optuna's ExperimentalWarning for the features a search relies on on purpose
+    (NSGA-III, heartbeats, the stale-trial retry)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        yield
+
+
+def default_storage_url(work_dir: str | Path) -> str:
+    return f"sqlite:///{Path(work_dir).resolve() / 'study.db'}"
+
+
+def redact(url: str) -> str:
+    """The URL with its password hidden (for messages and logs)."""
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except sqlalchemy.exc.ArgumentError:
+        return "<unparsable URL>"
+
+
+def parse_storage_url(url: str) -> URL:
+    """Validate an Optuna RDB URL; a bad one is a SpecError naming ``storage.url``."""
+    example = "sqlite:///path/study.db or postgresql+psycopg2://user:pass@host:5432/db"
+    try:
+        parsed = make_url(url)
+    except sqlalchemy.exc.ArgumentError:
+        raise SpecError(f"{url!r} is not a database URL; expected e.g. {example}",
+                        field=STORAGE_FIELD) from None
+    if parsed.get_backend_name() not in SUPPORTED_DIALECTS:
+        raise SpecError(
+            f"unsupported database {parsed.get_backend_name()!r} in {redact(url)}; use one of "
+            f"{list(SUPPORTED_DIALECTS)}, e.g. {example}",
+            field=STORAGE_FIELD,
+        )
+    try:
+        parsed.get_dialect()
+    except (sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
+        raise SpecError(f"no driver for {redact(url)}: {exc}", field=STORAGE_FIELD) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        raise SpecError(
+            "an in-memory SQLite study is lost when the process ends and is not shared by "
+            "workers; give a file, e.g. sqlite:///work/study.db",
+            field=STORAGE_FIELD,
+        )
+    return parsed
+
+
+def _engine_kwargs(url: URL) -> dict[str, Any]:
+    if url.get_backend_name() == "sqlite":
+        return {"creator": functools.partial(_sqlite_connect, str(url.database))}
+    # A bounded pool per worker (P workers x 4 connections at most), connections checked
+    # before use so that a database restart or an idle-timeout does not fail a trial.
+    kwargs: dict[str, Any] = {
+        "pool_pre_ping": True,
+        "pool_size": 2,
+        "max_overflow": 2,
+        "pool_recycle": 600,
+    }
+    if url.get_backend_name() == "postgresql":
+        kwargs["connect_args"] = {"connect_timeout": 10}
+    return kwargs
+
+
+def _sqlite_connect(path: str) -> sqlite3.Connection:
+    # Several worker processes share the file: wait for the write lock instead of failing.
+    conn = sqlite3.connect(path, timeout=60, check_same_thread=False)
+    # WAL + synchronous=NORMAL: a commit is no longer an fsync (an Optuna trial commits once
+    # per parameter, ~25 per trial); a crash of the process loses nothing committed, a power
+    # loss at most the last commits. Readers (the operator, outputs) never block the writer.
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
+def open_storage(url: str, spec: StorageSpec | None = None) -> RDBStorage:
+    """Connect to (and, the first time, create the tables of) the study storage."""
+    spec = spec or StorageSpec()
+    parsed = parse_storage_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with quiet_experimental():
+            return RDBStorage(
+                url,
+                engine_kwargs=_engine_kwargs(parsed),
+                heartbeat_interval=spec.heartbeat_interval_s,
+                grace_period=spec.grace_period_s,
+                heartbeat_stale_trial_callback=retry_callback(spec.max_retry),
+            )
+    except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise Gen5NasError(
+            f"{STORAGE_FIELD}: cannot open the study storage {redact(url)}: {reason}"
+        ) from None
+
+
+def retry_callback(max_retry: int) -> RetryHeartbeatStaleTrialCallback:
+    """Re-enqueues a stale trial with the same params (``retry_history`` records it)."""
+    with quiet_experimental():
+        return RetryHeartbeatStaleTrialCallback(max_retry=max_retry)
+
+
+def open_study(
+    storage: RDBStorage,
+    study_name: str,
+    sampler: optuna.samplers.BaseSampler,
+    identity: dict[str, Any],
+) -> optuna.Study:
+    """Create the study, or load it when it exists (the same command resumes a search).
+
+    ``identity`` (search space, cost key, task) is stored with a new study; loading a study
+    that was created for another identity is refused before anything is written to it.
+    """
+    identity = {k: _canonical(v) for k, v in identity.items()}
+    existing = {s.study_name: s for s in storage.get_all_studies()}
+    if study_name in existing:
+        found = existing[study_name]
+        if [d.name.lower() for d in found.directions] != list(DIRECTIONS):
+            raise SpecError(
+                f"study {study_name!r} in {redact(storage.url)} is not a gen5nas search "
+                f"(directions {[d.name.lower() for d in found.directions]}); use another "
+                "studyName",
+                field="studyName",
+            )
+        for key, value in identity.items():
+            stored = found.user_attrs.get(key)
+            if stored is not None and stored != value:
+                raise SpecError(
+                    f"study {study_name!r} in {redact(storage.url)} was created with another "
+                    f"{key} ({_short(stored)}, this search: {_short(value)}); resume it with "
+                    f"the same settings or choose a new studyName",
+                    field="studyName",
+                )
+    study = optuna.create_study(
+        storage=storage,
+        sampler=sampler,
+        study_name=study_name,
+        directions=list(DIRECTIONS),
+        load_if_exists=True,
+    )
+    for key, value in identity.items():
+        if key not in study.user_attrs:
+            study.set_user_attr(key, value)
+    return study
+
+
+def _canonical(value: Any) -> Any:
+    # What a JSON round trip through the storage gives back, so that stored == given.
+    return json.loads(json.dumps(value, sort_keys=True, default=str))
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = json.dumps(value, sort_keys=True, default=str)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
