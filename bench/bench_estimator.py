@@ -59,6 +59,7 @@ def torchvision_models(names: list[str]) -> list[tuple[str, bytes]]:
 
 def bench_throughput(models: list[tuple[str, bytes]], requests: int) -> dict:
     import grpc
+
     from gen5nas.estimator._proto import estimator_pb2 as pb
     from gen5nas.estimator._proto import estimator_pb2_grpc as pb_grpc
     from gen5nas.estimator.engine import EstimatorEngine
@@ -169,8 +170,11 @@ def bench_fidelity(subnets, extra, held_fraction: float, seed: int) -> dict:
     held = [samples[i] for i in order[:n_held]]
     train = [samples[i] for i in order[n_held:]]
     report = calibrate(engine.registry.get("cpu-ort"), train, held)
+    p = report.after.params
     out = {
         "fitted": report.fitted,
+        "notes": report.notes,
+        "fitted_values": {k: p[k] for k in [*report.fitted, "mac_units", "dram_bandwidth_gbs"]},
         "measurement_repeatability": noise.as_dict(),
         "train_before": report.train[0].as_dict(),
         "train_after": report.train[1].as_dict(),
@@ -221,6 +225,9 @@ def main() -> None:
     fid = bench_fidelity(subnets, extra, args.held_out, args.seed)
     print("\n== fidelity: analytical cpu-ort vs onnxruntime on this CPU (1 thread) ==")
     print(f"  fitted: {', '.join(fid['fitted'])}")
+    print("  " + "  ".join(f"{k}={v:.4g}" for k, v in fid["fitted_values"].items()))
+    for note in fid["notes"]:
+        print(f"  note: {note}")
     print(fid["table"])
     rows = [("measurement repeatability", "measurement_repeatability")]
     rows += [

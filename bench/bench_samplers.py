@@ -50,8 +50,13 @@ def macs(arch, space, num_classes: int = 1000) -> float:  # type: ignore[no-unty
 def proxy_accuracy(arch, m: float) -> float:  # type: ignore[no-untyped-def]
     kernels = statistics.mean(s.kernel_size for s in arch.stages)
     noise = int(hashlib.sha256(arch.key().encode()).hexdigest()[:8], 16) / 0xFFFFFFFF - 0.5
-    return (80.0 - 22.0 * math.exp(-m / 2.0e8) + 0.8 * (kernels - 3.0)
-            + 0.01 * (arch.resolution[0] - 160) + 0.8 * noise)
+    return (
+        80.0
+        - 22.0 * math.exp(-m / 2.0e8)
+        + 0.8 * (kernels - 3.0)
+        + 0.01 * (arch.resolution[0] - 160)
+        + 0.8 * noise
+    )
 
 
 def run(kind: str, seed: int, trials: int, population: int, tmp: Path) -> list[tuple[float, float]]:
@@ -68,10 +73,20 @@ def run(kind: str, seed: int, trials: int, population: int, tmp: Path) -> list[t
         m = macs(arch, space)
         return Outcome(proxy_accuracy(arch, m), m / 1e6, m / 1e6)
 
-    sampler = build_sampler(SamplerSpec(type=kind, population_size=population,  # type: ignore[arg-type]
-                                        dividing_parameter=12, seed=seed))
-    study = open_study(open_storage(f"sqlite:///{tmp / f'{kind}-{seed}.db'}"), "bench", sampler,
-                       {"space": "mobilenetv2_sample1", "cost_key": "latency", "task": "bench"})
+    sampler = build_sampler(
+        SamplerSpec(
+            type=kind,
+            population_size=population,  # type: ignore[arg-type]
+            dividing_parameter=12,
+            seed=seed,
+        )
+    )
+    study = open_study(
+        open_storage(f"sqlite:///{tmp / f'{kind}-{seed}.db'}"),
+        "bench",
+        sampler,
+        {"space": "mobilenetv2_sample1", "cost_key": "latency", "task": "bench"},
+    )
     Worker(study, space, evaluate, "latency", trials).run()
     return [(t.values[0], t.values[1]) for t in study.trials if t.values]
 
@@ -97,8 +112,10 @@ def main() -> None:
     box = (proxy_accuracy(hi, macs(hi, space)) + 1.0 - ref[0]) * ref[1]
     kinds = ["nsga3", "nsga2", "random"] + (["tpe"] if args.tpe else [])
     tmp = Path(tempfile.mkdtemp(prefix="bench-samplers-"))
-    print(f"{args.trials} trials per run, population {args.population}, {args.seeds} seeds; "
-          f"objective: proxy accuracy vs MACs of {space.size():,} archs of mobilenetv2_sample1")
+    print(
+        f"{args.trials} trials per run, population {args.population}, {args.seeds} seeds; "
+        f"objective: proxy accuracy vs MACs of {space.size():,} archs of mobilenetv2_sample1"
+    )
     results: dict[str, list[float]] = {}
     for kind in kinds:
         hvs = []
@@ -107,8 +124,10 @@ def main() -> None:
             points = run(kind, seed, args.trials, args.population, tmp)
             hvs.append(hypervolume(points, ref) / box)
         results[kind] = hvs
-        print(f"  {kind:7s} HV {' '.join(f'{v:.4f}' for v in hvs)}  mean {statistics.mean(hvs):.4f}"
-              f"  ({time.perf_counter() - t0:.0f} s)")
+        print(
+            f"  {kind:7s} HV {' '.join(f'{v:.4f}' for v in hvs)}  mean {statistics.mean(hvs):.4f}"
+            f"  ({time.perf_counter() - t0:.0f} s)"
+        )
     base = statistics.mean(results["random"])
     print("\nmean hypervolume relative to random:")
     for kind, hvs in results.items():

@@ -39,8 +39,11 @@ def main() -> None:
     parser.add_argument("--space", default="mobilenetv2_sample1")
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--repeats", type=int, default=2, help="of the side-by-side timing")
-    parser.add_argument("--in-process-estimator", action="store_true",
-                        help="serve the estimator from this process (as `gen5nas run` does)")
+    parser.add_argument(
+        "--in-process-estimator",
+        action="store_true",
+        help="serve the estimator from this process (as `gen5nas run` does)",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
 
@@ -68,37 +71,63 @@ def main() -> None:
     space = load_space(args.space)
     tmp = Path(tempfile.mkdtemp(prefix="bench-search-"))
     torch.manual_seed(0)
-    ckpt = save_checkpoint({"model": Supernet(space, 10).state_dict(),
-                            "meta": make_meta(space, 10)}, tmp / "supernet.pth")
-    spec = NASSearchSpec.model_validate({
-        "searchSpace": {"name": args.space},
-        "dataset": {"kind": "digits", "path": str(tmp / "digits"), "batchSize": args.batch,
-                    "numWorkers": 0},
-        "maxTrials": args.trials,
-        "sampler": {"populationSize": max(4, args.trials // 2)},
-        "evaluation": {"calibBatches": args.calib, "valBatches": args.val},
-    })
+    ckpt = save_checkpoint(
+        {"model": Supernet(space, 10).state_dict(), "meta": make_meta(space, 10)},
+        tmp / "supernet.pth",
+    )
+    spec = NASSearchSpec.model_validate(
+        {
+            "searchSpace": {"name": args.space},
+            "dataset": {
+                "kind": "digits",
+                "path": str(tmp / "digits"),
+                "batchSize": args.batch,
+                "numWorkers": 0,
+            },
+            "maxTrials": args.trials,
+            "sampler": {"populationSize": max(4, args.trials // 2)},
+            "evaluation": {"calibBatches": args.calib, "valBatches": args.val},
+        }
+    )
     if args.in_process_estimator:
         server = start_server([0])
         ports = list(server.ports)
     else:  # as deployed: the estimator is another process (here on the same 2 cores)
         server = None
         ports = [_free_port()]
-        proc = subprocess.Popen([sys.executable, "-m", "gen5nas", "estimator", "serve",
-                                 "--host", "127.0.0.1", "--port", str(ports[0])],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    settings = SearchSettings(spec=spec, checkpoint=str(ckpt), work_dir=str(tmp / "work"),
-                              storage_url=f"sqlite:///{tmp / 'study.db'}", study_name="bench",
-                              servers=(("127.0.0.1", tuple(ports)),))
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "gen5nas",
+                "estimator",
+                "serve",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(ports[0]),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+    settings = SearchSettings(
+        spec=spec,
+        checkpoint=str(ckpt),
+        work_dir=str(tmp / "work"),
+        storage_url=f"sqlite:///{tmp / 'study.db'}",
+        study_name="bench",
+        servers=(("127.0.0.1", tuple(ports)),),
+    )
     meta = checkpoint_meta(ckpt)
     study = open_search_study(settings, space, meta)
     seed_extremes(study, space)
     client = make_client(spec, [{"host": "127.0.0.1", "ports": ports}])
-    evaluator = build_evaluator(settings, space, meta,
-                                make_cost_fn(client, space, args.space, 10))
-    print(f"space {args.space}: {space.size():,} subnets; {args.trials} trials, "
-          f"{args.calib} calibration + {args.val} validation batches of {args.batch}; "
-          f"torch threads {torch.get_num_threads()}")
+    evaluator = build_evaluator(settings, space, meta, make_cost_fn(client, space, args.space, 10))
+    print(
+        f"space {args.space}: {space.size():,} subnets; {args.trials} trials, "
+        f"{args.calib} calibration + {args.val} validation batches of {args.batch}; "
+        f"torch threads {torch.get_num_threads()}"
+    )
 
     _wait_for(client, space, args.space)
     t0 = time.perf_counter()
@@ -131,26 +160,36 @@ def main() -> None:
         proc.wait()
 
     trial_s = [t.duration.total_seconds() for t in trials if t.duration]
-    parts = {k: [float(t.user_attrs[k]) for t in trials]
-             for k in ("calib_s", "eval_s", "estimate_s", "estimate_wait_s")}
+    parts = {
+        k: [float(t.user_attrs[k]) for t in trials]
+        for k in ("calib_s", "eval_s", "estimate_s", "estimate_wait_s")
+    }
     total = sum(trial_s)
-    print(f"\ntrials/minute: {len(trials) / search_s * 60:.2f}  "
-          f"(mean trial {statistics.mean(trial_s):.2f} s)")
+    print(
+        f"\ntrials/minute: {len(trials) / search_s * 60:.2f}  "
+        f"(mean trial {statistics.mean(trial_s):.2f} s)"
+    )
     print("share of trial time:")
     print(f"  BN recalibration (extract + recalibrate) {sum(parts['calib_s']) / total:6.1%}")
     print(f"  evaluation                               {sum(parts['eval_s']) / total:6.1%}")
-    print(f"  estimator wait (not hidden by the thread) {sum(parts['estimate_wait_s']) / total:6.1%}"
-          f"   (the request itself: {statistics.mean(parts['estimate_s']) * 1e3:.0f} ms mean, "
-          "run concurrently)")
+    print(
+        f"  estimator wait (not hidden by the thread) {sum(parts['estimate_wait_s']) / total:6.1%}"
+        f"   (the request itself: {statistics.mean(parts['estimate_s']) * 1e3:.0f} ms mean, "
+        "run concurrently)"
+    )
     rest = total - sum(parts["calib_s"]) - sum(parts["eval_s"]) - sum(parts["estimate_wait_s"])
     print(f"  Optuna + storage + bookkeeping            {rest / total:6.1%}")
     ratio = total / sum(forward_s)
-    print(f"\ntrial time / static forward time: {ratio:.3f}  -> overhead {ratio - 1:+.1%} "
-          "(as searched: the estimator shares these cores; not interleaved, load-sensitive)")
+    print(
+        f"\ntrial time / static forward time: {ratio:.3f}  -> overhead {ratio - 1:+.1%} "
+        "(as searched: the estimator shares these cores; not interleaved, load-sensitive)"
+    )
     ratio2 = sum(reeval_s) / sum(forward_s)
-    print(f"evaluation / static forward time:  {ratio2:.3f}  -> overhead {ratio2 - 1:+.1%} "
-          f"(estimator answered from cache); + Optuna/storage {rest / total:.1%} "
-          f"= {ratio2 - 1 + rest / total:+.1%} (aim <= +15%)")
+    print(
+        f"evaluation / static forward time:  {ratio2:.3f}  -> overhead {ratio2 - 1:+.1%} "
+        f"(estimator answered from cache); + Optuna/storage {rest / total:.1%} "
+        f"= {ratio2 - 1 + rest / total:+.1%} (aim <= +15%)"
+    )
 
 
 def _forward_time(evaluator, arch) -> float:  # type: ignore[no-untyped-def]
@@ -162,8 +201,12 @@ def _forward_time(evaluator, arch) -> float:  # type: ignore[no-untyped-def]
     size = tuple(arch.resolution)
 
     def resized(batches):  # type: ignore[no-untyped-def]
-        return [torch.nn.functional.interpolate(b.images, size=size, mode="bilinear",
-                                                align_corners=False) for b in batches]
+        return [
+            torch.nn.functional.interpolate(
+                b.images, size=size, mode="bilinear", align_corners=False
+            )
+            for b in batches
+        ]
 
     calib, val = resized(evaluator.calibration), resized(evaluator.validation)
     with torch.no_grad():

@@ -22,9 +22,10 @@ import statistics
 import time
 
 import torch
+from torch import nn
+
 from gen5nas.spec import Arch, load_space
 from gen5nas.supernet import Supernet, count_macs, extract_subnet
-from torch import nn
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 

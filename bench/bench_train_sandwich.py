@@ -25,6 +25,7 @@ import time
 
 import torch
 import torch.nn.functional as F
+
 from gen5nas.data import Batch
 from gen5nas.spec import load_space
 from gen5nas.supernet import Supernet, extract_subnet

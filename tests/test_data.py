@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from PIL import Image
+
 from gen5nas.data import (
     AugmentConfig,
     ShardSampler,
@@ -16,7 +18,6 @@ from gen5nas.data import (
 )
 from gen5nas.errors import SpecError
 from gen5nas.spec.common import DatasetSpec
-from PIL import Image
 
 
 def _tree(root: Path, classes: dict[str, int], size: int = 12) -> Path:
@@ -193,3 +194,24 @@ def test_generated_kinds_go_through_build_loaders(tmp_path: Path) -> None:
     assert batch.images.shape == (4, 3, 20, 16)
     val = next(iter(loaders.val))
     assert val.images.shape[-2:] == (20, 16)
+
+
+def _write_digits_into(root: str) -> None:
+    write_digits(root)
+
+
+def test_concurrent_writers_end_with_one_complete_tree(tmp_path: Path) -> None:
+    # Several ranks on one node may generate the dataset at once; none may crash.
+    import multiprocessing
+
+    root = tmp_path / "digits"
+    ctx = multiprocessing.get_context("fork")  # no torch re-import per writer
+    procs = [ctx.Process(target=_write_digits_into, args=(str(root),)) for _ in range(3)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(120)
+    assert [p.exitcode for p in procs] == [0, 0, 0]
+    assert write_digits(root) == root  # complete, so not rewritten
+    assert sorted(p.name for p in (root / "train").iterdir()) == [str(i) for i in range(10)]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".digits.")]  # no leftovers

@@ -13,23 +13,12 @@ from typing import Any
 
 import pytest
 import yaml
-from export_helpers import dataset, make_study, save_supernet, tiny_space
+from export_helpers import dataset, make_study, tiny_space
 
-from gen5nas.data import write_digits
 from gen5nas.spec import save_arch
 
 REPO = Path(__file__).resolve().parents[1]
 ENV_THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-
-
-@pytest.fixture(scope="session")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_digits(tmp_path_factory.getbasetemp() / "digits")
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_supernet(tmp_path_factory.mktemp("ckpt") / "epoch_1.pth")
 
 
 def gen5nas(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess[str]:

@@ -13,26 +13,14 @@ import yaml
 from export_helpers import (
     export_spec,
     make_study,
-    save_supernet,
     single_thread,  # noqa: F401
     tiny_space,
 )
 
-from gen5nas.data import write_digits
 from gen5nas.errors import ArchError, CheckpointError, SpecError
 from gen5nas.export.export import export_subnet
 from gen5nas.export.resolve import resolve_subnet
 from gen5nas.spec import save_arch
-
-
-@pytest.fixture(scope="session")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_digits(tmp_path_factory.getbasetemp() / "digits")
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_supernet(tmp_path_factory.mktemp("ckpt") / "epoch_1.pth")
 
 
 def _no_onnx(folder: Path) -> None:

@@ -14,26 +14,15 @@ from export_helpers import (
     VAL_SAMPLES,
     export_spec,
     ort_top1,
-    save_supernet,
     single_thread,  # noqa: F401
     tiny_space,
 )
 from torch import nn
 
-from gen5nas.data import build_loaders, write_digits
+from gen5nas.data import build_loaders
 from gen5nas.export.export import ExportError, export_subnet, write_verified_onnx
 from gen5nas.export.onnx_card import card_path_for, file_sha256, read_card, verify_card
 from gen5nas.spec.common import DatasetSpec
-
-
-@pytest.fixture(scope="session")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_digits(tmp_path_factory.getbasetemp() / "digits")
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_supernet(tmp_path_factory.mktemp("ckpt") / "epoch_1.pth")
 
 
 def _val_loader(digits: Path, resolution: tuple[int, int]):  # type: ignore[no-untyped-def]

@@ -15,26 +15,15 @@ from export_helpers import (
     dataset,
     export_spec,
     ort_top1,
-    save_supernet,
     single_thread,  # noqa: F401
     tiny_space,
 )
 
-from gen5nas.data import build_loaders, write_digits
+from gen5nas.data import build_loaders
 from gen5nas.errors import CheckpointError
 from gen5nas.export.export import export_subnet
 from gen5nas.export.retrain import REPORT_FILE, RETRAIN_DIR, run_retrain
 from gen5nas.spec.common import DatasetSpec
-
-
-@pytest.fixture(scope="session")
-def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_digits(tmp_path_factory.getbasetemp() / "digits")
-
-
-@pytest.fixture(scope="session")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_supernet(tmp_path_factory.mktemp("ckpt") / "epoch_1.pth")
 
 
 def _retrain(**fields: Any) -> dict[str, Any]:

@@ -16,11 +16,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import yaml
+
 from gen5nas.spec.common import GROUP_VERSION, RuntimeSpec
 from gen5nas.spec.export import SubnetExportSpec
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas.spec.training import SupernetTrainingSpec
-
 from gen5nas_operator.settings import Settings
 
 Manifest = dict[str, Any]

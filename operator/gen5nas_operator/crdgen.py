@@ -22,11 +22,12 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from pydantic import BaseModel
+
 from gen5nas.spec.common import API_GROUP, API_VERSION
 from gen5nas.spec.export import SubnetExportSpec
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas.spec.training import SupernetTrainingSpec
-from pydantic import BaseModel
 
 CATEGORY = "gen5nas"
 PHASES = ["Waiting", "Pending", "Running", "Succeeded", "Failed"]

@@ -12,9 +12,9 @@ import copy
 from typing import Any
 
 import kopf
+
 from gen5nas.errors import Gen5NasError
 from gen5nas.spec.common import API_GROUP, API_VERSION
-
 from gen5nas_operator import status as s
 from gen5nas_operator.crdgen import KINDS
 from gen5nas_operator.kube import Kube

@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from pydantic import ValidationError
+
 from gen5nas.errors import Gen5NasError
 from gen5nas.search import outputs as search_outputs
 from gen5nas.spec.common import GROUP_VERSION
@@ -17,8 +19,6 @@ from gen5nas.spec.export import SubnetExportSpec
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas.spec.space import parse_model
 from gen5nas.spec.training import SupernetTrainingSpec
-from pydantic import ValidationError
-
 from gen5nas_operator import builders as b
 from gen5nas_operator import status as s
 from gen5nas_operator.kube import Kube

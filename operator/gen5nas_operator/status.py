@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from optuna.trial import FrozenTrial
+
 from gen5nas.search.results import COST_ATTRS, TrialRecord, counted_trials, is_feasible, mark_pareto
 from gen5nas.spec.search import NASSearchSpec
-from optuna.trial import FrozenTrial
 
 WAITING, PENDING, RUNNING, SUCCEEDED, FAILED = (
     "Waiting",

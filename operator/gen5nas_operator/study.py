@@ -6,9 +6,10 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from gen5nas.search.study import open_storage, redact
 from optuna.storages import RDBStorage
 from optuna.trial import FrozenTrial
+
+from gen5nas.search.study import open_storage, redact
 
 _lock = threading.Lock()
 _storages: dict[str, RDBStorage] = {}

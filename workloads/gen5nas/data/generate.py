@@ -14,6 +14,7 @@ writers (several ranks on one node) end with one complete tree.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -48,7 +49,10 @@ def _write_tree(root: Path, recipe: dict[str, object], fill: Callable[[Path], No
         fill(tmp)
         (tmp / _MARKER).write_text(json.dumps(recipe))
         if root.exists():
-            root.rmdir()  # an empty leftover directory
+            # An empty leftover directory; or another writer's complete tree (then rmdir fails
+            # and so does the rename below, which is fine).
+            with contextlib.suppress(OSError):
+                root.rmdir()
         try:
             os.rename(tmp, root)
         except OSError:

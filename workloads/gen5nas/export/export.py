@@ -32,6 +32,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gen5nas.atomic import atomic_write_bytes
 from gen5nas.data import Batch
 from gen5nas.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from gen5nas.errors import Gen5NasError, SpecError
@@ -143,7 +144,6 @@ def write_verified_onnx(
 
     from gen5nas.supernet import onnx_bytes
     from gen5nas.supernet.onnx_export import INPUT_NAME, OUTPUT_NAME
-    from gen5nas.train.checkpoint import atomic_write_bytes
 
     output = Path(output)
     if output.suffix != ".onnx":
@@ -153,7 +153,7 @@ def write_verified_onnx(
     proto = onnx.load_from_string(data)
     written_opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     parity = check_parity(data, model, images, None if dynamic_batch else input_shape[0], atol)
-    atomic_write_bytes(output, lambda f: f.write(data))
+    atomic_write_bytes(output, data)
     with torch.no_grad():
         out_shape = list(model(torch.zeros(*input_shape)).shape)
     batch: int | str = "batch" if dynamic_batch else input_shape[0]

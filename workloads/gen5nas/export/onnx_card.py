@@ -23,6 +23,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from gen5nas.atomic import atomic_write_text
+
 CARD_FORMAT = "gen5nas.onnx-card/v1"
 
 
@@ -72,10 +74,8 @@ def build_card(
 
 def write_json_atomic(data: dict[str, Any], path: str | Path) -> Path:
     """Write ``data`` as JSON via a temp file in the same folder, fsync and rename."""
-    from gen5nas.train.checkpoint import atomic_write_bytes
-
     text = json.dumps(data, indent=2, default=str) + "\n"
-    return atomic_write_bytes(path, lambda f: f.write(text.encode()))
+    return atomic_write_text(path, text)
 
 
 def read_card(path: str | Path) -> dict[str, Any]:

@@ -21,12 +21,15 @@ def register(subparsers: Any) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("-f", "--file", required=True, type=Path, help="Pipeline file")
-    parser.add_argument("--work-dir", type=Path, default=None,
-                        help="default: ./work_dirs/<metadata.name>")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="override the training's schedule.epochs")
-    parser.add_argument("--max-trials", type=int, default=None,
-                        help="override the search's maxTrials")
+    parser.add_argument(
+        "--work-dir", type=Path, default=None, help="default: ./work_dirs/<metadata.name>"
+    )
+    parser.add_argument(
+        "--epochs", type=int, default=None, help="override the training's schedule.epochs"
+    )
+    parser.add_argument(
+        "--max-trials", type=int, default=None, help="override the search's maxTrials"
+    )
     parser.add_argument("--workers", type=int, default=1, help="search worker processes")
     parser.set_defaults(func=handle)
 
@@ -36,21 +39,27 @@ def handle(args: argparse.Namespace) -> int:
     from gen5nas.pipeline.spec import Pipeline
 
     pipeline = Pipeline(args.file)
-    for flag, value in (("--epochs", args.epochs), ("--max-trials", args.max_trials),
-                        ("--workers", args.workers)):
+    for flag, value in (
+        ("--epochs", args.epochs),
+        ("--max-trials", args.max_trials),
+        ("--workers", args.workers),
+    ):
         if value is not None and value < 1:
             raise SpecError(f"must be >= 1, got {value}", field=flag)
     work_dir = args.work_dir or Path("work_dirs") / pipeline.name
 
     from gen5nas.pipeline.run import run_pipeline
 
-    result = run_pipeline(pipeline, work_dir, epochs=args.epochs, max_trials=args.max_trials,
-                          workers=args.workers)
+    result = run_pipeline(
+        pipeline, work_dir, epochs=args.epochs, max_trials=args.max_trials, workers=args.workers
+    )
     print(f"supernet:  {result.checkpoint}")
     print(f"search:    {result.search_dir} (pareto_front.html, subnets.csv, fix_subnets/)")
     if result.best_trial is not None:
-        print(f"best trade-off: trial {result.best_trial} "
-              f"({result.search_dir / 'fix_subnets' / f'trial_{result.best_trial}.yaml'})")
+        print(
+            f"best trade-off: trial {result.best_trial} "
+            f"({result.search_dir / 'fix_subnets' / f'trial_{result.best_trial}.yaml'})"
+        )
     if result.onnx is not None:
         print(f"onnx:      {result.onnx}")
     return 0

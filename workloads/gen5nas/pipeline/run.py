@@ -71,8 +71,9 @@ class State:
         self._write(step, {"fingerprint": fp, "finished": None, **values})
 
     def record(self, step: str, fp: str, **values: Any) -> None:
-        self._write(step, {"fingerprint": fp,
-                           "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **values})
+        self._write(
+            step, {"fingerprint": fp, "finished": time.strftime("%Y-%m-%dT%H:%M:%S"), **values}
+        )
 
     def _write(self, step: str, record: dict[str, Any]) -> None:
         self.data[step] = record
@@ -99,8 +100,9 @@ def run_pipeline(
     # ---- 1. train ------------------------------------------------------------------------------
     train_spec = pipeline.train
     if epochs is not None:
-        train_spec = train_spec.model_copy(update={
-            "schedule": train_spec.schedule.model_copy(update={"epochs": epochs})})
+        train_spec = train_spec.model_copy(
+            update={"schedule": train_spec.schedule.model_copy(update={"epochs": epochs})}
+        )
     train_dir = work_dir / "train"
     fp = fingerprint(train_spec.model_dump(mode="json"))
     record = state.done("train", fp)
@@ -112,8 +114,7 @@ def run_pipeline(
         from gen5nas.train.job import run_supernet_training
 
         log.info("[1/3] train: supernet training in %s", train_dir)
-        run_supernet_training(train_spec, train_dir, config_file=pipeline.train_file,
-                              device="cpu")
+        run_supernet_training(train_spec, train_dir, config_file=pipeline.train_file, device="cpu")
         checkpoint = resolve_checkpoint(train_dir)
         state.record("train", fp, checkpoint=str(checkpoint))
         ran.append("train")
@@ -130,8 +131,9 @@ def run_pipeline(
         search_spec = search_spec.model_copy(update={"search_space": train_spec.search_space})
     search_dir = work_dir / "search"
     # The study's identity leaves out the budget: more trials resume the same study.
-    identity = fingerprint(search_spec.model_dump(mode="json", exclude={"max_trials"}),
-                           file_fingerprint(checkpoint))
+    identity = fingerprint(
+        search_spec.model_dump(mode="json", exclude={"max_trials"}), file_fingerprint(checkpoint)
+    )
     fp = fingerprint(identity, search_spec.max_trials)
     record = state.done("search", fp)
     if record and (search_dir / "subnets.csv").is_file():
@@ -141,20 +143,29 @@ def run_pipeline(
         _move_aside_if_stale(state, "search", search_dir, identity)
         state.start("search", fp, identity=identity)
         log.info("[2/3] search: %d trials in %s", search_spec.max_trials, search_dir)
-        result = run_search(SearchSettings(
-            spec=search_spec,
-            checkpoint=str(checkpoint),
-            work_dir=str(search_dir),
-            storage_url=search_spec.storage.url or default_storage_url(search_dir),
-            study_name=search_spec.study_name or pipeline.name,
-            workers=workers,
-            config_file=str(pipeline.search_file),
-        ))
+        result = run_search(
+            SearchSettings(
+                spec=search_spec,
+                checkpoint=str(checkpoint),
+                work_dir=str(search_dir),
+                storage_url=search_spec.storage.url or default_storage_url(search_dir),
+                study_name=search_spec.study_name or pipeline.name,
+                workers=workers,
+                config_file=str(pipeline.search_file),
+            )
+        )
         chosen = result.best_tradeoff()
         best = chosen.number if chosen else None
-        state.record("search", fp, identity=identity, best_trial=best, study=result.study_name,
-                     storage=str(search_spec.storage.url or default_storage_url(search_dir)),
-                     complete=result.completed, front=[r.number for r in result.front])
+        state.record(
+            "search",
+            fp,
+            identity=identity,
+            best_trial=best,
+            study=result.study_name,
+            storage=str(search_spec.storage.url or default_storage_url(search_dir)),
+            complete=result.completed,
+            front=[r.number for r in result.front],
+        )
         ran.append("search")
     log.info("[2/3] search: %.0f s so far", time.monotonic() - t0)
 
@@ -163,18 +174,34 @@ def run_pipeline(
     if not pipeline.spec.export:
         log.info("[3/3] export: disabled (spec.export: false)")
     elif best is None:
-        raise Gen5NasError("the search has no COMPLETE trial to export; see search/subnets.csv "
-                           "for the failure reasons, fix them and rerun to resume")
+        raise Gen5NasError(
+            "the search has no COMPLETE trial to export; see search/subnets.csv "
+            "for the failure reasons, fix them and rerun to resume"
+        )
     else:
-        onnx = _export(pipeline, state, work_dir, checkpoint, search_dir, search_spec, int(best),
-                       ran)
-    log.info("pipeline done in %.0f s: checkpoint %s, search %s, onnx %s",
-             time.monotonic() - t0, checkpoint, search_dir, onnx)
+        onnx = _export(
+            pipeline, state, work_dir, checkpoint, search_dir, search_spec, int(best), ran
+        )
+    log.info(
+        "pipeline done in %.0f s: checkpoint %s, search %s, onnx %s",
+        time.monotonic() - t0,
+        checkpoint,
+        search_dir,
+        onnx,
+    )
     return PipelineResult(work_dir, checkpoint, search_dir, best, onnx, ran)
 
 
-def _export(pipeline: Pipeline, state: State, work_dir: Path, checkpoint: Path, search_dir: Path,
-            search_spec: Any, best: int, ran: list[str]) -> Path:
+def _export(
+    pipeline: Pipeline,
+    state: State,
+    work_dir: Path,
+    checkpoint: Path,
+    search_dir: Path,
+    search_spec: Any,
+    best: int,
+    ran: list[str],
+) -> Path:
     from gen5nas.spec.export import SubnetExportSpec
 
     search_record = state.data["search"]
@@ -198,14 +225,20 @@ def _export(pipeline: Pipeline, state: State, work_dir: Path, checkpoint: Path, 
     try:
         from gen5nas.export.export import export_subnet
     except ImportError as exc:
-        raise Gen5NasError(f"the export step is not available in this install ({exc}); the "
-                           f"best trade-off is {search_dir}/fix_subnets/trial_{best}.yaml") from None
+        raise Gen5NasError(
+            f"the export step is not available in this install ({exc}); the "
+            f"best trade-off is {search_dir}/fix_subnets/trial_{best}.yaml"
+        ) from None
     log.info("[3/3] export: trial %d to ONNX in %s", best, export_dir)
-    result = export_subnet(spec, export_dir, checkpoint=checkpoint,
-                           storage=search_record["storage"], study_name=search_record["study"],
-                           device="cpu")
-    state.record("export", fp, onnx=str(result.onnx_path), card=str(result.card_path),
-                 trial=best)
+    result = export_subnet(
+        spec,
+        export_dir,
+        checkpoint=checkpoint,
+        storage=search_record["storage"],
+        study_name=search_record["study"],
+        device="cpu",
+    )
+    state.record("export", fp, onnx=str(result.onnx_path), card=str(result.card_path), trial=best)
     ran.append("export")
     return Path(result.onnx_path)
 

@@ -71,7 +71,8 @@ class Pipeline:
         if not path.is_absolute():
             path = self.path.parent / path
         if not path.is_file():
-            raise SpecError(f"{ref!r} not found (looked for {path}; paths are relative to "
-                            f"{self.path})", field=f"spec.{field}")
+            raise SpecError(
+                f"{ref!r} not found (looked for {path}; paths are relative to {self.path})",
+                field=f"spec.{field}",
+            )
         return path
-

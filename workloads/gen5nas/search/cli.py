@@ -33,21 +33,29 @@ def register(subparsers: Any) -> None:
         help="supernet checkpoint file or training work dir (default: spec.checkpoint)",
     )
     parser.add_argument(
-        "--work-dir", type=Path, default=None,
+        "--work-dir",
+        type=Path,
+        default=None,
         help="output directory (default: ./work_dirs/<metadata.name>-search)",
     )
     parser.add_argument(
-        "--storage", default=None,
+        "--storage",
+        default=None,
         help="Optuna RDB URL, e.g. postgresql+psycopg2://user:pass@host/db "
         "(default: spec.storage.url, else sqlite:///<work dir>/study.db)",
     )
-    parser.add_argument("--study-name", default=None, help="default: spec.studyName, else the "
-                        "manifest's metadata.name")
-    parser.add_argument("--workers", type=int, default=None,
-                        help="worker processes on the study (default: 1)")
+    parser.add_argument(
+        "--study-name",
+        default=None,
+        help="default: spec.studyName, else the manifest's metadata.name",
+    )
+    parser.add_argument(
+        "--workers", type=int, default=None, help="worker processes on the study (default: 1)"
+    )
     parser.add_argument("--max-trials", type=int, default=None, help="override spec.maxTrials")
-    parser.add_argument("--worker-offset", type=int, default=None,
-                        help=argparse.SUPPRESS)  # default: see default_worker_offset
+    parser.add_argument(
+        "--worker-offset", type=int, default=None, help=argparse.SUPPRESS
+    )  # default: see default_worker_offset
     parser.set_defaults(func=handle)
 
 
@@ -67,11 +75,15 @@ def handle(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, signal.default_int_handler)
     result = run_search(settings)
     best = result.best_tradeoff()
-    print(f"{result.completed} trials complete; Pareto front: {len(result.front)} subnets; "
-          f"outputs in {settings.work_dir}")
+    print(
+        f"{result.completed} trials complete; Pareto front: {len(result.front)} subnets; "
+        f"outputs in {settings.work_dir}"
+    )
     if best is not None:
-        print(f"best trade-off: trial {best.number} "
-              f"({Path(settings.work_dir) / 'fix_subnets' / f'trial_{best.number}.yaml'})")
+        print(
+            f"best trade-off: trial {best.number} "
+            f"({Path(settings.work_dir) / 'fix_subnets' / f'trial_{best.number}.yaml'})"
+        )
     return 0
 
 
@@ -90,8 +102,10 @@ def settings_from_args(args: argparse.Namespace, name: str, spec: Any) -> Any:
         raise SpecError(f"must be >= 1, got {workers}", field="--workers")
     checkpoint = args.checkpoint or spec.checkpoint
     if not checkpoint:
-        raise SpecError("no supernet to search: pass --checkpoint PATH or set spec.checkpoint",
-                        field="checkpoint")
+        raise SpecError(
+            "no supernet to search: pass --checkpoint PATH or set spec.checkpoint",
+            field="checkpoint",
+        )
     work_dir = args.work_dir or Path("work_dirs") / f"{name}-search"
     storage = args.storage or spec.storage.url or default_storage_url(work_dir)
     return SearchSettings(
@@ -101,8 +115,9 @@ def settings_from_args(args: argparse.Namespace, name: str, spec: Any) -> Any:
         storage_url=storage,
         study_name=args.study_name or spec.study_name or name,
         workers=workers,
-        worker_offset=(args.worker_offset if args.worker_offset is not None
-                       else default_worker_offset(workers)),
+        worker_offset=(
+            args.worker_offset if args.worker_offset is not None else default_worker_offset(workers)
+        ),
         config_file=str(args.file),
     )
 

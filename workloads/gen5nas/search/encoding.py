@@ -65,4 +65,3 @@ def arch_to_params(space: SearchSpace, arch: Arch) -> dict[str, Any]:
         params[f"stages[{i}].kernel_size"] = stage.kernel_size
         params[f"stages[{i}].num_out_channels"] = stage.num_out_channels
     return params
-

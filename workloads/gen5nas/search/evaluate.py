@@ -118,7 +118,10 @@ class Evaluator:
             "estimate_wait_s": time.perf_counter() - t2,  # what the thread did not hide
         }
         return Outcome(
-            metrics["accuracy_top1"], float(latency_ms), float(energy_mj), timings,
+            metrics["accuracy_top1"],
+            float(latency_ms),
+            float(energy_mj),
+            timings,
             extra={"accuracy_top5": metrics["accuracy_top5"]},
         )
 

@@ -96,10 +96,14 @@ def resolve_checkpoint(path: str | Path) -> Path:
         found = last_checkpoint(path)
         if found is not None:
             return found
-        raise CheckpointError(f"{path} holds no supernet checkpoint (no {BEST_PREFIX}*.pth and "
-                              "no last_checkpoint); train one with `gen5nas train`")
-    raise CheckpointError(f"checkpoint not found: {path} (give a .pth file or a training work "
-                          "dir; see spec.checkpoint / --checkpoint)")
+        raise CheckpointError(
+            f"{path} holds no supernet checkpoint (no {BEST_PREFIX}*.pth and "
+            "no last_checkpoint); train one with `gen5nas train`"
+        )
+    raise CheckpointError(
+        f"checkpoint not found: {path} (give a .pth file or a training work "
+        "dir; see spec.checkpoint / --checkpoint)"
+    )
 
 
 def _epoch_of(p: Path) -> int:
@@ -175,7 +179,11 @@ def make_client(spec: NASSearchSpec, servers: list[dict[str, Any]]) -> Any:
 
     est = spec.estimator
     return EstimatorClient(
-        servers, est.profile, dict(est.hw_config), timeout_s=est.timeout_s, retries=est.retries,
+        servers,
+        est.profile,
+        dict(est.hw_config),
+        timeout_s=est.timeout_s,
+        retries=est.retries,
         with_layers=False,
     )
 
@@ -213,8 +221,10 @@ def probe_estimator(cost_fn: Any, space: SearchSpace, servers: list[dict[str, An
             "one in-process"
         ) from None
     except EstimatorRequestError as exc:
-        raise Gen5NasError(f"estimator (at {where}) refused the request: {exc}; check "
-                           "estimator.profile and estimator.hwConfig") from None
+        raise Gen5NasError(
+            f"estimator (at {where}) refused the request: {exc}; check "
+            "estimator.profile and estimator.hwConfig"
+        ) from None
 
 
 # ---- the study -------------------------------------------------------------------------------
@@ -226,8 +236,9 @@ def study_identity(space: SearchSpace, spec: NASSearchSpec, meta: dict[str, Any]
     }
 
 
-def open_search_study(settings: SearchSettings, space: SearchSpace, meta: dict[str, Any],
-                      worker_index: int = 0) -> Any:
+def open_search_study(
+    settings: SearchSettings, space: SearchSpace, meta: dict[str, Any], worker_index: int = 0
+) -> Any:
     from gen5nas.search.sampler import build_sampler
     from gen5nas.search.study import open_storage, open_study
 
@@ -238,8 +249,9 @@ def open_search_study(settings: SearchSettings, space: SearchSpace, meta: dict[s
 
 
 # ---- one worker --------------------------------------------------------------------------------
-def build_evaluator(settings: SearchSettings, space: SearchSpace, meta: dict[str, Any],
-                    cost_fn: Any) -> Any:
+def build_evaluator(
+    settings: SearchSettings, space: SearchSpace, meta: dict[str, Any], cost_fn: Any
+) -> Any:
     import torch
 
     from gen5nas.data import build_loaders
@@ -251,19 +263,25 @@ def build_evaluator(settings: SearchSettings, space: SearchSpace, meta: dict[str
     supernet, _ = load_supernet(settings.checkpoint)
     dataset = spec.dataset
     if spec.evaluation.batch_size is not None:
-        dataset = dataset.model_copy(update={"batch_size": spec.evaluation.batch_size,
-                                             "val_batch_size": spec.evaluation.batch_size})
-    loaders = build_loaders(dataset, space.max_resolution(), work_dir=settings.work_dir,
-                            seed=spec.sampler.seed)
+        dataset = dataset.model_copy(
+            update={
+                "batch_size": spec.evaluation.batch_size,
+                "val_batch_size": spec.evaluation.batch_size,
+            }
+        )
+    loaders = build_loaders(
+        dataset, space.max_resolution(), work_dir=settings.work_dir, seed=spec.sampler.seed
+    )
     if loaders.num_classes != int(meta["num_classes"]):
         raise SpecError(
             f"the dataset has {loaders.num_classes} classes, the supernet "
             f"{meta['num_classes']}: search on the data it was trained for",
             field="dataset",
         )
-    calibration = BatchCache(loaders.calibration(spec.evaluation.calib_batches,
-                                                 seed=spec.sampler.seed),
-                             spec.evaluation.calib_batches)
+    calibration = BatchCache(
+        loaders.calibration(spec.evaluation.calib_batches, seed=spec.sampler.seed),
+        spec.evaluation.calib_batches,
+    )
     assert loaders.val is not None
     val_batches = spec.evaluation.val_batches or len(loaders.val)
     h, w = space.max_resolution()
@@ -272,12 +290,17 @@ def build_evaluator(settings: SearchSettings, space: SearchSpace, meta: dict[str
     if val_bytes <= spec.evaluation.cache_mib * 2**20:
         validation = BatchCache(loaders.val, val_batches)
     else:
-        log.info("validation set (%.0f MiB) exceeds evaluation.cacheMib; streaming it",
-                 val_bytes / 2**20)
+        log.info(
+            "validation set (%.0f MiB) exceeds evaluation.cacheMib; streaming it", val_bytes / 2**20
+        )
         validation = _FirstBatches(loaders.val, val_batches)
-    log.info("evaluator: %d calibration batches, %d validation batches (%s), %d classes",
-             len(calibration), min(val_batches, len(loaders.val)),
-             "cached" if isinstance(validation, BatchCache) else "streamed", loaders.num_classes)
+    log.info(
+        "evaluator: %d calibration batches, %d validation batches (%s), %d classes",
+        len(calibration),
+        min(val_batches, len(loaders.val)),
+        "cached" if isinstance(validation, BatchCache) else "streamed",
+        loaders.num_classes,
+    )
     return Evaluator(supernet, calibration, validation, cost_fn, torch.device("cpu"))
 
 
@@ -352,13 +375,15 @@ def _worker_main(settings: SearchSettings, worker_index: int, log_level: int) ->
     """Entry point of a spawned worker process; exit code 2 on a user-facing error."""
     import sys
 
-    logging.basicConfig(level=log_level,
-                        format=f"%(asctime)s %(levelname)s w{worker_index} %(name)s: %(message)s")
+    logging.basicConfig(
+        level=log_level, format=f"%(asctime)s %(levelname)s w{worker_index} %(name)s: %(message)s"
+    )
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # requeue the trial, then exit
     if settings.log_file:
         handler = logging.FileHandler(settings.log_file)  # appends whole lines, as the parent
-        handler.setFormatter(logging.Formatter(
-            f"%(asctime)s %(levelname)s w{worker_index} %(name)s: %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(f"%(asctime)s %(levelname)s w{worker_index} %(name)s: %(message)s")
+        )
         handler.setLevel(logging.INFO)
         logger = logging.getLogger("gen5nas")
         logger.addHandler(handler)
@@ -374,18 +399,31 @@ def _worker_main(settings: SearchSettings, worker_index: int, log_level: int) ->
 
 
 # ---- outputs -------------------------------------------------------------------------------------
-def write_outputs(settings: SearchSettings, space: SearchSpace, study: Any,
-                  records: list[TrialRecord] | None = None) -> tuple[list[TrialRecord], dict[str, Path]]:
+def write_outputs(
+    settings: SearchSettings,
+    space: SearchSpace,
+    study: Any,
+    records: list[TrialRecord] | None = None,
+) -> tuple[list[TrialRecord], dict[str, Path]]:
     from gen5nas.search.outputs import write_all
     from gen5nas.search.results import collect
     from gen5nas.search.runner import constraint_limits
 
     spec = settings.spec
     if records is None:
-        records = collect(study.get_trials(deepcopy=False), space, spec.cost_key.value,
-                          constraint_limits(spec.constraints))
-    paths = write_all(study, records, Path(settings.work_dir), cost_key=spec.cost_key.value,
-                      num_stages=space.arch_setting.num_stages)
+        records = collect(
+            study.get_trials(deepcopy=False),
+            space,
+            spec.cost_key.value,
+            constraint_limits(spec.constraints),
+        )
+    paths = write_all(
+        study,
+        records,
+        Path(settings.work_dir),
+        cost_key=spec.cost_key.value,
+        num_stages=space.arch_setting.num_stages,
+    )
     return records, paths
 
 
@@ -404,8 +442,10 @@ def open_log_dir(work_dir: Path, settings: SearchSettings) -> logging.Handler:
     if logger.getEffectiveLevel() > logging.INFO:
         logger.setLevel(logging.INFO)
     resolved = settings.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
-    resolved.update(checkpoint=settings.checkpoint, storage={**resolved.get("storage", {}),
-                                                             "url": _redacted(settings)})
+    resolved.update(
+        checkpoint=settings.checkpoint,
+        storage={**resolved.get("storage", {}), "url": _redacted(settings)},
+    )
     (log_dir / "resolved_config.yaml").write_text(yaml.safe_dump(resolved, sort_keys=False))
     if settings.config_file:
         src = Path(settings.config_file)
@@ -445,8 +485,11 @@ def run_search(settings: SearchSettings) -> SearchResult:
     meta = checkpoint_meta(checkpoint)
     space = search_space(spec, meta, checkpoint)
     if str(meta.get("task", "classification")) != "classification":
-        raise SpecError(f"searching a {meta.get('task')} supernet is not available in this "
-                        "version; use a classification supernet", field="checkpoint")
+        raise SpecError(
+            f"searching a {meta.get('task')} supernet is not available in this "
+            "version; use a classification supernet",
+            field="checkpoint",
+        )
     work_dir.mkdir(parents=True, exist_ok=True)
     handler = open_log_dir(work_dir, settings)
     settings = _replace(settings, log_file=getattr(handler, "baseFilename", None))
@@ -456,18 +499,28 @@ def run_search(settings: SearchSettings) -> SearchResult:
             settings = _replace(settings, servers=servers)
             client = make_client(spec, server_list(servers))
             try:
-                probe_estimator(make_cost_fn(client, space, space_name(spec, space),
-                                             int(meta["num_classes"])),
-                                space, server_list(servers))
+                probe_estimator(
+                    make_cost_fn(client, space, space_name(spec, space), int(meta["num_classes"])),
+                    space,
+                    server_list(servers),
+                )
             finally:
                 client.close()
             if spec.sampler.seed_extremes:
                 seed_extremes(study, space)  # idempotent: every pod of a Job may call it
-            log.info("search: study %r in %s, space %s (%d subnets), cost %s, %d trials, "
-                     "%d worker(s), sampler %s, work dir %s", settings.study_name,
-                     _redacted(settings), space_name(spec, space) or "custom", space.size(),
-                     spec.cost_key.value, spec.max_trials, settings.workers,
-                     spec.sampler.type.value, work_dir)
+            log.info(
+                "search: study %r in %s, space %s (%d subnets), cost %s, %d trials, "
+                "%d worker(s), sampler %s, work dir %s",
+                settings.study_name,
+                _redacted(settings),
+                space_name(spec, space) or "custom",
+                space.size(),
+                spec.cost_key.value,
+                spec.max_trials,
+                settings.workers,
+                spec.sampler.type.value,
+                work_dir,
+            )
             if settings.workers == 1:
                 run_worker(settings, 0)
             else:
@@ -477,10 +530,12 @@ def run_search(settings: SearchSettings) -> SearchResult:
                 prepare_dataset(spec.dataset, work_dir, space.max_resolution())
                 _run_processes(settings)
         records, paths = write_outputs(settings, space, study)
-        front = sorted((r for r in records if r.pareto),
-                       key=lambda r: r.cost(spec.cost_key.value) or 0.0)
-        result = SearchResult(settings.study_name, settings.storage_url, records, paths,
-                              spec.cost_key.value, front)
+        front = sorted(
+            (r for r in records if r.pareto), key=lambda r: r.cost(spec.cost_key.value) or 0.0
+        )
+        result = SearchResult(
+            settings.study_name, settings.storage_url, records, paths, spec.cost_key.value, front
+        )
         _log_summary(result)
     finally:
         close_log_dir(handler)
@@ -490,8 +545,10 @@ def run_search(settings: SearchSettings) -> SearchResult:
 def _run_processes(settings: SearchSettings) -> None:
     ctx = mp.get_context("spawn")  # no fork of a process holding DB connections and threads
     level = logging.getLogger().getEffectiveLevel()
-    procs = [ctx.Process(target=_worker_main, args=(settings, i, level), name=f"search-{i}")
-             for i in range(settings.workers)]
+    procs = [
+        ctx.Process(target=_worker_main, args=(settings, i, level), name=f"search-{i}")
+        for i in range(settings.workers)
+    ]
     for p in procs:
         p.start()
     try:
@@ -506,8 +563,10 @@ def _run_processes(settings: SearchSettings) -> None:
         raise
     bad = [(p.name, p.exitcode) for p in procs if p.exitcode != 0]
     if bad:
-        raise Gen5NasError(f"search workers failed: {bad} (see the log above); the study keeps "
-                           "every completed trial: rerun the same command to resume")
+        raise Gen5NasError(
+            f"search workers failed: {bad} (see the log above); the study keeps "
+            "every completed trial: rerun the same command to resume"
+        )
 
 
 def _replace(settings: SearchSettings, **changes: Any) -> SearchSettings:
@@ -518,8 +577,18 @@ def _replace(settings: SearchSettings, **changes: Any) -> SearchSettings:
 
 def _log_summary(result: SearchResult) -> None:
     attr = COST_ATTRS[result.cost_key]
-    log.info("search done: %d complete trials, %d on the Pareto front; outputs in %s",
-             result.completed, len(result.front), result.outputs["csv"].parent)
+    log.info(
+        "search done: %d complete trials, %d on the Pareto front; outputs in %s",
+        result.completed,
+        len(result.front),
+        result.outputs["csv"].parent,
+    )
     for r in result.front:
-        log.info("  front: trial %d top-1 %.2f%% %s %.4g  %s", r.number, r.accuracy or 0.0,
-                 attr, getattr(r, attr) or 0.0, r.arch.summary() if r.arch else "")
+        log.info(
+            "  front: trial %d top-1 %.2f%% %s %.4g  %s",
+            r.number,
+            r.accuracy or 0.0,
+            attr,
+            getattr(r, attr) or 0.0,
+            r.arch.summary() if r.arch else "",
+        )

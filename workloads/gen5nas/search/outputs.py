@@ -18,6 +18,7 @@ from typing import Any
 
 import optuna
 
+from gen5nas.atomic import atomic_write_bytes
 from gen5nas.search.results import TrialRecord
 from gen5nas.spec.space import save_arch
 
@@ -33,14 +34,6 @@ COST_LABELS = {"latency": "latency (ms)", "energy": "energy (mJ)"}
 
 def arch_file(work_dir: Path, number: int) -> Path:
     return work_dir / FIX_SUBNETS / f"trial_{number}.yaml"
-
-
-def write_bytes_atomic(path: Path, data: bytes) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_bytes(data)
-    tmp.replace(path)
-    return path
 
 
 def write_arch_files(records: Sequence[TrialRecord], work_dir: Path) -> list[Path]:
@@ -59,10 +52,20 @@ def write_arch_files(records: Sequence[TrialRecord], work_dir: Path) -> list[Pat
 def csv_columns(num_stages: int) -> list[str]:
     cols = ["trial", "state", "resolution", "first_num_out_channels", "last_num_out_channels"]
     for i in range(num_stages):
-        cols += [f"stage{i}_{k}" for k in
-                 ("num_blocks", "kernel_size", "expand_ratio", "num_out_channels")]
-    cols += ["accuracy_top1", "latency_ms", "energy_mj", "feasible", "pareto", "duration_s",
-             "reason", "arch_file"]
+        cols += [
+            f"stage{i}_{k}"
+            for k in ("num_blocks", "kernel_size", "expand_ratio", "num_out_channels")
+        ]
+    cols += [
+        "accuracy_top1",
+        "latency_ms",
+        "energy_mj",
+        "feasible",
+        "pareto",
+        "duration_s",
+        "reason",
+        "arch_file",
+    ]
     return cols
 
 
@@ -96,7 +99,7 @@ def write_csv(records: Sequence[TrialRecord], work_dir: Path, num_stages: int) -
                 row[f"stage{i}_expand_ratio"] = _num(s.expand_ratio)
                 row[f"stage{i}_num_out_channels"] = s.num_out_channels
         writer.writerow(row)
-    return write_bytes_atomic(work_dir / CSV_NAME, buf.getvalue().encode())
+    return atomic_write_bytes(work_dir / CSV_NAME, buf.getvalue().encode())
 
 
 def _num(value: float | None) -> str:
@@ -107,8 +110,11 @@ def _num(value: float | None) -> str:
 
 
 def _split(records: Sequence[TrialRecord], cost_key: str) -> dict[str, list[TrialRecord]]:
-    done = [r for r in records if r.state == "COMPLETE" and r.accuracy is not None
-            and r.cost(cost_key) is not None]
+    done = [
+        r
+        for r in records
+        if r.state == "COMPLETE" and r.accuracy is not None and r.cost(cost_key) is not None
+    ]
     return {
         "front": sorted((r for r in done if r.pareto), key=lambda r: r.cost(cost_key) or 0.0),
         "other": [r for r in done if not r.pareto and r.feasible],
@@ -118,8 +124,10 @@ def _split(records: Sequence[TrialRecord], cost_key: str) -> dict[str, list[Tria
 
 def _label(r: TrialRecord) -> str:
     summary = r.arch.summary() if r.arch else "?"
-    return (f"trial {r.number}<br>{summary}<br>top-1 {r.accuracy:.2f}%"
-            f"<br>latency {r.latency_ms} ms, energy {r.energy_mj} mJ")
+    return (
+        f"trial {r.number}<br>{summary}<br>top-1 {r.accuracy:.2f}%"
+        f"<br>latency {r.latency_ms} ms, energy {r.energy_mj} mJ"
+    )
 
 
 def write_html(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, title: str) -> Path:
@@ -129,21 +137,35 @@ def write_html(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, ti
     fig = go.Figure()
     styles = {
         "other": ("evaluated", {"color": "#9aa5b1", "size": 7}, "markers"),
-        "infeasible": ("violates constraints", {"color": "#e8a33d", "size": 7,
-                                                "symbol": "x"}, "markers"),
+        "infeasible": (
+            "violates constraints",
+            {"color": "#e8a33d", "size": 7, "symbol": "x"},
+            "markers",
+        ),
         "front": ("Pareto front", {"color": "#d62728", "size": 10}, "lines+markers"),
     }
     for key, (name, marker, mode) in styles.items():
         rs = groups[key]
-        fig.add_trace(go.Scatter(
-            x=[r.cost(cost_key) for r in rs], y=[r.accuracy for r in rs], mode=mode, name=name,
-            marker=marker, line={"shape": "hv"} if key == "front" else None,
-            text=[_label(r) for r in rs], hoverinfo="text",
-        ))
-    fig.update_layout(title=title, xaxis_title=COST_LABELS[cost_key],
-                      yaxis_title="top-1 accuracy (%)", template="plotly_white")
+        fig.add_trace(
+            go.Scatter(
+                x=[r.cost(cost_key) for r in rs],
+                y=[r.accuracy for r in rs],
+                mode=mode,
+                name=name,
+                marker=marker,
+                line={"shape": "hv"} if key == "front" else None,
+                text=[_label(r) for r in rs],
+                hoverinfo="text",
+            )
+        )
+    fig.update_layout(
+        title=title,
+        xaxis_title=COST_LABELS[cost_key],
+        yaxis_title="top-1 accuracy (%)",
+        template="plotly_white",
+    )
     html = fig.to_html(include_plotlyjs=True, full_html=True)
-    return write_bytes_atomic(work_dir / HTML_NAME, html.encode())
+    return atomic_write_bytes(work_dir / HTML_NAME, html.encode())
 
 
 def write_png(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, title: str) -> Path:
@@ -168,8 +190,9 @@ def write_png(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, tit
             if key == "front":
                 ax.step(xs, ys, where="post", color=color, linewidth=1)
                 for r, x, y in zip(rs, xs, ys, strict=True):
-                    ax.annotate(str(r.number), (x, y), textcoords="offset points",
-                                xytext=(4, 4), fontsize=7)
+                    ax.annotate(
+                        str(r.number), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7
+                    )
             ax.scatter(xs, ys, c=color, marker=marker, label=label, s=25, zorder=3)
         ax.set_xlabel(COST_LABELS[cost_key])
         ax.set_ylabel("top-1 accuracy (%)")
@@ -181,7 +204,7 @@ def write_png(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, tit
         fig.savefig(buf, format="png", bbox_inches="tight")
     finally:
         plt.close(fig)
-    return write_bytes_atomic(work_dir / PNG_NAME, buf.getvalue())
+    return atomic_write_bytes(work_dir / PNG_NAME, buf.getvalue())
 
 
 def write_pickle(study: optuna.Study, work_dir: Path) -> Path:
@@ -190,7 +213,7 @@ def write_pickle(study: optuna.Study, work_dir: Path) -> Path:
     for key, value in study.user_attrs.items():
         copy.set_user_attr(key, value)
     copy.add_trials(study.get_trials(deepcopy=False))
-    return write_bytes_atomic(work_dir / PICKLE_NAME, pickle.dumps(copy))
+    return atomic_write_bytes(work_dir / PICKLE_NAME, pickle.dumps(copy))
 
 
 def write_all(

@@ -119,7 +119,9 @@ def mark_pareto(records: Sequence[TrialRecord], cost_key: str) -> None:
     candidates = [
         r
         for r in records
-        if r.state == "COMPLETE" and r.feasible and r.accuracy is not None
+        if r.state == "COMPLETE"
+        and r.feasible
+        and r.accuracy is not None
         and r.cost(cost_key) is not None
     ]
     flags = non_dominated([(r.accuracy, r.cost(cost_key)) for r in candidates])  # type: ignore[misc]

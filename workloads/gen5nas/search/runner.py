@@ -169,8 +169,12 @@ class Worker:
                 if not running:
                     break
                 if not waiting_logged:
-                    log.info("%s: budget taken; waiting for running trials %s (a dead worker's "
-                             "trial is retried once its heartbeat is stale)", self.name, running)
+                    log.info(
+                        "%s: budget taken; waiting for running trials %s (a dead worker's "
+                        "trial is retried once its heartbeat is stale)",
+                        self.name,
+                        running,
+                    )
                     waiting_logged = True
                 time.sleep(self.poll_s)
                 continue
@@ -202,35 +206,52 @@ class Worker:
         again, as a dead worker's stale trial would be, so that a rerun resumes it."""
         if self._current is None:
             return
-        trial = next((t for t in self.study.get_trials(deepcopy=False)
-                      if t.number == self._current), None)
+        trial = next(
+            (t for t in self.study.get_trials(deepcopy=False) if t.number == self._current), None
+        )
         self._current = None
-        if trial is not None and trial.state == TrialState.FAIL and trial.params \
-                and REASON_ATTR not in trial.user_attrs:
+        if (
+            trial is not None
+            and trial.state == TrialState.FAIL
+            and trial.params
+            and REASON_ATTR not in trial.user_attrs
+        ):
             retry_callback(self.max_retry)(self.study, trial)
-            log.info("%s: trial %d interrupted; re-enqueued for the next run", self.name,
-                     trial.number)
+            log.info(
+                "%s: trial %d interrupted; re-enqueued for the next run", self.name, trial.number
+            )
 
     # ---- progress -----------------------------------------------------------------------
     def _log_progress(self, trial: FrozenTrial) -> None:
-        records = collect(self.study.get_trials(deepcopy=False), self.space, self.cost_key,
-                          self.limits)
+        records = collect(
+            self.study.get_trials(deepcopy=False), self.space, self.cost_key, self.limits
+        )
         done = sum(r.state == "COMPLETE" for r in records)
         failed = sum(r.state == "FAIL" for r in records)
         front = sorted((r for r in records if r.pareto), key=lambda r: r.cost(self.cost_key) or 0)
         attr = COST_ATTRS[self.cost_key]
-        best = ", ".join(f"#{r.number} {r.accuracy:.1f}%@{getattr(r, attr):.4g}" for r in
-                         _spread(front, 3))
+        best = ", ".join(
+            f"#{r.number} {r.accuracy:.1f}%@{getattr(r, attr):.4g}" for r in _spread(front, 3)
+        )
         if trial.state == TrialState.COMPLETE:
-            what = (f"top-1 {trial.user_attrs['accuracy_top1']:.2f}% "
-                    f"{attr} {trial.user_attrs[attr]:.4g}")
+            what = (
+                f"top-1 {trial.user_attrs['accuracy_top1']:.2f}% "
+                f"{attr} {trial.user_attrs[attr]:.4g}"
+            )
         else:
             what = trial.state.name
         log.info(
-            "%s: trial %d %s | study %d/%d complete, %d failed | %s %.1f trials/min | "
-            "front %d: %s",
-            self.name, trial.number, what, done, self.max_trials, failed, self.name,
-            self.report.rate_per_min, len(front), best or "-",
+            "%s: trial %d %s | study %d/%d complete, %d failed | %s %.1f trials/min | front %d: %s",
+            self.name,
+            trial.number,
+            what,
+            done,
+            self.max_trials,
+            failed,
+            self.name,
+            self.report.rate_per_min,
+            len(front),
+            best or "-",
         )
         if self.on_progress is not None:
             self.on_progress(records)

@@ -64,8 +64,9 @@ def parse_storage_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
-        raise SpecError(f"{url!r} is not a database URL; expected e.g. {example}",
-                        field=STORAGE_FIELD) from None
+        raise SpecError(
+            f"{url!r} is not a database URL; expected e.g. {example}", field=STORAGE_FIELD
+        ) from None
     if parsed.get_backend_name() not in SUPPORTED_DIALECTS:
         raise SpecError(
             f"unsupported database {parsed.get_backend_name()!r} in {redact(url)}; use one of "

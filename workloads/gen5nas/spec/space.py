@@ -26,6 +26,7 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from gen5nas.atomic import atomic_write_text
 from gen5nas.errors import ArchError, SpecError
 
 
@@ -222,12 +223,7 @@ def load_arch(path: str | Path) -> Arch:
 
 
 def save_arch(arch: Arch, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(arch.to_yaml())
-    tmp.replace(path)
-    return path
+    return atomic_write_text(path, arch.to_yaml())
 
 
 class SearchSpace(SpecModel):

@@ -17,7 +17,6 @@ import contextlib
 import functools
 import io
 import os
-import tempfile
 import threading
 import warnings
 from collections.abc import Iterator
@@ -28,6 +27,7 @@ import onnx
 import torch
 from torch import nn
 
+from gen5nas.atomic import atomic_write_bytes
 from gen5nas.spec import Arch, SearchSpace
 from gen5nas.supernet.extract import extract_subnet
 from gen5nas.supernet.model import Supernet
@@ -136,21 +136,8 @@ def export_onnx(
     in the same directory and renamed over ``path``: a failure leaves no file (and an existing
     ``path`` untouched).
     """
-    path = Path(path)
     data = onnx_bytes(model, input_shape, opset, dynamic_batch, exporter)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp_name)
-        raise
-    return path
+    return atomic_write_bytes(Path(path), data)
 
 
 def arch_onnx_bytes(

@@ -22,9 +22,7 @@ one, never a torn one. The pointer is written the same way and only after its ta
 from __future__ import annotations
 
 import contextlib
-import os
 import random
-import tempfile
 import zipfile
 from pathlib import Path
 from typing import Any
@@ -33,6 +31,7 @@ import numpy as np
 import torch
 
 from gen5nas import __version__
+from gen5nas.atomic import atomic_write, atomic_write_text
 from gen5nas.errors import CheckpointError
 from gen5nas.spec import SearchSpace
 
@@ -41,51 +40,16 @@ POINTER = "last_checkpoint"
 BEST_PREFIX = "best_max_subnet.accuracy_top1_epoch_"
 
 
-def _fsync_dir(path: Path) -> None:
-    with contextlib.suppress(OSError):  # not every filesystem lets a directory be opened
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def atomic_write_bytes(path: str | Path, write: Any) -> Path:
-    """Call ``write(fileobj)`` on a temp file next to ``path``, fsync, rename into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp's 0600 would hide results from other users
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    _fsync_dir(path.parent)
-    return path
-
-
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Atomically write ``state`` (see the module docstring for the keys) to ``path``."""
-    return atomic_write_bytes(path, lambda f: torch.save({"format": FORMAT, **state}, f))
+    return atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 
 def write_pointer(work_dir: str | Path, target: str | Path) -> Path:
     """Point ``work_dir/last_checkpoint`` at ``target`` (stored relative when inside work_dir)."""
     work_dir, target = Path(work_dir), Path(target)
     name = target.name if target.parent.resolve() == work_dir.resolve() else str(target.resolve())
-    return atomic_write_bytes(work_dir / POINTER, lambda f: f.write((name + "\n").encode()))
+    return atomic_write_text(work_dir / POINTER, name + "\n")
 
 
 def last_checkpoint(work_dir: str | Path) -> Path | None:
