@@ -16,8 +16,9 @@ from gen5nas.search.pareto import non_dominated
 from gen5nas.spec import Arch, SearchSpace, load_arch, load_space
 
 
-def fresh_checkpoint(path: Path, space_name: str = "mobilenetv2_tiny", num_classes: int = 10,
-                     seed: int = 0) -> Path:
+def fresh_checkpoint(
+    path: Path, space_name: str = "mobilenetv2_tiny", num_classes: int = 10, seed: int = 0
+) -> Path:
     """A freshly initialised supernet saved through the training step's checkpoint API."""
     import torch
 
@@ -27,15 +28,17 @@ def fresh_checkpoint(path: Path, space_name: str = "mobilenetv2_tiny", num_class
     space = load_space(space_name)
     torch.manual_seed(seed)
     model = Supernet(space, num_classes)
-    return save_checkpoint({"model": model.state_dict(), "meta": make_meta(space, num_classes)},
-                           path)
+    return save_checkpoint(
+        {"model": model.state_dict(), "meta": make_meta(space, num_classes)}, path
+    )
 
 
 def size_of(arch: Arch) -> float:
     """A deterministic proxy of a subnet's size (for cheap objectives)."""
     h, w = arch.resolution
-    blocks = sum(s.num_blocks * s.num_out_channels * s.expand_ratio * s.kernel_size**2
-                 for s in arch.stages)
+    blocks = sum(
+        s.num_blocks * s.num_out_channels * s.expand_ratio * s.kernel_size**2 for s in arch.stages
+    )
     return float(h * w * (blocks + arch.first_num_out_channels + arch.last_num_out_channels))
 
 
@@ -67,8 +70,12 @@ def write_search_manifest(path: Path, **spec: Any) -> Path:
         "evaluation": {"calibBatches": 2, "valBatches": 2},
     }
     base.update(spec)
-    doc = {"apiVersion": "gen5nas.io/v1alpha1", "kind": "NASSearch",
-           "metadata": {"name": "t"}, "spec": base}
+    doc = {
+        "apiVersion": "gen5nas.io/v1alpha1",
+        "kind": "NASSearch",
+        "metadata": {"name": "t"},
+        "spec": base,
+    }
     path.write_text(yaml.safe_dump(doc, sort_keys=False))
     return path
 
@@ -92,8 +99,10 @@ def check_outputs(work_dir: Path, study: optuna.Study, cost_key: str) -> list[di
         assert row["state"] == trial.state.name
         if trial.state.name == "COMPLETE":
             assert float(row["accuracy_top1"]) == trial.values[0]
-            assert float(row[f"{cost_key}_ms" if cost_key == "latency" else "energy_mj"]) \
+            assert (
+                float(row[f"{cost_key}_ms" if cost_key == "latency" else "energy_mj"])
                 == trial.values[1]
+            )
     # The Pareto flag is the non-dominated set recomputed from the CSV's own numbers.
     cost_col = "latency_ms" if cost_key == "latency" else "energy_mj"
     candidates = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] == "True"]
@@ -115,8 +124,9 @@ def check_outputs(work_dir: Path, study: optuna.Study, cost_key: str) -> list[di
             assert stage.num_out_channels == int(row[f"stage{i}_num_out_channels"])
     # study.pkl: loadable with no database, the same trials.
     copy = pickle.loads((work_dir / "study.pkl").read_bytes())
-    assert [(t.number, t.state, t.values) for t in copy.trials] == \
-        [(t.number, t.state, t.values) for t in study.trials]
+    assert [(t.number, t.state, t.values) for t in copy.trials] == [
+        (t.number, t.state, t.values) for t in study.trials
+    ]
     # pareto_front.html opens with no internet: plotly.js is inside, nothing fetched.
     html = (work_dir / "pareto_front.html").read_text()
     assert re.search(r"<script[^>]*\ssrc=", html) is None

@@ -7,12 +7,13 @@ from typing import cast
 
 import pytest
 import torch
+from torch import nn
+
 from gen5nas.errors import ArchError
 from gen5nas.spec import Arch, load_space
 from gen5nas.supernet import StaticSubnet, Supernet, extract_subnet
 from gen5nas.supernet.ops import DYNAMIC_OPS
 from gen5nas.supernet.static import StaticMBConv
-from torch import nn
 
 torch.set_num_threads(2)
 

@@ -10,10 +10,11 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from torch import Tensor, nn
+
 from gen5nas.errors import ArchError
 from gen5nas.spec import load_space
 from gen5nas.supernet import Supernet, arch_onnx_bytes, export_onnx, extract_subnet, onnx_bytes
-from torch import Tensor, nn
 
 torch.set_num_threads(2)
 

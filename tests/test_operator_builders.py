@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 import yaml
+
 from gen5nas.spec.common import read_manifest
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas.spec.space import parse_model

@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
+
 from gen5nas_operator import crdgen
 
 ROOT = Path(__file__).resolve().parents[1]

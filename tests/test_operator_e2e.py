@@ -293,6 +293,7 @@ def _owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
 def _write_study(dsn: str, study_name: str, n: int) -> None:
     """A real study in the layout the search workers write (gen5nas.search.results)."""
     import optuna
+
     from gen5nas.search.study import DIRECTIONS, open_storage
 
     storage = open_storage(dsn)

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 
 import optuna
+from optuna.trial import TrialState, create_trial
+
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas.spec.space import parse_model
 from gen5nas_operator import status as s
 from gen5nas_operator.settings import Settings
-from optuna.trial import TrialState, create_trial
 
 
 def _job(**st: object) -> dict:

@@ -23,28 +23,48 @@ API = "gen5nas.io/v1alpha1"
 
 
 def _write(path: Path, kind: str, spec: dict) -> Path:
-    path.write_text(yaml.safe_dump({"apiVersion": API, "kind": kind,
-                                    "metadata": {"name": "tiny"}, "spec": spec}))
+    path.write_text(
+        yaml.safe_dump(
+            {"apiVersion": API, "kind": kind, "metadata": {"name": "tiny"}, "spec": spec}
+        )
+    )
     return path
 
 
 def _tiny_pipeline(tmp_path: Path) -> Path:
-    data = {"kind": "digits", "path": str(tmp_path / "digits"), "batchSize": 32,
-            "numWorkers": 0, "maxTrainSamples": 256, "maxValSamples": 128}
-    _write(tmp_path / "train.yaml", "SupernetTraining", {
-        "searchSpace": {"name": "mobilenetv2_tiny"},
-        "dataset": data,
-        "schedule": {"epochs": 1, "warmupEpochs": 0, "logIntervalIters": 4},
-        "bnCalibrationBatches": 2,
-    })
-    _write(tmp_path / "search.yaml", "NASSearch", {
-        "dataset": data,
-        "maxTrials": 5,
-        "sampler": {"populationSize": 4},
-        "evaluation": {"calibBatches": 2},
-    })
-    return _write(tmp_path / "pipeline.yaml", "Pipeline", {
-        "supernetTraining": "train.yaml", "nasSearch": "search.yaml"})
+    data = {
+        "kind": "digits",
+        "path": str(tmp_path / "digits"),
+        "batchSize": 32,
+        "numWorkers": 0,
+        "maxTrainSamples": 256,
+        "maxValSamples": 128,
+    }
+    _write(
+        tmp_path / "train.yaml",
+        "SupernetTraining",
+        {
+            "searchSpace": {"name": "mobilenetv2_tiny"},
+            "dataset": data,
+            "schedule": {"epochs": 1, "warmupEpochs": 0, "logIntervalIters": 4},
+            "bnCalibrationBatches": 2,
+        },
+    )
+    _write(
+        tmp_path / "search.yaml",
+        "NASSearch",
+        {
+            "dataset": data,
+            "maxTrials": 5,
+            "sampler": {"populationSize": 4},
+            "evaluation": {"calibBatches": 2},
+        },
+    )
+    return _write(
+        tmp_path / "pipeline.yaml",
+        "Pipeline",
+        {"supernetTraining": "train.yaml", "nasSearch": "search.yaml"},
+    )
 
 
 @pytest.mark.slow
@@ -62,8 +82,9 @@ def test_run_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture
     assert checkpoint.is_file() and checkpoint.parent == work / "train"
     # 2. the search: every output, consistent with the study it came from
     search = work / "search"
-    study = optuna.load_study(study_name=state["search"]["study"],
-                              storage=state["search"]["storage"])
+    study = optuna.load_study(
+        study_name=state["search"]["study"], storage=state["search"]["storage"]
+    )
     rows = check_outputs(search, study, "latency")
     assert sum(r["state"] == "COMPLETE" for r in rows) == 5
     front = sorted(int(r["trial"]) for r in rows if r["pareto"] == "True")
@@ -79,8 +100,9 @@ def test_run_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture
     assert card["source"]["trial"] == best
     session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     h, w = arch.resolution
-    (out,) = session.run(None, {session.get_inputs()[0].name:
-                                np.zeros((1, 3, h, w), dtype=np.float32)})
+    (out,) = session.run(
+        None, {session.get_inputs()[0].name: np.zeros((1, 3, h, w), dtype=np.float32)}
+    )
     assert out.shape == (1, 10)
     assert str(onnx_path) in printed and f"trial {best}" in printed
 
@@ -111,8 +133,9 @@ def test_run_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture
 
 
 def test_pipeline_file_errors_name_the_field(tmp_path: Path) -> None:
-    path = _write(tmp_path / "p.yaml", "Pipeline", {"supernetTraining": "missing.yaml",
-                                                   "nasSearch": "x.yaml"})
+    path = _write(
+        tmp_path / "p.yaml", "Pipeline", {"supernetTraining": "missing.yaml", "nasSearch": "x.yaml"}
+    )
     with pytest.raises(SpecError) as err:
         Pipeline(path)
     assert err.value.field == "spec.supernetTraining" and "missing.yaml" in str(err.value)

@@ -73,7 +73,8 @@ def test_search_writes_consistent_outputs_and_resumes(
     space = load_space("mobilenetv2_tiny")
     assert rows[0]["resolution"] == "32x32" and rows[1]["resolution"] == "24x24"
     assert [d.num_out_channels for d in space.max().stages] == [
-        int(rows[0][f"stage{i}_num_out_channels"]) for i in range(7)]
+        int(rows[0][f"stage{i}_num_out_channels"]) for i in range(7)
+    ]
 
     before = _complete(storage)
     assert main([*argv, "--max-trials", "7"]) == 0  # the same command resumes the study
@@ -88,15 +89,31 @@ def test_two_worker_processes_share_one_sqlite_study(
 ) -> None:
     manifest = _manifest(tmp_path, digits, maxTrials=6)
     work = tmp_path / "work"
-    assert main(["search", "-f", str(manifest), "--checkpoint", str(ckpt), "--work-dir",
-                 str(work), "--workers", "2"]) == 0
+    assert (
+        main(
+            [
+                "search",
+                "-f",
+                str(manifest),
+                "--checkpoint",
+                str(ckpt),
+                "--work-dir",
+                str(work),
+                "--workers",
+                "2",
+            ]
+        )
+        == 0
+    )
     study = optuna.load_study(study_name="t", storage=f"sqlite:///{work / 'study.db'}")
     numbers = [t.number for t in study.trials]
     assert len(numbers) == len(set(numbers))
     assert len(study.get_trials(states=[TrialState.COMPLETE])) == 6
     assert not study.get_trials(states=[TrialState.RUNNING, TrialState.WAITING])
-    assert {t.user_attrs["worker"] for t in study.get_trials(states=[TrialState.COMPLETE])} \
-        == {"worker-0", "worker-1"}
+    assert {t.user_attrs["worker"] for t in study.get_trials(states=[TrialState.COMPLETE])} == {
+        "worker-0",
+        "worker-1",
+    }
     check_outputs(work, study, "latency")
     (log,) = work.glob("*/search.log")  # both workers' progress lines are in the run's log
     text = log.read_text()
@@ -129,17 +146,28 @@ def test_bad_inputs_are_refused_and_the_study_is_kept(
     err = _run_bad(capsys, [*base, "--checkpoint", str(ckpt), "--storage", "mysql+nope://x/y"])
     assert "storage.url" in err
 
-    bad_space = _manifest(tmp_path, digits, maxTrials=5,
-                          searchSpace={"name": "mobilenetv2_sample1"})
-    err = _run_bad(capsys, ["search", "-f", str(bad_space), "--work-dir", str(work),
-                            "--checkpoint", str(ckpt)])
+    bad_space = _manifest(
+        tmp_path, digits, maxTrials=5, searchSpace={"name": "mobilenetv2_sample1"}
+    )
+    err = _run_bad(
+        capsys, ["search", "-f", str(bad_space), "--work-dir", str(work), "--checkpoint", str(ckpt)]
+    )
     assert "spec.searchSpace" in err and "different search space" in err
 
-    unreachable = _manifest(tmp_path, digits, maxTrials=5, estimator={
-        "servers": [{"host": "127.0.0.1", "ports": [_closed_port()]}],
-        "retries": 1, "timeoutS": 2})
-    err = _run_bad(capsys, ["search", "-f", str(unreachable), "--work-dir", str(work),
-                            "--checkpoint", str(ckpt)])
+    unreachable = _manifest(
+        tmp_path,
+        digits,
+        maxTrials=5,
+        estimator={
+            "servers": [{"host": "127.0.0.1", "ports": [_closed_port()]}],
+            "retries": 1,
+            "timeoutS": 2,
+        },
+    )
+    err = _run_bad(
+        capsys,
+        ["search", "-f", str(unreachable), "--work-dir", str(work), "--checkpoint", str(ckpt)],
+    )
     assert "estimator.servers" in err and "no estimator answers" in err
 
     study = optuna.load_study(study_name="t", storage=storage)
@@ -149,12 +177,13 @@ def test_bad_inputs_are_refused_and_the_study_is_kept(
 
 def _batches(n: int, seed: int) -> list[Batch]:
     g = torch.Generator().manual_seed(seed)
-    return [Batch(torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,),
-                  generator=g), 0) for _ in range(n)]
+    return [
+        Batch(torch.randn(16, 3, 32, 32, generator=g), torch.randint(0, 10, (16,), generator=g), 0)
+        for _ in range(n)
+    ]
 
 
-def test_evaluator_is_repeatable_leaves_the_supernet_alone_and_reports_estimator_failures(
-) -> None:
+def test_evaluator_is_repeatable_leaves_the_supernet_alone_and_reports_estimator_failures() -> None:
     from gen5nas.estimator.server import start_server
 
     space = load_space("mobilenetv2_tiny")
@@ -175,16 +204,20 @@ def test_evaluator_is_repeatable_leaves_the_supernet_alone_and_reports_estimator
         for k, v in supernet.state_dict().items():
             assert torch.equal(v, weights[k]), k  # BN recalibration worked on a copy
         # The smallest subnet costs less than the largest, as the estimator says.
-        assert evaluator.evaluate(space.min()).latency_ms < evaluator.evaluate(space.max()).latency_ms
+        assert (
+            evaluator.evaluate(space.min()).latency_ms < evaluator.evaluate(space.max()).latency_ms
+        )
         client.close()
     finally:
         server.stop(grace=0.5)
 
     dead_spec = NASSearchSpec.model_validate(
-        {"dataset": {"kind": "digits"}, "estimator": {"retries": 0, "timeoutS": 1}})
+        {"dataset": {"kind": "digits"}, "estimator": {"retries": 0, "timeoutS": 1}}
+    )
     dead = make_client(dead_spec, [{"host": "127.0.0.1", "ports": [_closed_port()]}])
-    evaluator = Evaluator(supernet, _batches(1, 0), _batches(1, 1),
-                          make_cost_fn(dead, space, "mobilenetv2_tiny", 10))
+    evaluator = Evaluator(
+        supernet, _batches(1, 0), _batches(1, 1), make_cost_fn(dead, space, "mobilenetv2_tiny", 10)
+    )
     with pytest.raises(TrialFailed, match=r"^estimator: "):
         evaluator.evaluate(space.min())
     dead.close()

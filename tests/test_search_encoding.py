@@ -56,8 +56,9 @@ def test_every_suggestion_is_in_the_space(kind: SamplerKind) -> None:
 def test_same_distributions_in_every_trial() -> None:
     # An unconditional space: the sampler sees the same parameter set whatever the depth.
     space = load_space("mobilenetv2_tiny")
-    study = optuna.create_study(directions=["maximize", "minimize"],
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        directions=["maximize", "minimize"], sampler=optuna.samplers.RandomSampler(seed=0)
+    )
     for _ in range(10):
         trial = study.ask()
         suggest_arch(trial, space)
@@ -85,8 +86,9 @@ def test_workers_get_distinct_seeds_and_sequences() -> None:
 
 
 def test_nsga3_uses_the_spec_settings() -> None:
-    sampler = build_sampler(SamplerSpec(type=SamplerKind.nsga3, population_size=14,
-                                        dividing_parameter=5, seed=2))
+    sampler = build_sampler(
+        SamplerSpec(type=SamplerKind.nsga3, population_size=14, dividing_parameter=5, seed=2)
+    )
     assert isinstance(sampler, optuna.samplers.NSGAIIISampler)
     assert sampler._population_size == 14
 

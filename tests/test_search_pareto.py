@@ -50,7 +50,9 @@ def test_hypervolume_small_cases() -> None:
     assert hypervolume([(2.0, 5.0)], (0.0, 1.0)) == 0.0
     # A dominated point adds nothing.
     pts = [(2.0, 1.0), (1.0, 0.5)]
-    assert hypervolume([*pts, (1.0, 1.0)], (0.0, 2.0)) == pytest.approx(hypervolume(pts, (0.0, 2.0)))
+    assert hypervolume([*pts, (1.0, 1.0)], (0.0, 2.0)) == pytest.approx(
+        hypervolume(pts, (0.0, 2.0))
+    )
 
 
 def test_front_is_sorted_by_cost_and_increasing_in_accuracy() -> None:

@@ -25,16 +25,33 @@ def ckpt(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _manifest(tmp_path: Path, **spec: object) -> Path:
     return write_search_manifest(
         tmp_path / "nassearch.yaml",
-        dataset={"kind": "digits", "path": str(tmp_path / "digits"), "batchSize": 64,
-                 "numWorkers": 0},
+        dataset={
+            "kind": "digits",
+            "path": str(tmp_path / "digits"),
+            "batchSize": 64,
+            "numWorkers": 0,
+        },
         storage={"heartbeatIntervalS": 1, "gracePeriodS": 3},
         **spec,
     )
 
 
 def _command(manifest: Path, ckpt: Path, work: Path, storage: str, *extra: str) -> list[str]:
-    return [sys.executable, "-m", "gen5nas", "search", "-f", str(manifest), "--checkpoint",
-            str(ckpt), "--work-dir", str(work), "--storage", storage, *extra]
+    return [
+        sys.executable,
+        "-m",
+        "gen5nas",
+        "search",
+        "-f",
+        str(manifest),
+        "--checkpoint",
+        str(ckpt),
+        "--work-dir",
+        str(work),
+        "--storage",
+        storage,
+        *extra,
+    ]
 
 
 def _trials(storage: str) -> list[optuna.trial.FrozenTrial]:
@@ -45,8 +62,12 @@ def test_two_workers_share_one_study(postgres_server, tmp_path: Path, ckpt: Path
     storage = postgres_server.new_database()
     work = tmp_path / "work"
     manifest = _manifest(tmp_path, maxTrials=8)
-    done = subprocess.run(_command(manifest, ckpt, work, storage, "--workers", "2"),
-                          capture_output=True, text=True, timeout=400)
+    done = subprocess.run(
+        _command(manifest, ckpt, work, storage, "--workers", "2"),
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     trials = _trials(storage)
     numbers = [t.number for t in trials]

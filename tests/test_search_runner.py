@@ -22,8 +22,12 @@ IDENTITY = {"space": "tiny", "cost_key": "latency", "task": "classification"}
 
 def _study(tmp_path: Path, storage: StorageSpec | None = None, **sampler: object) -> optuna.Study:
     spec = SamplerSpec(population_size=4, **sampler)  # type: ignore[arg-type]
-    return open_study(open_storage(default_storage_url(tmp_path), storage or StorageSpec()),
-                      "s", build_sampler(spec), IDENTITY)
+    return open_study(
+        open_storage(default_storage_url(tmp_path), storage or StorageSpec()),
+        "s",
+        build_sampler(spec),
+        IDENTITY,
+    )
 
 
 def _states(study: optuna.Study) -> dict[str, int]:
@@ -51,8 +55,14 @@ def test_too_many_failures_in_a_row_stop_the_worker_and_keep_the_study(tmp_path:
     study = _study(tmp_path)
     Worker(study, space, proxy_outcome, "latency", 3).run()
     with pytest.raises(SearchStopped, match=r"3 trials in a row failed.*estimator down"):
-        Worker(study, space, FailingFor(lambda a: True, "estimator down"), "latency", 10,
-               max_consecutive_failures=3).run()
+        Worker(
+            study,
+            space,
+            FailingFor(lambda a: True, "estimator down"),
+            "latency",
+            10,
+            max_consecutive_failures=3,
+        ).run()
     assert len(study.get_trials(states=[TrialState.COMPLETE])) == 3
     assert len(study.get_trials(states=[TrialState.FAIL])) == 3
 
@@ -129,6 +139,7 @@ def test_constraints_keep_infeasible_trials_off_the_front(tmp_path: Path) -> Non
     # The samplers see the constraint too (Optuna's own feasibility record).
     from optuna.study._constrained_optimization import _get_feasible_trials
 
-    feasible = {t.number for t in _get_feasible_trials(study.get_trials(
-        states=[TrialState.COMPLETE]))}
+    feasible = {
+        t.number for t in _get_feasible_trials(study.get_trials(states=[TrialState.COMPLETE]))
+    }
     assert feasible == {r.number for r in records if r.feasible}

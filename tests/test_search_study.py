@@ -17,8 +17,11 @@ from gen5nas.spec.search import StorageSpec
 
 
 def _identity(space_name: str = "mobilenetv2_tiny", cost_key: str = "latency") -> dict:
-    return {"space": load_space(space_name).model_dump(mode="json"), "cost_key": cost_key,
-            "task": "classification"}
+    return {
+        "space": load_space(space_name).model_dump(mode="json"),
+        "cost_key": cost_key,
+        "task": "classification",
+    }
 
 
 def _closed_port() -> int:

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from gen5nas.errors import ArchError, SpecError
 from gen5nas.spec import Arch, SearchSpace, StageArch, load_arch, load_space, save_arch
 from gen5nas.spec.space import parse_model, range_values

@@ -8,6 +8,8 @@ import random
 import pytest
 import torch
 import torch.nn.functional as F
+from torch import Tensor, nn
+
 from gen5nas.errors import ArchError
 from gen5nas.spec import Arch, load_space
 from gen5nas.supernet import Supernet, count_macs, count_params, extract_subnet
@@ -18,7 +20,6 @@ from gen5nas.supernet.ops import (
     DynamicLinear,
     l1_channel_order,
 )
-from torch import Tensor, nn
 
 torch.set_num_threads(2)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+
 from gen5nas.errors import CheckpointError
 from gen5nas.spec import load_space
 from gen5nas.spec.space import SearchSpace

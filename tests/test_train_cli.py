@@ -7,10 +7,11 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import tiny_spec, write_manifest
+
 from gen5nas.cli import main
 from gen5nas.data import write_synthetic
 from gen5nas.spec import load_space
-from train_helpers import tiny_spec, write_manifest
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+
 from gen5nas.spec.training import SupernetTrainingSpec
 from gen5nas.train.job import run_supernet_training
 

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from gen5nas.data import write_synthetic
 from train_helpers import tiny_spec
+
+from gen5nas.data import write_synthetic
 
 
 def _free_port() -> int:

@@ -6,9 +6,10 @@ import itertools
 
 import pytest
 import torch
+from torch import nn
+
 from gen5nas.spec.training import OptimizerSpec, ScheduleSpec
 from gen5nas.train.optim import WarmupCosine, build_optimizer, build_scheduler, default_lr
-from torch import nn
 
 
 def test_no_weight_decay_on_batchnorm_and_bias() -> None:

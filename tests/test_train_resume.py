@@ -15,12 +15,13 @@ from pathlib import Path
 
 import pytest
 import torch
+from train_helpers import cli_env, gen5nas_cmd, tiny_spec, write_manifest
+
 from gen5nas.data import write_synthetic
 from gen5nas.spec.training import SupernetTrainingSpec
 from gen5nas.train.checkpoint import last_checkpoint, read_checkpoint
 from gen5nas.train.job import run_supernet_training
 from gen5nas.train.trainer import TrainResult
-from train_helpers import cli_env, gen5nas_cmd, tiny_spec, write_manifest
 
 
 @pytest.fixture(scope="module")

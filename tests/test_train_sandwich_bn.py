@@ -6,12 +6,13 @@ import random
 
 import pytest
 import torch
+from torch import nn
+
 from gen5nas.data import Batch
 from gen5nas.spec import load_space
 from gen5nas.supernet import Supernet, extract_subnet
 from gen5nas.train.bn_calibration import BatchCache, recalibrate_bn
 from gen5nas.train.sandwich import PlainStep, SandwichStep, StepContext, distillation_loss
-from torch import nn
 
 SPACE = load_space("mobilenetv2_tiny")
 
