@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 import pytest
+from onnx import TensorProto, helper, numpy_helper
+
 from gen5nas.estimator import analytical
 from gen5nas.estimator.engine import EstimatorEngine
 from gen5nas.estimator.errors import InvalidRequest, NotFound
@@ -17,7 +19,6 @@ from gen5nas.estimator.profiles import (
     save_profile,
 )
 from gen5nas.estimator.synthetic import convnet
-from onnx import TensorProto, helper, numpy_helper
 
 
 def _t(name: str, shape: list[int]) -> onnx.TensorProto:

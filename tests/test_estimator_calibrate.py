@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 
 import pytest
+
 from gen5nas.cli import main
 from gen5nas.estimator.calibrate import calibrate, measure, predict
 from gen5nas.estimator.engine import EstimatorEngine
@@ -35,8 +36,9 @@ def test_calibration_fits_measured_latencies() -> None:
     assert "efficiency.conv" in report.fitted and "layer_overhead_us" in report.fitted
     assert report.after.name == "cpu-ort-fit"
     assert report.after.sources["layer_overhead_us"].startswith("calibrated")
-    # The calibrated parameters are what predict() uses; untouched ones are kept.
-    assert report.after.params["mac_units"] == report.before.params["mac_units"]
+    # The calibrated parameters are what predict() uses; untouched ones are kept (a peak such
+    # as mac_units may be raised, with efficiencies kept <= 1: see test_estimator_fidelity.py).
+    assert report.after.params["sram_kib"] == report.before.params["sram_kib"]
     assert predict(report.after, train) != predict(report.before, train)
     assert "held-out, after" in report.table()
 

@@ -8,6 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from estimator_helpers import ServerProcess
+
 from gen5nas.errors import SpecError
 from gen5nas.estimator.client import EstimatorClient, parse_servers
 from gen5nas.estimator.errors import EstimatorRequestError, EstimatorUnavailable

@@ -11,15 +11,16 @@ import onnx
 import pytest
 import yaml
 from estimator_helpers import ServerProcess
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
+
 from gen5nas.estimator._proto import estimator_pb2 as pb
 from gen5nas.estimator._proto import estimator_pb2_grpc as pb_grpc
 from gen5nas.estimator.profiles import ProfileRegistry
 from gen5nas.estimator.server import SERVICE_NAME, start_server
 from gen5nas.estimator.synthetic import convnet
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
-    ProtoReflectionDescriptorDatabase,
-)
 
 MODEL = convnet(resolution=32, channels=(8, 16))
 

@@ -1,7 +1,7 @@
 """The analytical accelerator model: a roofline per layer with on-chip SRAM.
 
-Per node: compute cycles = MACs / (mac_units x efficiency[kind]) + vector ops /
-(vector_ops_per_cycle x efficiency[kind]); memory cycles = the larger of DRAM bytes / DRAM bytes
+Per node: compute cycles = (MACs + outputs x output_overhead_macs) / (mac_units x
+efficiency[kind]) + vector ops / (vector_ops_per_cycle x efficiency[kind]); memory cycles = the larger of DRAM bytes / DRAM bytes
 per cycle and on-chip bytes / SRAM bytes per cycle (the two paths overlap, double-buffered).
 A tensor that fits in SRAM stays on chip; a larger one, a weight, or a graph input/output pays
 DRAM traffic. cycles = max(compute, memory); latency = cycles / clock + per-layer overhead (views
@@ -57,7 +57,8 @@ def cost_arrays(
     onchip = read + written - dram
     eff = efficiency_by_kind(p)[work.kind_index]
     compute = (
-        work.macs / (p["mac_units"] * eff) + work.vector_ops / (p["vector_ops_per_cycle"] * eff)
+        (work.macs + work.outputs * p.get("output_overhead_macs", 0.0)) / (p["mac_units"] * eff)
+        + work.vector_ops / (p["vector_ops_per_cycle"] * eff)
     ) * ~fused
     dram_bytes_per_cycle = p["dram_bandwidth_gbs"] * 1e9 * p["dram_efficiency"] / clock_hz
     memory = np.maximum(dram / dram_bytes_per_cycle, onchip / p["sram_bytes_per_cycle"])

@@ -77,6 +77,9 @@ def register(subparsers: Any) -> None:
     c.add_argument("--profiles", action="append", default=[], metavar="DIR")
     c.add_argument("--out", help="calibrated profile file (default: ./<profile>-calibrated.yaml)")
     c.add_argument("--name", help="name of the calibrated profile (default: the same name)")
+    c.add_argument("--keep-peaks", action="store_true",
+                   help="never raise mac_units/vector_ops_per_cycle/dram_bandwidth_gbs (datasheet "
+                   "figures): efficiencies stop at 1 instead")  # fmt: skip
     c.set_defaults(func=_calibrate)
     p.set_defaults(func=lambda args: (p.print_help(), 2)[1])
 
@@ -252,7 +255,7 @@ def _calibrate(args: argparse.Namespace) -> int:
     n_held = min(len(samples) - 1, round(len(samples) * args.held_out))
     held = samples[:n_held] + held_samples
     train = samples[n_held:]
-    report = calibrate(profile, train, held, name=args.name)
+    report = calibrate(profile, train, held, name=args.name, keep_peaks=args.keep_peaks)
     out = Path(args.out or f"{report.after.name}-calibrated.yaml")
     save_profile(
         report.after,
@@ -261,6 +264,8 @@ def _calibrate(args: argparse.Namespace) -> int:
         + report.table(),
     )
     print(f"calibrated {profile.name}: fitted {', '.join(report.fitted)}")
+    for note in report.notes:
+        print(f"note: {note}")
     print(report.table())
     print(f"wrote {out}  (serve it with: gen5nas estimator serve --profiles {out.parent})")
     return 0

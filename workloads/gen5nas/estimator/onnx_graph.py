@@ -86,6 +86,7 @@ class NodeWork:
     vector_ops: int = 0
     tensors: list[TensorUse] = field(default_factory=list)
     fusion: str = ""  # the FUSION_RULES entry that lets it fold into its producer, if any
+    outputs: int = 0  # output elements of a conv/gemm (each one a reduction of macs/outputs)
 
     @property
     def supported(self) -> bool:
@@ -111,6 +112,7 @@ class GraphWork:
         self.kind_index = np.array([KINDS.index(n.kind) for n in self.nodes], dtype=np.int64)
         self.macs = np.array([n.macs for n in self.nodes], dtype=np.float64)
         self.vector_ops = np.array([n.vector_ops for n in self.nodes], dtype=np.float64)
+        self.outputs = np.array([n.outputs for n in self.nodes], dtype=np.float64)
         self.fusion_index = np.array(  # 1 + FUSION_RULES index; 0 = not fusable
             [FUSION_RULES.index(n.fusion) + 1 if n.fusion else 0 for n in self.nodes],
             dtype=np.int64,
@@ -283,6 +285,8 @@ def _count(model: onnx.ModelProto, sha: str, input_shapes: dict[str, list[int]])
                     work.tensors.append(TensorUse(tn, numel(tn), tn in graph_io, write=True))
         out0 = node.output[0] if node.output else ""
         out_numel = numel(out0) if out0 else 0
+        if work.kind in COMPUTE_KINDS:
+            work.outputs = out_numel
         if work.kind in ("conv", "pwconv", "dwconv"):
             w = shape(node.input[1]) if len(node.input) > 1 else None
             if w is None:

@@ -38,6 +38,14 @@ PARAMETERS: dict[str, str] = {
     "e_dram_pj_per_byte": "energy per byte of DRAM traffic, pJ",
     "static_power_w": "static power while the model runs, W (x latency = static energy)",
 }
+# Optional parameters: absent = 0 (the model of profiles written before them, unchanged).
+OPTIONAL_PARAMETERS: dict[str, str] = {
+    "output_overhead_macs": (
+        "fixed work per output element of a conv/gemm, in MAC-equivalents (accumulator "
+        "init, bias, store): shallow reductions (a 3-channel stem, depthwise) use the MAC "
+        "array less well"
+    ),
+}
 # Op kinds whose compute-unit utilisation is a parameter ("efficiency.<kind>"). A profile without
 # "pwconv" (1x1 dense conv) uses its "conv" value: profiles written before the split keep meaning.
 EFFICIENCY_KINDS = ("conv", "pwconv", "dwconv", "gemm", "elementwise", "pool", "resize")
@@ -59,7 +67,13 @@ def efficiency_of(params: Mapping[str, float], kind: str) -> float:
 
 
 def all_parameter_keys() -> list[str]:
-    return [*PARAMETERS, *(f"efficiency.{k}" for k in EFFICIENCY_KINDS)]
+    return [*PARAMETERS, *OPTIONAL_PARAMETERS, *(f"efficiency.{k}" for k in EFFICIENCY_KINDS)]
+
+
+def describe(key: str) -> str:
+    if key in PARAMETERS or key in OPTIONAL_PARAMETERS:
+        return {**PARAMETERS, **OPTIONAL_PARAMETERS}[key]
+    return "utilisation of the compute units, (0, 1]"
 
 
 @dataclass(frozen=True)
@@ -92,8 +106,7 @@ class HardwareProfile:
             v = float(value)
             if not math.isfinite(v) or v <= 0:
                 raise InvalidRequest(
-                    f"hw_config.{key}: must be a positive number, got {value} "
-                    f"({PARAMETERS.get(key, 'utilisation of the compute units, (0, 1]')})"
+                    f"hw_config.{key}: must be a positive number, got {value} ({describe(key)})"
                 )
             params[key] = v
         sources = {**self.sources, **{k: "hw_config override" for k in overrides}}
@@ -122,7 +135,9 @@ class HardwareProfile:
             "description": self.description,
             "default_backend": self.default_backend,
             "backends": list(self.backends),
-            "parameters": {k: entry(k) for k in PARAMETERS},
+            "parameters": {
+                k: entry(k) for k in [*PARAMETERS, *OPTIONAL_PARAMETERS] if k in self.params
+            },
             "efficiency": {
                 k: entry(f"efficiency.{k}")
                 for k in EFFICIENCY_KINDS
@@ -157,9 +172,10 @@ def parse_profile(data: Any, path: str = "<inline>") -> HardwareProfile:
     if not isinstance(name, str) or not name:
         raise SpecError("missing 'name'", f"{path}: name")
     raw_params = data.get("parameters") or {}
-    unknown = sorted(set(raw_params) - set(PARAMETERS))
+    unknown = sorted(set(raw_params) - set(PARAMETERS) - set(OPTIONAL_PARAMETERS))
     if unknown:
-        raise SpecError(f"unknown {unknown}; allowed: {list(PARAMETERS)}", f"{path}: parameters")
+        allowed = [*PARAMETERS, *OPTIONAL_PARAMETERS]
+        raise SpecError(f"unknown {unknown}; allowed: {allowed}", f"{path}: parameters")
     missing = [k for k in PARAMETERS if k not in raw_params]
     if missing:
         raise SpecError(f"missing {missing}", f"{path}: parameters")
