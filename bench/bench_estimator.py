@@ -5,10 +5,15 @@
    analysis cached, a new hw_config each time, as a hardware sweep or another profile does).
 2. Latency p50/p99 of one estimate through gRPC (loopback) versus the same call in-process, and
    their ratio (what the service boundary costs).
-3. Fidelity of the analytical cpu-ort profile against onnxruntime measurements, before and after
+3. Arch requests on a cold server (each arch new to it), side by side: the former path (a
+   random static subnet built with torch and traced by ``torch.onnx.export``, then analysed)
+   against ``gen5nas.estimator.arch_graph`` (the same graph written with onnx.helper), as the
+   engine now does; per arch, with and without the per-layer breakdown.
+4. Fidelity of the analytical cpu-ort profile against onnxruntime measurements, before and after
    calibration: held-out subnets, and torchvision networks exported locally (no weights).
 
-Usage: .venv/bin/python bench/bench_estimator.py [--subnets 24] [--requests 300] [--json OUT]
+Usage: .venv/bin/python bench/bench_estimator.py [--subnets 24] [--requests 300] [--arch-cold 12]
+       [--json OUT]
 """
 
 from __future__ import annotations
@@ -152,6 +157,49 @@ def bench_throughput(models: list[tuple[str, bytes]], requests: int) -> dict:
     return res
 
 
+def bench_arch_cold(n: int, seed: int) -> dict:
+    """Estimates/s for archs never seen before, old path vs new, interleaved arch by arch so
+    that load from other processes hits both alike; the equality of the answers is checked."""
+    from gen5nas.estimator import analytical
+    from gen5nas.estimator.arch_graph import arch_onnx
+    from gen5nas.estimator.engine import EstimatorEngine
+    from gen5nas.estimator.onnx_graph import analyze
+    from gen5nas.spec import load_space
+    from gen5nas.supernet import arch_onnx_bytes
+
+    name = "mobilenetv2_sample1"
+    space = load_space(name)
+    rng = random.Random(seed + 1000)  # other archs than the throughput section's
+    archs = [space.sample(rng) for _ in range(n)]
+    arch_onnx_bytes(space, space.min())  # builds the random supernet once, as a server does
+    engine = EstimatorEngine()  # a fresh one: every arch is cold to it
+    hw = engine.registry.get("")
+    times: dict[str, list[float]] = {"torch": [], "arch_graph": [], "arch_graph_layers": [],
+                                     "arch_graph_zero_weights": []}  # fmt: skip
+    worst = 0.0
+    for arch in archs:
+        t = time.perf_counter()
+        old = analytical.estimate(analyze(arch_onnx_bytes(space, arch)), hw, with_layers=False)
+        times["torch"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        new = engine.estimate(arch=(name, arch.to_yaml(), 0), with_layers=False)
+        times["arch_graph"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        EstimatorEngine().estimate(arch=(name, arch.to_yaml(), 0), with_layers=True)
+        times["arch_graph_layers"].append(time.perf_counter() - t)
+        t = time.perf_counter()  # the zero-weight bytes (the measured backend's input)
+        analytical.estimate(analyze(arch_onnx(space, arch)), hw, with_layers=False)
+        times["arch_graph_zero_weights"].append(time.perf_counter() - t)
+        assert old.latency_ms and new.latency_ms
+        worst = max(worst, abs(new.latency_ms / old.latency_ms - 1))
+    res = {f"{k}_per_s": len(v) / sum(v) for k, v in times.items()}
+    res |= {f"{k}_p50_ms": statistics.median(v) * 1e3 for k, v in times.items()}
+    res["speedup_arch_graph_vs_torch"] = res["arch_graph_per_s"] / res["torch_per_s"]
+    # Fresh-init torch weights de-duplicate equal initializers (Identity nodes): a small bias.
+    res["max_rel_latency_diff_vs_fresh_init_torch"] = worst
+    return res
+
+
 def bench_fidelity(subnets, extra, held_fraction: float, seed: int) -> dict:
     from gen5nas.estimator.calibrate import calibrate, measure
     from gen5nas.estimator.engine import EstimatorEngine
@@ -206,6 +254,7 @@ def main() -> None:
     ap.add_argument("--subnets", type=int, default=24)
     ap.add_argument("--requests", type=int, default=300)
     ap.add_argument("--held-out", type=float, default=0.33)
+    ap.add_argument("--arch-cold", type=int, default=12, help="new archs, old vs new path")
     ap.add_argument("--torchvision", nargs="*",
                     default=["resnet18", "mobilenet_v3_small", "mobilenet_v2"])  # fmt: skip
     ap.add_argument("--seed", type=int, default=0)
@@ -221,6 +270,13 @@ def main() -> None:
     print("\n== throughput and latency (analytical backend, rcar-gen5-npu, omit_layers) ==")
     for k, v in thr.items():
         print(f"  {k:28s} {v:10.3f}")
+    if args.arch_cold:
+        cold = bench_arch_cold(args.arch_cold, args.seed)
+        print(f"\n== arch requests, cold ({args.arch_cold} new archs of mobilenetv2_sample1, "
+              "in-process, rcar-gen5-npu): torch export vs arch_graph ==")  # fmt: skip
+        for k, v in cold.items():
+            print(f"  {k:42s} {v:10.4g}")
+        thr["arch_cold"] = cold
     extra = torchvision_models(args.torchvision) if args.torchvision else []
     fid = bench_fidelity(subnets, extra, args.held_out, args.seed)
     print("\n== fidelity: analytical cpu-ort vs onnxruntime on this CPU (1 thread) ==")

@@ -274,20 +274,15 @@ def _calibrate(args: argparse.Namespace) -> int:
 def calibration_models(
     space_name: str, n_subnets: int, n_synthetic: int, seed: int
 ) -> list[tuple[str, bytes]]:
-    """Random subnets of a search space (needs gen5nas.supernet) plus synthetic convnets."""
+    """Random subnets of a search space (zero-weight graphs: onnxruntime's timing does not
+    depend on the values) plus synthetic convnets."""
     import random
 
+    from gen5nas.estimator.arch_graph import arch_onnx
     from gen5nas.estimator.synthetic import random_convnets
 
     models: list[tuple[str, bytes]] = []
     if n_subnets:
-        try:
-            from gen5nas.supernet import arch_onnx_bytes
-        except ImportError as exc:
-            raise Gen5NasError(
-                f"random subnets need gen5nas.supernet ({exc}); use --models 0 with "
-                f"--synthetic N or --onnx FILES"
-            ) from None
         from gen5nas.spec import load_space
 
         space = load_space(space_name)
@@ -298,7 +293,7 @@ def calibration_models(
             if arch.key() in seen:
                 continue
             seen.add(arch.key())
-            models.append((arch.summary(), bytes(arch_onnx_bytes(space, arch))))
+            models.append((arch.summary(), arch_onnx(space, arch)))
             log.info("built subnet %d/%d: %s", len(models), n_subnets, arch.summary())
     for i, data in enumerate(random_convnets(n_synthetic, seed=seed)):
         models.append((f"synthetic-{i}", data))

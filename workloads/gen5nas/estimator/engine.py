@@ -3,6 +3,10 @@
 The gRPC servicer is a thin translation of this class; the benchmark calls it in-process to
 measure what gRPC adds. Graph analyses and arch->ONNX builds are cached (LRU) because a search
 asks about the same model under several profiles and the same arch from several workers.
+
+An arch request needs no torch: ``arch_graph`` writes the graph the torch exporter would (a few
+ms instead of ~0.3-2.5 s of tracing), weightless for the analytical backend and zero-weight for
+the measured one (onnxruntime's fp32 kernels take the same time whatever the values).
 """
 
 from __future__ import annotations
@@ -17,9 +21,9 @@ import yaml
 
 from gen5nas import __version__
 from gen5nas.errors import Gen5NasError
-from gen5nas.estimator import analytical
-from gen5nas.estimator.errors import DeadlineExceeded, InvalidRequest, NotAvailable, NotFound
-from gen5nas.estimator.onnx_graph import GraphWork, analyze
+from gen5nas.estimator import analytical, arch_graph
+from gen5nas.estimator.errors import DeadlineExceeded, InvalidRequest, NotFound
+from gen5nas.estimator.onnx_graph import GraphWork, analyze, analyze_model, model_sha256
 from gen5nas.estimator.profiles import ProfileRegistry
 from gen5nas.estimator.result import Estimate, LayerEstimate
 
@@ -60,7 +64,6 @@ class EstimatorEngine:
         self._graphs = LRU(cache_size)  # GraphWork: small (per-node counts)
         self._arch_graphs = LRU(cache_size * 8)
         self._arch_bytes = LRU(16)  # whole ONNX files with weights: a few only
-        self._export_lock = threading.Lock()
         self._measurer: Any = None
         self._measurer_lock = threading.Lock()
 
@@ -68,8 +71,6 @@ class EstimatorEngine:
     def analyze(
         self, onnx_bytes: bytes, input_shapes: Mapping[str, Sequence[int]] | None = None
     ) -> GraphWork:
-        from gen5nas.estimator.onnx_graph import model_sha256
-
         shapes = {k: tuple(v) for k, v in (input_shapes or {}).items()}
         if len(onnx_bytes) > self.max_model_bytes or not onnx_bytes:
             return analyze(onnx_bytes, shapes, self.max_model_bytes)  # raises the right error
@@ -104,30 +105,22 @@ class EstimatorEngine:
         return (space_name, arch.key(), classes), space, arch, classes
 
     def arch_onnx(self, space_name: str, arch_yaml: str, num_classes: int = 0) -> bytes:
-        """The ONNX of an arch's randomly initialised static subnet (built by gen5nas.supernet)."""
+        """The zero-weight ONNX of an arch's static subnet (what the measured backend runs)."""
         key, space, arch, classes = self._resolve_arch(space_name, arch_yaml, num_classes)
-
-        def build() -> bytes:
-            try:
-                from gen5nas.supernet import arch_onnx_bytes
-            except ImportError as exc:
-                raise NotAvailable(
-                    f"this server cannot build an arch's ONNX ({exc}); send the model's ONNX "
-                    f"bytes instead, or install gen5nas[workloads] with gen5nas.supernet"
-                ) from None
-            # torch.onnx.export keeps process-global state: two exports at once fail.
-            with self._export_lock:
-                return bytes(arch_onnx_bytes(space, arch, num_classes=classes))
-
-        return self._arch_bytes.get_or_compute(key, build)
+        return self._arch_bytes.get_or_compute(
+            key, lambda: arch_graph.arch_onnx(space, arch, num_classes=classes)
+        )
 
     def arch_work(self, space_name: str, arch_yaml: str, num_classes: int = 0) -> GraphWork:
-        """The graph analysis of an arch, cached by the arch itself: a warm request neither
-        rebuilds nor re-hashes the (weight-heavy) ONNX."""
-        key = self._resolve_arch(space_name, arch_yaml, num_classes)[0]
-        return self._arch_graphs.get_or_compute(
-            key, lambda: self.analyze(self.arch_onnx(space_name, arch_yaml, num_classes))
-        )
+        """The graph analysis of an arch, cached by the arch itself. Built without weight data:
+        the analysis reads shapes only. ``sha256`` is the hash of that weightless graph."""
+        key, space, arch, classes = self._resolve_arch(space_name, arch_yaml, num_classes)
+
+        def build() -> GraphWork:
+            model = arch_graph.arch_model(space, arch, num_classes=classes, weights="none")
+            return analyze_model(model, model_sha256(model.SerializeToString()))
+
+        return self._arch_graphs.get_or_compute(key, build)
 
     # ---- the estimate ---------------------------------------------------------------------
     def estimate(

@@ -195,6 +195,17 @@ def analyze(
     """Shape-infer ``onnx_bytes`` and count each node's work. ``input_shapes`` fixes symbolic
     input dimensions (refused when one is left symbolic, with the input named)."""
     model = load_model(onnx_bytes, max_bytes)
+    return analyze_model(model, model_sha256(onnx_bytes), input_shapes)
+
+
+def analyze_model(
+    model: onnx.ModelProto,
+    sha256: str,
+    input_shapes: Mapping[str, Sequence[int]] | None = None,
+) -> GraphWork:
+    """:func:`analyze` of a parsed model (changed in place: given input shapes are set);
+    ``sha256`` identifies it in the result. Only tensor shapes are read, never values, so
+    initializers may come without data (``arch_graph``'s ``weights="none"``)."""
     graph = model.graph
     input_shapes = {k: [int(v) for v in dims] for k, dims in (input_shapes or {}).items()}
     init_names = {t.name for t in graph.initializer}
@@ -228,7 +239,7 @@ def analyze(
         inferred = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as exc:  # onnx raises several types; all mean the same to a user
         raise InvalidRequest(f"ONNX shape inference failed: {exc}") from None
-    return _count(inferred, model_sha256(onnx_bytes), resolved)
+    return _count(inferred, sha256, resolved)
 
 
 def _count(model: onnx.ModelProto, sha: str, input_shapes: dict[str, list[int]]) -> GraphWork:
