@@ -13,6 +13,11 @@ loopback; ``--in-process-estimator`` serves it from the search process instead).
    no grad), timed in the same process. ``overhead = trial / forward - 1`` (aim <= 15 %), once
    as searched (the estimator builds and costs each arch on the same cores) and once with the
    estimator's answers cached (its CPU elsewhere, as in a cluster).
+3. With ``--in-process-estimator``, the same interleaved timing with the estimator cold for
+   every evaluation (a fresh engine and client: each arch is new to them), side by side for
+   the arch path the estimator uses (``arch_graph``: the ONNX graph written with onnx.helper)
+   and the former one (a torch subnet traced by ``torch.onnx.export``): what costing a new arch
+   adds to a trial on shared cores, measured without depending on the search phase's load.
 
 Usage: .venv/bin/python bench/bench_search.py [--trials 8] [--calib 4] [--val 4] [--batch 32]
 """
@@ -28,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def main() -> None:
@@ -50,6 +56,7 @@ def main() -> None:
     import optuna
     import torch
 
+    from gen5nas.estimator.engine import EstimatorEngine
     from gen5nas.estimator.server import start_server
     from gen5nas.search.job import (
         SearchSettings,
@@ -140,17 +147,39 @@ def main() -> None:
     # with the same archs through the evaluator again (the client's cache now answers the
     # estimator: the trial path with the estimator's CPU elsewhere, as in a cluster). Best of
     # --repeats each, so that load from other processes on the shared cores flatters neither.
-    forward_s, reeval_s = [], []
+    cached_cost = evaluator.cost_fn
+    paths: dict[str, Any] = {"cached": None}
+    if server is not None:
+        from gen5nas.supernet import arch_onnx_bytes
+
+        arch_onnx_bytes(space, space.min(), 10)  # the former path's random supernet, built once
+        paths |= {"cold arch_graph": EstimatorEngine, "cold torch export": _torch_export_engine()}
+    forward_s: list[float] = []
+    path_s: dict[str, list[float]] = {k: [] for k in paths}
     for r in records:
         assert r.arch is not None
-        fwd, ev = [], []
+        fwd: list[float] = []
+        ev: dict[str, list[float]] = {k: [] for k in paths}
         for _ in range(args.repeats):
             fwd.append(_forward_time(evaluator, r.arch))
-            t = time.perf_counter()
-            evaluator.evaluate(r.arch)
-            ev.append(time.perf_counter() - t)
+            for label, engine_cls in paths.items():
+                cold_client = None
+                if engine_cls is None:
+                    evaluator.cost_fn = cached_cost
+                else:
+                    assert server is not None
+                    server.servicer.engine = engine_cls()
+                    cold_client = make_client(spec, [{"host": "127.0.0.1", "ports": ports}])
+                    evaluator.cost_fn = make_cost_fn(cold_client, space, args.space, 10)
+                t = time.perf_counter()
+                evaluator.evaluate(r.arch)
+                ev[label].append(time.perf_counter() - t)
+                if cold_client is not None:
+                    cold_client.close()
         forward_s.append(min(fwd))
-        reeval_s.append(min(ev))
+        for label in paths:
+            path_s[label].append(min(ev[label]))
+    reeval_s = path_s["cached"]
     evaluator.close()
     client.close()
     if server is not None:
@@ -190,6 +219,33 @@ def main() -> None:
         f"(estimator answered from cache); + Optuna/storage {rest / total:.1%} "
         f"= {ratio2 - 1 + rest / total:+.1%} (aim <= +15%)"
     )
+    cold = {k: sum(v) / sum(forward_s) - 1 for k, v in path_s.items() if k != "cached"}
+    if cold:
+        print("evaluation with the estimator cold (interleaved, best of --repeats each):")
+        for label, overhead in cold.items():
+            print(
+                f"  {label:18s} overhead {overhead:+.1%}; + Optuna/storage "
+                f"= {overhead + rest / total:+.1%}"
+            )
+        a, b = sum(path_s["cold arch_graph"]), sum(path_s["cold torch export"])
+        print(f"  trial time, torch export / arch_graph: {b / a:.3f}")
+
+
+def _torch_export_engine():  # type: ignore[no-untyped-def]
+    from gen5nas.estimator.engine import EstimatorEngine
+    from gen5nas.estimator.onnx_graph import GraphWork
+
+    class TorchExportEngine(EstimatorEngine):
+        """The estimator's former arch path, for the side-by-side only: a random static subnet
+        built with torch and traced by torch.onnx.export, then analysed."""
+
+        def arch_work(self, space_name: str, arch_yaml: str, num_classes: int = 0) -> GraphWork:
+            from gen5nas.supernet import arch_onnx_bytes
+
+            _, space, arch, classes = self._resolve_arch(space_name, arch_yaml, num_classes)
+            return self.analyze(arch_onnx_bytes(space, arch, num_classes=classes))
+
+    return TorchExportEngine
 
 
 def _forward_time(evaluator, arch) -> float:  # type: ignore[no-untyped-def]

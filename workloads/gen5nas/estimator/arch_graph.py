@@ -1,0 +1,244 @@
+"""The ONNX graph of an arch's static subnet, built directly with ``onnx.helper`` (no torch).
+
+Costing an arch used to mean building a randomly initialised static subnet with torch and
+tracing it through ``torch.onnx.export``: 0.25-1 s of CPU per new arch, on the cores a local
+search shares with its accuracy evaluation. The analytical model reads only the graph's
+structure and tensor shapes, so this module writes that graph directly, in a few milliseconds.
+
+The graph is node for node what the TorchScript exporter emits for
+``extract_subnet(Supernet(space, num_classes, activation), arch)`` in eval mode (opset 17, BN
+folded into each Conv's bias, dropout gone), with the exporter's node and tensor names so
+per-layer results read the same: per conv ``Conv`` then the activation (relu6: two scalar
+``Constant`` nodes + ``Clip``; relu: ``Relu``; hswish: ``HardSwish``; silu: ``Sigmoid`` +
+``Mul``), the residual ``Add`` after the project conv, then ``GlobalAveragePool``, ``Flatten``
+and ``Gemm`` (transB). tests/test_estimator_arch_graph.py checks the analytical estimate of
+both graphs is the same for max, min and random archs of the shipped spaces, per activation.
+
+One difference, on purpose: the exporter de-duplicates initializers with equal values
+(``Identity`` nodes), which with freshly initialised weights (all-zero BN-folded biases, zeroed
+project-BN gammas) turns some weights into activations in the cost model. Trained weights are
+never equal, so this graph has no such nodes: it is the exported graph of a trained subnet.
+
+Weights: ``weights="zeros"`` fills every initializer with zeros (the model passes
+``onnx.checker`` and runs in onnxruntime with the right output shape, as fast as with real
+weights: fp32 kernels do not look at values); ``weights="none"`` leaves the data out (shapes
+only) for the analysis, which never reads values, saving the serialisation of megabytes of
+zeros. Real weights come only from a checkpoint, through ``gen5nas.export``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Literal
+
+import onnx
+from onnx import TensorProto, helper
+
+from gen5nas.spec import Arch, SearchSpace
+
+OPSET = 17
+IR_VERSION = 8  # what torch's exporter writes for opset 17; onnxruntime loads it everywhere
+INPUT_NAME = "input"  # = gen5nas.supernet.onnx_export.INPUT_NAME / OUTPUT_NAME
+OUTPUT_NAME = "output"
+ACTIVATIONS = ("relu6", "relu", "hswish", "silu")  # = gen5nas.supernet.ops.ACTIVATIONS
+Weights = Literal["zeros", "none"]
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """gen5nas.supernet.model.make_divisible, repeated here because that module imports torch;
+    the torch-vs-builder test would catch any drift (the expand widths would differ)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    if rounded < 0.9 * value:
+        rounded += divisor
+    return rounded
+
+
+class _GraphBuilder:
+    def __init__(self, weights: Weights) -> None:
+        self.weights = weights
+        self.nodes: list[onnx.NodeProto] = []
+        self.initializers: list[TensorProto] = []
+
+    def initializer(self, name: str, dims: list[int]) -> str:
+        if self.weights == "zeros":
+            data = bytes(4 * math.prod(dims))
+            tensor = helper.make_tensor(name, TensorProto.FLOAT, dims, data, raw=True)
+        else:  # shapes only: not a loadable model, but all that shape inference reads
+            tensor = TensorProto(name=name, data_type=TensorProto.FLOAT, dims=dims)
+        self.initializers.append(tensor)
+        return name
+
+    def node(self, scope: str, op: str, inputs: list[str], suffix: str = "", **attrs) -> str:  # type: ignore[no-untyped-def]
+        name = f"{scope}/{op}{suffix}"
+        out = f"{name}_output_0"
+        self.nodes.append(helper.make_node(op, inputs, [out], name=name, **attrs))
+        return out
+
+    def scalar(self, scope: str, value: float, suffix: str) -> str:
+        tensor = helper.make_tensor("", TensorProto.FLOAT, [], [value])
+        return self.node(scope, "Constant", [], suffix, value=tensor)
+
+    def conv(  # type: ignore[no-untyped-def]
+        self, scope: str, x: str, c_in: int, c_out: int, kernel: int, stride: int, groups: int
+    ) -> str:
+        """``scope`` is the module path, e.g. ``/stem/stem.0``; weight + folded-BN bias."""
+        key = _state_dict_prefix(scope)
+        w = self.initializer(f"{key}.weight", [c_out, c_in // groups, kernel, kernel])
+        b = self.initializer(f"{key}.bias", [c_out])
+        pad = kernel // 2
+        return self.node(
+            scope,
+            "Conv",
+            [x, w, b],
+            dilations=[1, 1],
+            group=groups,
+            kernel_shape=[kernel, kernel],
+            pads=[pad, pad, pad, pad],
+            strides=[stride, stride],
+        )
+
+    def activation(self, scope: str, x: str, activation: str) -> str:
+        if activation == "relu6":
+            lo = self.scalar(scope, 0.0, "")
+            hi = self.scalar(scope, 6.0, "_1")
+            return self.node(scope, "Clip", [x, lo, hi])
+        if activation == "relu":
+            return self.node(scope, "Relu", [x])
+        if activation == "hswish":
+            return self.node(scope, "HardSwish", [x])
+        gate = self.node(scope, "Sigmoid", [x])  # silu: torch exports x * sigmoid(x)
+        return self.node(scope, "Mul", [x, gate])
+
+    def conv_bn_act(  # type: ignore[no-untyped-def]
+        self,
+        scope: str,
+        x: str,
+        c_in: int,
+        c_out: int,
+        kernel: int,
+        stride: int,
+        groups: int,
+        activation: str | None,
+    ) -> str:
+        """A Sequential(conv, bn[, act]) at ``scope`` (e.g. ``/stem/stem``): BN folds away."""
+        out = self.conv(f"{scope}.0", x, c_in, c_out, kernel, stride, groups)
+        return self.activation(f"{scope}.2", out, activation) if activation else out
+
+
+def _state_dict_prefix(scope: str) -> str:
+    """``/stage0/stage0.0/layers/layers.1/layers.1.0`` -> ``stage0.0.layers.1.0`` (the module's
+    state_dict name: torch's scope lists each module by its name within its parent)."""
+    parts = scope.strip("/").split("/")
+    kept = [
+        p for p, nxt in zip(parts, [*parts[1:], ""], strict=True) if not nxt.startswith(p + ".")
+    ]
+    return ".".join(kept)
+
+
+def arch_model(
+    space: SearchSpace,
+    arch: Arch,
+    num_classes: int = 1000,
+    *,
+    activation: str = "relu6",
+    batch_size: int = 1,
+    weights: Weights = "zeros",
+) -> onnx.ModelProto:
+    """The ONNX model of ``arch``'s static subnet (input ``input`` [batch, 3, H, W] at
+    ``arch.resolution``, output ``output`` [batch, num_classes]).
+
+    Raises :class:`gen5nas.errors.ArchError` for an arch outside ``space``, ``ValueError`` for
+    an unknown activation or a non-positive class count or batch size."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {activation!r}; use one of {list(ACTIVATIONS)}")
+    if num_classes < 1 or batch_size < 1:
+        raise ValueError(f"num_classes ({num_classes}) and batch_size ({batch_size}) must be >= 1")
+    space.check(arch)
+    setting = space.arch_setting
+    g = _GraphBuilder(weights)
+    width = arch.first_num_out_channels
+    x = g.conv_bn_act("/stem/stem", INPUT_NAME, 3, width, 3, 2, 1, activation)
+    for i, stage in enumerate(arch.stages):
+        # The expand conv exists when the stage's largest ratio is > 1, whatever the active one
+        # (as the supernet's DynamicMBConv has it).
+        has_expand = max(setting.expand_ratio[i].values()) > 1
+        for j in range(stage.num_blocks):
+            block = f"/stage{i}/stage{i}.{j}"
+            stride = setting.stride[i] if j == 0 else 1
+            part, h, mid = 0, x, width
+            if has_expand:
+                mid = make_divisible(width * stage.expand_ratio)
+                h = g.conv_bn_act(
+                    f"{block}/layers/layers.0/layers.0", h, width, mid, 1, 1, 1, activation
+                )
+                part = 1
+            h = g.conv_bn_act(
+                f"{block}/layers/layers.{part}/layers.{part}",
+                h,
+                mid,
+                mid,
+                stage.kernel_size,
+                stride,
+                mid,
+                activation,
+            )
+            h = g.conv_bn_act(
+                f"{block}/layers/layers.{part + 1}/layers.{part + 1}",
+                h,
+                mid,
+                stage.num_out_channels,
+                1,
+                1,
+                1,
+                None,
+            )
+            if stride == 1 and width == stage.num_out_channels:
+                h = g.node(block, "Add", [h, x])
+            x, width = h, stage.num_out_channels
+    last = arch.last_num_out_channels
+    x = g.conv_bn_act("/last/last", x, width, last, 1, 1, 1, activation)
+    x = g.node("/pool", "GlobalAveragePool", [x])
+    x = g.node("/flatten", "Flatten", [x], axis=1)
+    wc = g.initializer("classifier.weight", [num_classes, last])
+    bc = g.initializer("classifier.bias", [num_classes])
+    g.nodes.append(
+        helper.make_node(
+            "Gemm",
+            [x, wc, bc],
+            [OUTPUT_NAME],
+            name="/classifier/Gemm",
+            alpha=1.0,
+            beta=1.0,
+            transB=1,
+        )
+    )
+    h_in, w_in = arch.resolution
+    graph = helper.make_graph(
+        g.nodes,
+        "main_graph",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch_size, 3, h_in, w_in])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch_size, num_classes])],
+        initializer=g.initializers,
+    )
+    return helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="gen5nas.estimator.arch_graph",
+    )
+
+
+def arch_onnx(
+    space: SearchSpace,
+    arch: Arch,
+    num_classes: int = 1000,
+    *,
+    activation: str = "relu6",
+    batch_size: int = 1,
+) -> bytes:
+    """The serialised zero-weight ONNX of ``arch``'s static subnet (see :func:`arch_model`):
+    what the measured backend runs, and what a client without torch can send."""
+    model = arch_model(
+        space, arch, num_classes, activation=activation, batch_size=batch_size, weights="zeros"
+    )
+    return model.SerializeToString()
