@@ -129,7 +129,9 @@ def main() -> None:
     study = open_search_study(settings, space, meta)
     seed_extremes(study, space)
     client = make_client(spec, [{"host": "127.0.0.1", "ports": ports}])
-    evaluator = build_evaluator(settings, space, meta, make_cost_fn(client, space, args.space, 10))
+    evaluator = build_evaluator(
+        settings, space, meta, make_cost_fn(client, space, args.space, 10, "relu6")
+    )
     print(
         f"space {args.space}: {space.size():,} subnets; {args.trials} trials, "
         f"{args.calib} calibration + {args.val} validation batches of {args.batch}; "
@@ -170,7 +172,7 @@ def main() -> None:
                     assert server is not None
                     server.servicer.engine = engine_cls()
                     cold_client = make_client(spec, [{"host": "127.0.0.1", "ports": ports}])
-                    evaluator.cost_fn = make_cost_fn(cold_client, space, args.space, 10)
+                    evaluator.cost_fn = make_cost_fn(cold_client, space, args.space, 10, "relu6")
                 t = time.perf_counter()
                 evaluator.evaluate(r.arch)
                 ev[label].append(time.perf_counter() - t)

@@ -6,4 +6,6 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 venv="$(bash scripts/python-env.sh)"
+# The venv is shared by checkouts (keyed on the lock): this checkout's code must win.
+export PYTHONPATH="$PWD/workloads:$PWD/operator${PYTHONPATH:+:$PYTHONPATH}"
 exec "$venv/bin/gen5nas" run -f examples/quickstart/quickstart.yaml --work-dir "${WORK_DIR:-work_dirs/quickstart}" "$@"

@@ -8,6 +8,8 @@ step() { printf '\n==> %s (%s)\n' "$1" "$(date +%T)"; }
 
 step "python environment"
 venv="$(bash scripts/python-env.sh)"
+# The venv is shared by checkouts (keyed on the lock): this checkout's code must win.
+export PYTHONPATH="$PWD/workloads:$PWD/operator${PYTHONPATH:+:$PYTHONPATH}"
 export PATH="$venv/bin:$PATH"
 
 step "postgresql server"

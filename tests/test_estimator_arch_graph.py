@@ -168,3 +168,30 @@ def test_engine_costs_an_arch_without_importing_torch() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
     )
     assert out.stdout.strip() == "False", out.stderr[-2000:]
+
+
+def test_arch_requests_carry_the_supernets_activation() -> None:
+    """A supernet trained with hswish must be costed with hswish, not the default relu6."""
+    from gen5nas.estimator.client import EstimatorClient, EstimatorRequestError
+    from gen5nas.estimator.server import start_server
+
+    space = load_space("mobilenetv2_tiny")
+    arch = space.max()
+    handle = start_server(0)
+    try:
+        client = EstimatorClient([{"host": "127.0.0.1", "ports": handle.ports}], "rcar-gen5-npu")
+        try:
+            relu6 = client.estimate_arch("mobilenetv2_tiny", arch, num_classes=10)
+            hswish = client.estimate_arch(
+                "mobilenetv2_tiny", arch, num_classes=10, activation="hswish"
+            )
+            direct = client.estimate(arch_onnx(space, arch, num_classes=10, activation="hswish"))
+            assert hswish.energy_mj == pytest.approx(direct.energy_mj)
+            assert hswish.latency_ms == pytest.approx(direct.latency_ms)
+            assert (hswish.latency_ms, hswish.energy_mj) != (relu6.latency_ms, relu6.energy_mj)
+            with pytest.raises(EstimatorRequestError, match="activation"):
+                client.estimate_arch("mobilenetv2_tiny", arch, activation="tanh")
+        finally:
+            client.close()
+    finally:
+        handle.stop(0)

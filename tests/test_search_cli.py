@@ -194,7 +194,7 @@ def test_evaluator_is_repeatable_leaves_the_supernet_alone_and_reports_estimator
     try:
         spec = NASSearchSpec.model_validate({"dataset": {"kind": "digits"}})
         client = make_client(spec, [{"host": "127.0.0.1", "ports": server.ports}])
-        cost = make_cost_fn(client, space, "mobilenetv2_tiny", 10)
+        cost = make_cost_fn(client, space, "mobilenetv2_tiny", 10, "relu6")
         evaluator = Evaluator(supernet, _batches(2, 0), _batches(2, 1), cost)
         arch = space.sample(__import__("random").Random(4))
         first, second = evaluator.evaluate(arch), evaluator.evaluate(arch)
@@ -216,7 +216,10 @@ def test_evaluator_is_repeatable_leaves_the_supernet_alone_and_reports_estimator
     )
     dead = make_client(dead_spec, [{"host": "127.0.0.1", "ports": [_closed_port()]}])
     evaluator = Evaluator(
-        supernet, _batches(1, 0), _batches(1, 1), make_cost_fn(dead, space, "mobilenetv2_tiny", 10)
+        supernet,
+        _batches(1, 0),
+        _batches(1, 1),
+        make_cost_fn(dead, space, "mobilenetv2_tiny", 10, "relu6"),
     )
     with pytest.raises(TrialFailed, match=r"^estimator: "):
         evaluator.evaluate(space.min())

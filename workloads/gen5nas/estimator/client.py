@@ -218,17 +218,21 @@ class EstimatorClient:
 
         return self._cached(key, request)
 
-    def estimate_arch(self, space_name: str, arch: Any, num_classes: int = 0) -> Estimate:
-        """Latency/energy of an arch of a named search space; the server builds its ONNX."""
+    def estimate_arch(
+        self, space_name: str, arch: Any, num_classes: int = 0, activation: str = "relu6"
+    ) -> Estimate:
+        """Latency/energy of an arch of a named search space (with the supernet's activation);
+        the server builds its graph."""
         arch_yaml = arch if isinstance(arch, str) else arch.to_yaml()
         arch_key = arch_yaml if isinstance(arch, str) else arch.key()
-        key = ("arch", space_name, arch_key, num_classes, *self._settings_key())
+        key = ("arch", space_name, arch_key, num_classes, activation, *self._settings_key())
 
         def request() -> pb.EstimateRequest:
             req = self._request()
             req.arch.space = space_name
             req.arch.arch_yaml = arch_yaml
             req.arch.num_classes = num_classes
+            req.arch.activation = activation
             return req
 
         return self._cached(key, request)

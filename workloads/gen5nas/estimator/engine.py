@@ -79,8 +79,10 @@ class EstimatorEngine:
             key, lambda: analyze(onnx_bytes, shapes, self.max_model_bytes)
         )
 
-    def _resolve_arch(self, space_name: str, arch_yaml: str, num_classes: int = 0) -> tuple:
-        """Validate an arch request; returns (cache key, space, arch, classes)."""
+    def _resolve_arch(
+        self, space_name: str, arch_yaml: str, num_classes: int = 0, activation: str = ""
+    ) -> tuple:
+        """Validate an arch request; returns (cache key, space, arch, classes, activation)."""
         from gen5nas.spec import Arch, load_space, named_spaces
         from gen5nas.spec.space import parse_model
 
@@ -102,22 +104,37 @@ class EstimatorEngine:
         except Gen5NasError as exc:
             raise InvalidRequest(str(exc)) from None
         classes = num_classes or 1000
-        return (space_name, arch.key(), classes), space, arch, classes
+        activation = activation or "relu6"
+        if activation not in arch_graph.ACTIVATIONS:
+            raise InvalidRequest(
+                f"arch.activation {activation!r} is not one of {list(arch_graph.ACTIVATIONS)}"
+            )
+        return (space_name, arch.key(), classes, activation), space, arch, classes, activation
 
-    def arch_onnx(self, space_name: str, arch_yaml: str, num_classes: int = 0) -> bytes:
+    def arch_onnx(
+        self, space_name: str, arch_yaml: str, num_classes: int = 0, activation: str = ""
+    ) -> bytes:
         """The zero-weight ONNX of an arch's static subnet (what the measured backend runs)."""
-        key, space, arch, classes = self._resolve_arch(space_name, arch_yaml, num_classes)
+        key, space, arch, classes, act = self._resolve_arch(
+            space_name, arch_yaml, num_classes, activation
+        )
         return self._arch_bytes.get_or_compute(
-            key, lambda: arch_graph.arch_onnx(space, arch, num_classes=classes)
+            key, lambda: arch_graph.arch_onnx(space, arch, num_classes=classes, activation=act)
         )
 
-    def arch_work(self, space_name: str, arch_yaml: str, num_classes: int = 0) -> GraphWork:
+    def arch_work(
+        self, space_name: str, arch_yaml: str, num_classes: int = 0, activation: str = ""
+    ) -> GraphWork:
         """The graph analysis of an arch, cached by the arch itself. Built without weight data:
         the analysis reads shapes only. ``sha256`` is the hash of that weightless graph."""
-        key, space, arch, classes = self._resolve_arch(space_name, arch_yaml, num_classes)
+        key, space, arch, classes, act = self._resolve_arch(
+            space_name, arch_yaml, num_classes, activation
+        )
 
         def build() -> GraphWork:
-            model = arch_graph.arch_model(space, arch, num_classes=classes, weights="none")
+            model = arch_graph.arch_model(
+                space, arch, num_classes=classes, activation=act, weights="none"
+            )
             return analyze_model(model, model_sha256(model.SerializeToString()))
 
         return self._arch_graphs.get_or_compute(key, build)
@@ -127,7 +144,7 @@ class EstimatorEngine:
         self,
         onnx_bytes: bytes | None = None,
         *,
-        arch: tuple[str, str, int] | None = None,
+        arch: tuple[str, str, int] | tuple[str, str, int, str] | None = None,
         profile: str = "",
         hw_config: Mapping[str, float] | None = None,
         backend: str = "",

@@ -91,7 +91,12 @@ class EstimatorServicer(pb_grpc.EstimatorServicer):
         deadline = None if remaining is None else time.monotonic() + remaining
         arch = None
         if request.WhichOneof("model") == "arch":
-            arch = (request.arch.space, request.arch.arch_yaml, request.arch.num_classes)
+            arch = (
+                request.arch.space,
+                request.arch.arch_yaml,
+                request.arch.num_classes,
+                request.arch.activation,
+            )
         try:
             est = self.engine.estimate(
                 request.onnx if arch is None else None,

@@ -188,17 +188,21 @@ def make_client(spec: NASSearchSpec, servers: list[dict[str, Any]]) -> Any:
     )
 
 
-def make_cost_fn(client: Any, space: SearchSpace, name: str | None, num_classes: int) -> Any:
+def make_cost_fn(
+    client: Any, space: SearchSpace, name: str | None, num_classes: int, activation: str
+) -> Any:
     """arch -> (latency_ms, energy_mj): by name when the server knows the space, else the ONNX
-    of the arch (built here)."""
+    of the arch (built here, without torch)."""
 
     def cost(arch: Any) -> tuple[float, float]:
         if name is not None:
-            est = client.estimate_arch(name, arch, num_classes=num_classes)
+            est = client.estimate_arch(name, arch, num_classes=num_classes, activation=activation)
         else:
-            from gen5nas.supernet import arch_onnx_bytes
+            from gen5nas.estimator.arch_graph import arch_onnx
 
-            est = client.estimate(arch_onnx_bytes(space, arch, num_classes=num_classes))
+            est = client.estimate(
+                arch_onnx(space, arch, num_classes=num_classes, activation=activation)
+            )
         if est.latency_ms is None or est.energy_mj is None:
             raise Gen5NasError(f"the estimator answered without latency/energy: {est}")
         return float(est.latency_ms), float(est.energy_mj)
@@ -334,7 +338,13 @@ def run_worker(settings: SearchSettings, worker_index: int) -> Any:
     client = make_client(spec, servers)
     evaluator = None
     try:
-        cost_fn = make_cost_fn(client, space, space_name(spec, space), int(meta["num_classes"]))
+        cost_fn = make_cost_fn(
+            client,
+            space,
+            space_name(spec, space),
+            int(meta["num_classes"]),
+            str(meta.get("activation") or "relu6"),
+        )
         evaluator = build_evaluator(settings, space, meta, cost_fn)
         writer = _OutputRefresher(settings, space, study) if global_index == 0 else None
         worker = Worker(
@@ -500,7 +510,13 @@ def run_search(settings: SearchSettings) -> SearchResult:
             client = make_client(spec, server_list(servers))
             try:
                 probe_estimator(
-                    make_cost_fn(client, space, space_name(spec, space), int(meta["num_classes"])),
+                    make_cost_fn(
+                        client,
+                        space,
+                        space_name(spec, space),
+                        int(meta["num_classes"]),
+                        str(meta.get("activation") or "relu6"),
+                    ),
                     space,
                     server_list(servers),
                 )
