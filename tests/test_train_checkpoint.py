@@ -115,3 +115,31 @@ def test_load_supernet_restores_weights_and_meta(tmp_path: Path) -> None:
     assert torch.equal(net(x), loaded(x))
     with pytest.raises(CheckpointError, match="different search space"):
         ckpt.load_supernet(path, _other_space())
+
+
+def test_a_work_dir_means_its_best_max_subnet_for_search_and_export(tmp_path: Path) -> None:
+    """Search and export both read a training work dir through one rule: the newest
+    best_max_subnet file (what the seed searches), not the last epoch the pointer names."""
+    space = load_space("mobilenetv2_tiny")
+    meta = ckpt.make_meta(space, 3, classes=list("abc"))
+    nets = []
+    for epoch in (1, 2, 3):
+        torch.manual_seed(epoch)
+        nets.append(Supernet(space, num_classes=3))
+        path = ckpt.save_checkpoint(
+            {"model": nets[-1].state_dict(), "meta": meta}, tmp_path / f"epoch_{epoch}.pth"
+        )
+        ckpt.write_pointer(tmp_path, path)
+        if epoch in (1, 2):  # epoch 2 was the best; epoch 3 is the last
+            best = tmp_path / f"{ckpt.BEST_PREFIX}{epoch}.pth"
+            best.write_bytes(path.read_bytes())
+    chosen = ckpt.supernet_checkpoint(tmp_path)
+    assert chosen.name == f"{ckpt.BEST_PREFIX}2.pth"
+    loaded, _ = ckpt.load_supernet(tmp_path)
+    for a, b in zip(nets[1].state_dict().values(), loaded.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    for best in tmp_path.glob(f"{ckpt.BEST_PREFIX}*"):
+        best.unlink()
+    assert ckpt.supernet_checkpoint(tmp_path).name == "epoch_3.pth"  # no best: the pointer
+    with pytest.raises(CheckpointError, match="not found"):
+        ckpt.supernet_checkpoint(tmp_path / "missing")

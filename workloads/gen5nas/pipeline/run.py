@@ -110,12 +110,12 @@ def run_pipeline(
         checkpoint = Path(record["checkpoint"])
         log.info("[1/3] train: done before (%s); skipped", checkpoint)
     else:
-        from gen5nas.search.job import resolve_checkpoint
+        from gen5nas.train.checkpoint import supernet_checkpoint
         from gen5nas.train.job import run_supernet_training
 
         log.info("[1/3] train: supernet training in %s", train_dir)
         run_supernet_training(train_spec, train_dir, config_file=pipeline.train_file, device="cpu")
-        checkpoint = resolve_checkpoint(train_dir)
+        checkpoint = supernet_checkpoint(train_dir)
         state.record("train", fp, checkpoint=str(checkpoint))
         ran.append("train")
     log.info("[1/3] train: %.0f s so far", time.monotonic() - t0)

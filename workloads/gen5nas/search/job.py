@@ -81,36 +81,6 @@ class SearchResult:
 
 
 # ---- checkpoint and space ------------------------------------------------------------------
-def resolve_checkpoint(path: str | Path) -> Path:
-    """A checkpoint file, or a training work dir: its newest ``best_max_subnet...pth`` (what
-    the seed searches), else the file ``last_checkpoint`` names."""
-    from gen5nas.train.checkpoint import BEST_PREFIX, last_checkpoint
-
-    path = Path(path)
-    if path.is_file():
-        return path
-    if path.is_dir():
-        best = sorted(path.glob(f"{BEST_PREFIX}*.pth"), key=_epoch_of)
-        if best:
-            return best[-1]
-        found = last_checkpoint(path)
-        if found is not None:
-            return found
-        raise CheckpointError(
-            f"{path} holds no supernet checkpoint (no {BEST_PREFIX}*.pth and "
-            "no last_checkpoint); train one with `gen5nas train`"
-        )
-    raise CheckpointError(
-        f"checkpoint not found: {path} (give a .pth file or a training work "
-        "dir; see spec.checkpoint / --checkpoint)"
-    )
-
-
-def _epoch_of(p: Path) -> int:
-    digits = p.stem.rsplit("_", 1)[-1]
-    return int(digits) if digits.isdigit() else -1
-
-
 def checkpoint_meta(path: Path) -> dict[str, Any]:
     from gen5nas.train.checkpoint import read_checkpoint
 
@@ -485,12 +455,13 @@ def run_search(settings: SearchSettings) -> SearchResult:
 
     from gen5nas.search.runner import seed_extremes
     from gen5nas.search.study import parse_storage_url
+    from gen5nas.train.checkpoint import supernet_checkpoint
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = settings.spec
     work_dir = Path(settings.work_dir)
     parse_storage_url(settings.storage_url)  # a bad URL is reported before anything else
-    checkpoint = resolve_checkpoint(settings.checkpoint)
+    checkpoint = supernet_checkpoint(settings.checkpoint)
     settings = _replace(settings, checkpoint=str(checkpoint))
     meta = checkpoint_meta(checkpoint)
     space = search_space(spec, meta, checkpoint)

@@ -175,22 +175,46 @@ def check_same_space(meta: dict[str, Any], space: SearchSpace, source: str = "ch
         )
 
 
+def supernet_checkpoint(path: str | Path) -> Path:
+    """The checkpoint file a search or an export uses: ``path`` itself when it is a file; for a
+    training work dir, its newest ``best_max_subnet...pth`` (what the seed searches), else the
+    file ``last_checkpoint`` names. One rule, so search and export read the same weights."""
+    path = Path(path)
+    if path.is_file():
+        return path
+    if path.is_dir():
+        best = sorted(path.glob(f"{BEST_PREFIX}*.pth"), key=_epoch_of)
+        if best:
+            return best[-1]
+        found = last_checkpoint(path)
+        if found is not None:
+            return found
+        raise CheckpointError(
+            f"{path} holds no supernet checkpoint (no {BEST_PREFIX}*.pth and "
+            "no last_checkpoint); train one with `gen5nas train`"
+        )
+    raise CheckpointError(
+        f"checkpoint not found: {path} (give a .pth file or a training work "
+        "dir; see spec.checkpoint / --checkpoint)"
+    )
+
+
+def _epoch_of(p: Path) -> int:
+    digits = p.stem.rsplit("_", 1)[-1]
+    return int(digits) if digits.isdigit() else -1
+
+
 def load_supernet(path: str | Path, space: SearchSpace | None = None) -> tuple[Any, dict[str, Any]]:
     """The trained :class:`~gen5nas.supernet.Supernet` in ``path`` (eval mode, CPU) and its meta.
 
-    ``path`` may be a checkpoint file or a work dir (then ``last_checkpoint`` is followed).
+    ``path`` may be a checkpoint file or a training work dir (see :func:`supernet_checkpoint`).
     With ``space``, a checkpoint of another space is refused naming the first mismatch.
     BN running statistics are whatever the last calibration left: recalibrate
     (:func:`gen5nas.train.bn_calibration.recalibrate_bn`) for each subnet before evaluating it.
     """
     from gen5nas.supernet import Supernet
 
-    path = Path(path)
-    if path.is_dir():
-        found = last_checkpoint(path)
-        if found is None:
-            raise CheckpointError(f"{path} has no {POINTER}; pass a checkpoint file")
-        path = found
+    path = supernet_checkpoint(path)
     state = read_checkpoint(path)
     meta = state.get("meta") or {}
     if meta.get("model_kind", "supernet") != "supernet":
