@@ -347,3 +347,14 @@ def test_arch_yaml_embedded_and_errors(tmp_path: Path) -> None:
     with pytest.raises(SpecError) as info:
         load_arch(bad)
     assert str(bad) in str(info.value) and "stages[0].kernel_size" in str(info.value)
+
+
+def test_space_and_arch_files_report_yaml_problems_naming_the_file(tmp_path: Path) -> None:
+    broken = tmp_path / "space.yaml"
+    broken.write_text("arch_setting: {num_blocks: [[1, 2, 1]\n")
+    with pytest.raises(SpecError, match=f"{broken}: not valid YAML"):
+        load_space(broken)
+    two = tmp_path / "two.yaml"
+    two.write_text(load_space("mobilenetv2_tiny").min().to_yaml() + "---\n{}\n")
+    with pytest.raises(SpecError, match="2 YAML documents; expected one arch file"):
+        load_arch(two)

@@ -17,6 +17,7 @@ import yaml
 
 from gen5nas.errors import SpecError
 from gen5nas.estimator.errors import InvalidRequest, NotFound
+from gen5nas.spec.space import read_yaml
 
 BUILTIN_DIR = Path(__file__).with_name("profiles")
 DEFAULT_PROFILE = "rcar-gen5-npu"
@@ -225,14 +226,7 @@ def parse_profile(data: Any, path: str = "<inline>") -> HardwareProfile:
 
 
 def load_profile_file(path: str | Path) -> HardwareProfile:
-    path = Path(path)
-    try:
-        data = yaml.safe_load(path.read_text())
-    except FileNotFoundError:
-        raise SpecError(f"profile file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
-    return parse_profile(data, str(path))
+    return parse_profile(read_yaml(path, "profile file"), str(path))
 
 
 def save_profile(profile: HardwareProfile, path: str | Path, header: str = "") -> Path:

@@ -92,14 +92,13 @@ def spec_from_config(
     config: Path, checkpoint: str, arch_file: str, input_shape: str
 ) -> tuple[str, Any]:
     """The SubnetExport spec of the seed-like form (see the module docstring)."""
-    import yaml
 
     from gen5nas.errors import SpecError
     from gen5nas.export.input_shape import parse_input_shape
     from gen5nas.spec.common import read_manifest
     from gen5nas.spec.export import SubnetExportSpec
     from gen5nas.spec.search import NASSearchSpec
-    from gen5nas.spec.space import parse_model
+    from gen5nas.spec.space import parse_model, read_yaml_documents
     from gen5nas.spec.training import SupernetTrainingSpec
 
     models: dict[str, type[SubnetExportSpec | NASSearchSpec | SupernetTrainingSpec]] = {
@@ -108,11 +107,10 @@ def spec_from_config(
         "SupernetTraining": SupernetTrainingSpec,
     }
     try:
-        docs = [d for d in yaml.safe_load_all(config.read_text()) if isinstance(d, dict)]
-    except FileNotFoundError:
-        raise SpecError(f"file not found: {config}", field="CONFIG") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{config}: not valid YAML: {exc}", field="CONFIG") from None
+        docs = [d for d in read_yaml_documents(config) if isinstance(d, dict)]
+    except SpecError as exc:
+        exc.field = "CONFIG"
+        raise
     kinds = [d.get("kind") for d in docs if d.get("kind") in CONFIG_KINDS]
     if kinds:
         kind = str(kinds[0])

@@ -12,11 +12,17 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import Field, model_validator
 
 from gen5nas.errors import SpecError
-from gen5nas.spec.space import ArchSetting, ModelT, SearchSpace, SpecModel, parse_model
+from gen5nas.spec.space import (
+    ArchSetting,
+    ModelT,
+    SearchSpace,
+    SpecModel,
+    parse_model,
+    read_yaml_documents,
+)
 
 API_GROUP = "gen5nas.io"
 API_VERSION = "v1alpha1"
@@ -138,12 +144,7 @@ def read_manifest(path: str | Path, kind: str) -> tuple[Manifest, dict[str, Any]
     accepted too, for the seed-style local config files.
     """
     path = Path(path)
-    try:
-        docs = [d for d in yaml.safe_load_all(path.read_text()) if d is not None]
-    except FileNotFoundError:
-        raise SpecError(f"file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
+    docs = [d for d in read_yaml_documents(path) if d is not None]
     if not docs:
         raise SpecError(f"{path}: empty file; expected a {kind} manifest")
     for doc in docs:

@@ -208,15 +208,28 @@ class Arch(SpecModel):
         return self.model_dump_json(by_alias=False)
 
 
-def load_arch(path: str | Path) -> Arch:
-    """Read an arch YAML (``fix_subnets/trial_N.yaml``); errors name the file and the field."""
+def read_yaml_documents(path: str | Path, what: str = "file") -> list[Any]:
+    """Every YAML document in ``path``; a missing file or bad YAML is a SpecError naming it."""
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        return list(yaml.safe_load_all(path.read_text()))
     except FileNotFoundError:
-        raise SpecError(f"arch file not found: {path}") from None
+        raise SpecError(f"{what} not found: {path}") from None
     except yaml.YAMLError as exc:
         raise SpecError(f"{path}: not valid YAML: {exc}") from None
+
+
+def read_yaml(path: str | Path, what: str = "file") -> Any:
+    """The one YAML document in ``path`` (None when empty); see :func:`read_yaml_documents`."""
+    docs = read_yaml_documents(path, what)
+    if len(docs) > 1:
+        raise SpecError(f"{path}: holds {len(docs)} YAML documents; expected one {what}")
+    return docs[0] if docs else None
+
+
+def load_arch(path: str | Path) -> Arch:
+    """Read an arch YAML (``fix_subnets/trial_N.yaml``); errors name the file and the field."""
+    data = read_yaml(path, "arch file")
     if isinstance(data, dict) and "arch" in data and "stages" not in data:
         data = data["arch"]  # an arch embedded in a larger document (e.g. a trial record)
     return parse_model(Arch, data, source=str(path))

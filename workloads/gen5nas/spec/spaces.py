@@ -9,7 +9,7 @@ from pathlib import Path
 import yaml
 
 from gen5nas.errors import SpecError
-from gen5nas.spec.space import SearchSpace, parse_model
+from gen5nas.spec.space import SearchSpace, parse_model, read_yaml
 
 DEFAULT_SPACE = "mobilenetv2_sample1"
 
@@ -34,7 +34,7 @@ def load_space(name_or_path: str | Path = DEFAULT_SPACE) -> SearchSpace:
         return _named(text)
     path = Path(text)
     if path.suffix in {".yaml", ".yml"} and path.exists():
-        return parse_model(SearchSpace, yaml.safe_load(path.read_text()), source=str(path))
+        return parse_model(SearchSpace, read_yaml(path, "search space file"), source=str(path))
     raise SpecError(
         f"unknown search space {text!r}: use one of {named_spaces()} or a path to a YAML file"
     )
