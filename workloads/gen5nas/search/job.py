@@ -289,8 +289,12 @@ class _FirstBatches:
             yield batch
 
 
-def run_worker(settings: SearchSettings, worker_index: int) -> Any:
-    """Run one search worker until the study holds ``maxTrials`` COMPLETE trials."""
+def run_worker(settings: SearchSettings, worker_index: int, start: Any = None) -> Any:
+    """Run one search worker until the study holds ``maxTrials`` COMPLETE trials.
+
+    ``start``: a barrier shared by the workers of one process group; each waits there once
+    ready (checkpoint loaded, batches prepared), so a slow starter still gets a share of a
+    small budget instead of finding it taken."""
     import optuna
     import torch
 
@@ -330,11 +334,30 @@ def run_worker(settings: SearchSettings, worker_index: int) -> Any:
             max_retry=spec.storage.max_retry,
             on_progress=writer,
         )
+        _wait_for_peers(start, global_index)
         return worker.run()
+    except BaseException:
+        if start is not None:
+            start.abort()  # peers waiting on this worker go on without it
+        raise
     finally:
         if evaluator is not None:
             evaluator.close()
         client.close()
+
+
+START_TIMEOUT_S = 300.0  # a peer that is not ready by then is not waited for
+
+
+def _wait_for_peers(start: Any, index: int) -> None:
+    if start is None:
+        return
+    import threading
+
+    try:
+        start.wait(timeout=START_TIMEOUT_S)
+    except threading.BrokenBarrierError:
+        log.warning("worker %d: a peer worker did not get ready; starting without it", index)
 
 
 class _OutputRefresher:
@@ -351,7 +374,9 @@ class _OutputRefresher:
             write_outputs(self.settings, self.space, self.study, records)
 
 
-def _worker_main(settings: SearchSettings, worker_index: int, log_level: int) -> None:
+def _worker_main(
+    settings: SearchSettings, worker_index: int, log_level: int, start: Any = None
+) -> None:
     """Entry point of a spawned worker process; exit code 2 on a user-facing error."""
     import sys
 
@@ -370,7 +395,7 @@ def _worker_main(settings: SearchSettings, worker_index: int, log_level: int) ->
         if logger.getEffectiveLevel() > logging.INFO:
             logger.setLevel(logging.INFO)
     try:
-        run_worker(settings, worker_index)
+        run_worker(settings, worker_index, start)
     except Gen5NasError as exc:
         log.error("worker %d: %s", worker_index, exc)
         sys.exit(2)
@@ -532,8 +557,9 @@ def run_search(settings: SearchSettings) -> SearchResult:
 def _run_processes(settings: SearchSettings) -> None:
     ctx = mp.get_context("spawn")  # no fork of a process holding DB connections and threads
     level = logging.getLogger().getEffectiveLevel()
+    start = ctx.Barrier(settings.workers)
     procs = [
-        ctx.Process(target=_worker_main, args=(settings, i, level), name=f"search-{i}")
+        ctx.Process(target=_worker_main, args=(settings, i, level, start), name=f"search-{i}")
         for i in range(settings.workers)
     ]
     for p in procs:
