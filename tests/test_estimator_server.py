@@ -5,11 +5,12 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from collections.abc import Callable
+from typing import Any
 
 import grpc
 import onnx
 import pytest
-import yaml
 from estimator_helpers import ServerProcess
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
@@ -18,7 +19,7 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from gen5nas.estimator._proto import estimator_pb2 as pb
 from gen5nas.estimator._proto import estimator_pb2_grpc as pb_grpc
-from gen5nas.estimator.profiles import ProfileRegistry
+from gen5nas.estimator.engine import EstimatorEngine
 from gen5nas.estimator.server import SERVICE_NAME, start_server
 from gen5nas.estimator.synthetic import convnet
 
@@ -134,29 +135,58 @@ def test_measured_backend_through_grpc(server) -> None:
     assert resp.layers and all(x.latency_ms >= 0 for x in resp.layers)
 
 
-def test_graceful_shutdown_drains_in_flight_requests(tmp_path) -> None:
-    # A measured profile that takes a while per request, so one is in flight when stop begins.
-    slow = ProfileRegistry().get("cpu-ort").to_yaml_dict()
-    slow["name"] = "slow-cpu"
-    slow["measured"] = {"warmup": 1, "repeats": 400, "threads": 1}
-    (tmp_path / "slow.yaml").write_text(yaml.safe_dump(slow))
-    handle = start_server(0, tmp_path)
+def _wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        time.sleep(0.01)
+
+
+class _GatedEngine(EstimatorEngine):
+    """Holds every request until the test opens the gate: one is surely in flight while the
+    server stops."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate = threading.Event()
+
+    def estimate(self, *args: Any, **kwargs: Any) -> Any:
+        assert self.gate.wait(120)
+        return super().estimate(*args, **kwargs)
+
+
+def test_graceful_shutdown_drains_in_flight_requests() -> None:
+    engine = _GatedEngine()
+    handle = start_server(0, engine=engine)
     channel, stub = _stub(handle.ports[0])
     health = health_pb2_grpc.HealthStub(channel)
     result: dict[str, object] = {}
 
-    def slow_request() -> None:
-        req = pb.EstimateRequest(onnx=convnet(resolution=64), profile="slow-cpu", omit_layers=True)
-        result["resp"] = stub.Estimate(req, timeout=120)
+    def request() -> None:
+        result["resp"] = stub.Estimate(pb.EstimateRequest(onnx=MODEL), timeout=120)
 
-    worker = threading.Thread(target=slow_request)
+    worker = threading.Thread(target=request)
     worker.start()
-    time.sleep(0.3)
-    stopper = threading.Thread(target=handle.stop, kwargs={"grace": 60, "drain_delay": 1.0})
+    _wait_until(lambda: handle.servicer.in_flight == 1, "the request to arrive")
+    stopper = threading.Thread(target=handle.stop, kwargs={"grace": 60, "drain_delay": 0.5})
     stopper.start()
-    time.sleep(0.3)  # inside the drain delay: still accepting, but reporting NOT_SERVING
-    status = health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
-    assert status == health_pb2.HealthCheckResponse.NOT_SERVING
+
+    def health_status() -> object:
+        try:
+            return health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10).status
+        except grpc.RpcError as exc:
+            return exc.code()
+
+    # First NOT_SERVING while still accepting (probes notice), then no new calls at all ...
+    _wait_until(lambda: health_status() != health_pb2.HealthCheckResponse.SERVING, "draining")
+    assert health_status() in (
+        health_pb2.HealthCheckResponse.NOT_SERVING,
+        grpc.StatusCode.UNAVAILABLE,
+    )
+    _wait_until(lambda: health_status() == grpc.StatusCode.UNAVAILABLE, "the server to close")
+    # ... while the request that was in flight is still served in full.
+    assert worker.is_alive() and stopper.is_alive()
+    engine.gate.set()
     worker.join(120)
     stopper.join(120)
     channel.close()

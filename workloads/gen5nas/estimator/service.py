@@ -79,6 +79,7 @@ class EstimatorServicer(pb_grpc.EstimatorServicer):
         self.engine = engine
         self._lock = threading.Lock()
         self.stats: Counter[str] = Counter()  # "estimate", "error:<CODE>", "list_hardware"
+        self.in_flight = 0  # Estimate calls being served now (what a graceful stop drains)
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -97,6 +98,8 @@ class EstimatorServicer(pb_grpc.EstimatorServicer):
                 request.arch.num_classes,
                 request.arch.activation,
             )
+        with self._lock:
+            self.in_flight += 1
         try:
             est = self.engine.estimate(
                 request.onnx if arch is None else None,
@@ -119,6 +122,9 @@ class EstimatorServicer(pb_grpc.EstimatorServicer):
             log.exception("estimate failed")
             self._count("error:INTERNAL")
             context.abort(grpc.StatusCode.INTERNAL, f"estimator bug: {type(exc).__name__}: {exc}")
+        finally:
+            with self._lock:
+                self.in_flight -= 1
         self._count("estimate")
         return estimate_to_proto(est)
 
