@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from gen5nas.data import Batch
-from gen5nas.spec import load_space
+from gen5nas.spec import SearchSpace, load_space
 from gen5nas.supernet import Supernet, extract_subnet
 from gen5nas.train.sandwich import SandwichStep, StepContext, distillation_loss
 
@@ -47,12 +47,28 @@ def main() -> None:
     parser.add_argument("--bf16", action="store_true")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument(
+        "--resolution-cap",
+        type=int,
+        default=None,
+        metavar="PX",
+        help="clamp the space's input resolutions to at most PX in height and width "
+        "(a smaller batch footprint on a GPU)",
+    )
     args = parser.parse_args()
+    if args.resolution_cap is not None and args.resolution_cap < 1:
+        parser.error(f"--resolution-cap must be >= 1 pixel, got {args.resolution_cap}")
     if args.threads:
         torch.set_num_threads(args.threads)
 
     device = torch.device(args.device)
     space = load_space(args.space)
+    if args.resolution_cap is not None:
+        cap = args.resolution_cap
+        capped = sorted({(min(h, cap), min(w, cap)) for h, w in space.input_resizer_cfg})
+        data = space.model_dump(mode="json")
+        data["input_resizer_cfg"] = [list(r) for r in capped]
+        space = SearchSpace.model_validate(data)
     torch.manual_seed(0)
     net = Supernet(space, num_classes=1000 if "sample1" in args.space else 10, dropout=0.0)
     step = SandwichStep(space, num_random=2, seed=0)
@@ -123,7 +139,8 @@ def main() -> None:
     print(
         f"device {device} ({torch.cuda.get_device_name(device) if device.type == 'cuda' else 'cpu'}"
         f", {torch.get_num_threads()} threads), space {args.space}, batch {args.batch}, "
-        f"bf16 {args.bf16}, channels_last {args.channels_last}"
+        f"bf16 {args.bf16}, channels_last {args.channels_last}, "
+        f"resolutions {[list(r) for r in space.input_resizer_cfg]}"
     )
     print("archs: " + " | ".join(f"{n} {a.summary()}" for n, a in archs))
     print(f"sandwich iteration (median of {args.rounds}): {sandwich * 1e3:.1f} ms")

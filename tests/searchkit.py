@@ -13,6 +13,7 @@ import yaml
 
 from gen5nas.search.evaluate import Outcome, TrialFailed
 from gen5nas.search.pareto import non_dominated
+from gen5nas.search.results import counted_trials
 from gen5nas.spec import Arch, SearchSpace, load_arch, load_space
 
 
@@ -93,6 +94,10 @@ def check_outputs(work_dir: Path, study: optuna.Study, cost_key: str) -> list[di
     """Every output exists and agrees with the others and with the study; returns the CSV."""
     rows = read_csv(work_dir / "subnets.csv")
     by_number = {t.number: t for t in study.trials}
+    # Exactly the counted trials (no retried stale trial, no surplus), each once.
+    numbers = [int(row["trial"]) for row in rows]
+    assert len(numbers) == len(set(numbers)), f"a trial shown twice: {numbers}"
+    assert set(numbers) == {t.number for t in counted_trials(study.trials)}
     # One row per trial shown, each matching the study.
     for row in rows:
         trial = by_number[int(row["trial"])]

@@ -145,6 +145,106 @@ def test_unknown_op_is_costed_by_bytes_and_listed() -> None:
     assert est.latency_ms is not None and est.latency_ms > 0
 
 
+def test_unknown_op_passes_its_input_shape_downstream() -> None:
+    # ONNX infers no shape for a custom op's output; assuming its input's shape keeps the conv
+    # after it counted (it used to count 0 MACs and 0 bytes, and so did all that followed).
+    nodes = [
+        helper.make_node("MyFancyOp", ["X"], ["A"], name="fancy", domain="com.example"),
+        helper.make_node("Conv", ["A", "W"], ["B"], name="conv", kernel_shape=[3, 3], pads=[1] * 4),
+        helper.make_node("Relu", ["B"], ["Y"], name="relu"),
+    ]
+    graph = helper.make_graph(
+        nodes,
+        "custom",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 8, 32, 32])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, None)],
+        [_t("W", [16, 8, 3, 3])],
+    )
+    model = helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("com.example", 1)]
+    )
+    work = analyze(model.SerializeToString())
+    fancy, conv, relu = work.nodes
+    assert fancy.kind == "other" and fancy.elems_written() == 8 * 32 * 32
+    assert conv.kind == "conv" and conv.macs == 8 * 16 * 9 * 32 * 32
+    assert conv.elems_read() == 8 * 32 * 32 + 16 * 8 * 9 and conv.elems_written() == 16 * 32 * 32
+    assert relu.vector_ops == 16 * 32 * 32
+    assert any("fancy" in n and "assumed its first input's shape [1, 8, 32, 32]" in n
+               for n in work.notes), work.notes  # fmt: skip
+    assert not any("unknown shape" in n for n in work.notes)
+    est = EstimatorEngine().estimate(model.SerializeToString(), profile="edge-npu")
+    assert any("MyFancyOp" in n and "assumed" in n for n in est.notes)  # reaches the response
+
+
+def coverage_model() -> bytes:
+    """X[1,8,16,16] -> grouped conv 3x3 8->16 (2 groups) -> HardSwish -> {MaxPool, AveragePool}
+    2x2/2 -> Concat -> Resize x2 (nearest) -> Sigmoid -> Transpose NHWC -> Reshape [1,256,32]
+    -> MatMul 32->10."""
+    nodes = [
+        helper.make_node("Conv", ["X", "W"], ["G"], name="gconv", kernel_shape=[3, 3],
+                         pads=[1] * 4, group=2),
+        helper.make_node("HardSwish", ["G"], ["H"], name="hswish"),
+        helper.make_node("MaxPool", ["H"], ["P1"], name="maxpool", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("AveragePool", ["H"], ["P2"], name="avgpool", kernel_shape=[2, 2],
+                         strides=[2, 2]),
+        helper.make_node("Concat", ["P1", "P2"], ["C"], name="concat", axis=1),
+        helper.make_node("Resize", ["C", "", "scales"], ["R"], name="resize", mode="nearest"),
+        helper.make_node("Sigmoid", ["R"], ["S"], name="sigmoid"),
+        helper.make_node("Transpose", ["S"], ["T"], name="transpose", perm=[0, 2, 3, 1]),
+        helper.make_node("Reshape", ["T", "shape"], ["M"], name="reshape"),
+        helper.make_node("MatMul", ["M", "Wm"], ["Y"], name="matmul"),
+    ]  # fmt: skip
+    graph = helper.make_graph(
+        nodes,
+        "coverage",
+        [helper.make_tensor_value_info("X", TensorProto.FLOAT, [1, 8, 16, 16])],
+        [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [1, 256, 10])],
+        [
+            _t("W", [16, 4, 3, 3]),
+            numpy_helper.from_array(np.array([1, 1, 2, 2], np.float32), "scales"),
+            numpy_helper.from_array(np.array([1, 256, 32], np.int64), "shape"),
+            _t("Wm", [32, 10]),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model, full_check=True)
+    return model.SerializeToString()
+
+
+def test_op_coverage_kinds_and_counts() -> None:
+    work = analyze(coverage_model())
+    assert not work.unsupported_ops() and not work.notes
+    kinds = {n.name: n.kind for n in work.nodes}
+    assert kinds == {
+        "gconv": "conv", "hswish": "elementwise", "maxpool": "pool", "avgpool": "pool",
+        "concat": "data", "resize": "resize", "sigmoid": "elementwise", "transpose": "data",
+        "reshape": "view", "matmul": "gemm",
+    }  # fmt: skip
+    fused = {n.name: n.fusion for n in work.nodes if n.fusion}
+    assert fused == {"hswish": "activation"}  # G feeds only the HardSwish; R is no conv's
+    # bytes_per_element 1 and no fusion rules: bytes = elements, nothing folded.
+    est = analytical.estimate(work, parse_profile(HAND_PROFILE))
+    x = {layer.name: layer for layer in est.layers}
+    # Grouped, not depthwise: each output sums 4 input channels x 3x3.
+    assert x["gconv"].macs == 16 * 16 * 16 * (4 * 9)
+    assert x["gconv"].bytes_read == 8 * 16 * 16 + 16 * 4 * 9
+    assert x["hswish"].vector_ops == 16 * 16 * 16 * 4  # HardSwish: 4 ops per element
+    assert x["maxpool"].vector_ops == x["avgpool"].vector_ops == 16 * 8 * 8 * 4  # 2x2 window
+    assert (x["concat"].bytes_read, x["concat"].bytes_written) == (2048, 2048)
+    assert x["resize"].vector_ops == 32 * 16 * 16  # nearest: 1 op per output element
+    assert x["resize"].bytes_read == 2048 + 4 and x["resize"].bytes_written == 8192  # + scales
+    assert x["sigmoid"].vector_ops == 8192 * 4
+    assert (x["transpose"].bytes_read, x["transpose"].bytes_written) == (8192, 8192)
+    assert x["transpose"].macs == x["transpose"].vector_ops == 0
+    assert x["reshape"].bytes_read == 0 and x["reshape"].latency_ms == 0  # a view is free
+    # MatMul [1,256,32] x [32,10]: 2560 outputs x 32; reads M + Wm, writes Y.
+    assert x["matmul"].macs == 256 * 10 * 32
+    assert (x["matmul"].bytes_read, x["matmul"].bytes_written) == (8192 + 320, 2560)
+    assert est.total_macs == x["gconv"].macs + x["matmul"].macs
+
+
 def test_symbolic_input_needs_a_shape() -> None:
     model = onnx.load_from_string(convnet(resolution=16))
     model.graph.input[0].type.tensor_type.shape.dim[0].dim_param = "batch"

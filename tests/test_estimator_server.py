@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import signal
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import grpc
@@ -19,7 +21,9 @@ from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
 
 from gen5nas.estimator._proto import estimator_pb2 as pb
 from gen5nas.estimator._proto import estimator_pb2_grpc as pb_grpc
+from gen5nas.estimator.client import EstimatorClient
 from gen5nas.estimator.engine import EstimatorEngine
+from gen5nas.estimator.profiles import ProfileRegistry, save_profile
 from gen5nas.estimator.server import SERVICE_NAME, start_server
 from gen5nas.estimator.synthetic import convnet
 
@@ -202,3 +206,92 @@ def test_cli_server_multi_port_and_sigterm() -> None:
                 assert stub.Estimate(pb.EstimateRequest(onnx=MODEL), timeout=30).latency_ms > 0
         srv.proc.send_signal(signal.SIGTERM)
         assert srv.proc.wait(timeout=30) == 0
+
+
+def _slow_profile_dir(tmp_path: Path) -> Path:
+    """A copy of cpu-ort that times a million runs: at ~10 us a run (MODEL) no deadline of a
+    second or less lets it finish (10000 runs could end within 0.5 s on this machine)."""
+    cpu = ProfileRegistry().get("cpu-ort")
+    slow = dataclasses.replace(
+        cpu, name="cpu-ort-slow", measured={**cpu.measured, "repeats": 10**6}
+    )
+    save_profile(slow, tmp_path / "slow.yaml", header="test: a measurement that cannot finish")
+    return tmp_path
+
+
+def test_deadline_is_respected_and_the_server_keeps_serving(tmp_path) -> None:
+    handle = start_server(0, profiles_dir=_slow_profile_dir(tmp_path))
+    channel, stub = _stub(handle.ports[0])
+    with channel:
+        # Warm up (onnxruntime's import), so the deadline meets the timed runs themselves.
+        assert stub.Estimate(pb.EstimateRequest(onnx=MODEL, profile="cpu-ort"), timeout=60)
+        slow = pb.EstimateRequest(onnx=MODEL, profile="cpu-ort-slow", omit_layers=True)
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Estimate(slow, timeout=0.5)
+        assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+        # The server stops measuring at the deadline (not a million runs later) ...
+        _wait_until(
+            lambda: handle.servicer.stats["error:DEADLINE_EXCEEDED"] == 1, "the server to give up"
+        )
+        assert handle.servicer.in_flight == 0
+        # ... and serves the next request, a measured one too (the measurer is free again).
+        resp = stub.Estimate(pb.EstimateRequest(onnx=MODEL, profile="cpu-ort"), timeout=60)
+    handle.stop(grace=0)
+    assert resp.backend == "onnxruntime" and resp.latency_ms > 0
+    assert handle.servicer.stats["estimate"] == 2
+
+
+def test_bounded_concurrency_refuses_and_the_client_goes_elsewhere() -> None:
+    engine = _GatedEngine()
+    busy = start_server(0, engine=engine, max_concurrent_rpcs=1)
+    other = start_server(0)
+    channel, stub = _stub(busy.ports[0])
+    result: dict[str, object] = {}
+
+    def request() -> None:
+        result["resp"] = stub.Estimate(pb.EstimateRequest(onnx=MODEL), timeout=120)
+
+    worker = threading.Thread(target=request)
+    worker.start()
+    try:
+        _wait_until(lambda: busy.servicer.in_flight == 1, "the first request to arrive")
+        # The one slot is taken: a second call is refused at once, not queued.
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Estimate(pb.EstimateRequest(onnx=MODEL), timeout=30)
+        assert err.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        # A client of both asks the busy one first (first in turn), then the other.
+        servers = [
+            {"host": "127.0.0.1", "ports": busy.ports},
+            {"host": "127.0.0.1", "ports": other.ports},
+        ]
+        with EstimatorClient(servers, profile="edge-npu") as client:
+            est = client.estimate(MODEL)
+            assert client.stats["rpcs"] == 2 and client.stats["retries"] == 1
+        assert est.endpoint == f"127.0.0.1:{other.ports[0]}" and est.latency_ms
+        assert other.servicer.stats["estimate"] == 1 and busy.servicer.stats["estimate"] == 0
+    finally:
+        engine.gate.set()
+        worker.join(120)
+        channel.close()
+        busy.stop(grace=0)
+        other.stop(grace=0)
+    assert result["resp"].latency_ms > 0  # type: ignore[attr-defined]
+
+
+def test_cli_server_serves_profiles_from_a_directory(tmp_path) -> None:
+    edge = ProfileRegistry().get("edge-npu")
+    mine = dataclasses.replace(edge, name="team-npu", params={**edge.params, "clock_ghz": 3.0})
+    path = save_profile(mine, tmp_path / "team.yaml")
+    with ServerProcess(1, "--profiles", str(tmp_path)) as srv:
+        channel, stub = _stub(srv.ports[0])
+        with channel:
+            hw = stub.ListHardware(pb.ListHardwareRequest(), timeout=30)
+            team = pb.EstimateRequest(onnx=MODEL, profile="team-npu")
+            fast, base = (
+                stub.Estimate(team, timeout=30),
+                stub.Estimate(pb.EstimateRequest(onnx=MODEL, profile="edge-npu"), timeout=30),
+            )
+    served = {p.name: p for p in hw.profiles}
+    assert {"team-npu", "edge-npu", "rcar-gen5-npu", "cpu-ort"} <= set(served)
+    assert served["team-npu"].path == str(path) and served["team-npu"].parameters["clock_ghz"] == 3
+    assert fast.profile == "team-npu" and fast.latency_ms < base.latency_ms

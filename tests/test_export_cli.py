@@ -1,5 +1,6 @@
 """The ``gen5nas export`` and ``gen5nas retrain`` commands, run as a user runs them (a
-subprocess): the seed-like positional form with each kind of CONFIG, the ``-f`` manifest form
+subprocess): the seed-like positional form with each kind of CONFIG (a SubnetExport or a bare
+spec naming no subnet of its own included), the ``-f`` manifest form
 naming a study trial, bad input reported on stderr with exit status 2 and no file written, and
 a retrain that resumes when rerun. The estimator is reached over real gRPC in one case."""
 
@@ -64,6 +65,70 @@ def test_seed_form_with_a_training_config(digits: Path, checkpoint: Path, tmp_pa
     assert (tmp_path / "onnx" / "supernettraining.yaml").read_text() == config.read_text()
     logs = [p for p in (tmp_path / "onnx").iterdir() if p.is_dir()]
     assert len(logs) == 1 and (logs[0] / "export.log").stat().st_size > 0
+
+
+def test_seed_form_with_a_subnetexport_config_naming_no_subnet(
+    digits: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    """ARCH_YAML names the subnet: the config need not (its other settings still apply)."""
+    spec = {"dataset": dataset(digits), "opset": 18, "bnCalibrationBatches": 1}
+    config = manifest(tmp_path / "subnetexport.yaml", "SubnetExport", spec)
+    arch = tiny_space().min()
+    arch_file = save_arch(arch, tmp_path / "fix_subnets" / "trial_4.yaml")
+    out = tmp_path / "onnx" / "trial_4.onnx"
+    h, w = arch.resolution
+    run = gen5nas(
+        "export", str(config), str(checkpoint), str(arch_file), f"1,3,{h},{w}",
+        "--output", str(out),
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    card = json.loads(out.with_name("trial_4.card.json").read_text())
+    assert card["source"]["arch_file"] == str(arch_file) and card["onnx"]["opset"] == 18
+    assert card["accuracy"]["inherited_bn_calibration_images"] == 32  # 1 batch of 32
+
+
+def _seed_spec(config: Path, arch_file: Path, shape: str = "2,3,24,24") -> Any:
+    from gen5nas.export.cli import spec_from_config
+
+    return spec_from_config(config, "ckpt.pth", str(arch_file), shape)
+
+
+def test_spec_from_config_subnetexport_and_bare_spec(digits: Path, tmp_path: Path) -> None:
+    """A SubnetExport config with no subnet, with another subnet (trial, arch, archFile: the
+    arguments replace it), and a bare spec (no envelope) all give the arguments' subnet."""
+    arch_file = save_arch(tiny_space().min(), tmp_path / "a.yaml")
+    own = {"dataset": dataset(digits), "dynamicBatch": True, "profile": "edge-npu"}
+    other = {"arch_file": "other.yaml", "inputShape": [1, 3, 32, 32], "checkpoint": "x"}
+    configs = {
+        "no subnet": manifest(tmp_path / "none.yaml", "SubnetExport", own, name="none"),
+        "trial": manifest(tmp_path / "trial.yaml", "SubnetExport", {**own, "trial": 3}),
+        "arch": manifest(
+            tmp_path / "arch.yaml",
+            "SubnetExport",
+            {**own, "arch": tiny_space().max().to_yaml_dict()},
+        ),
+        "arch_file": manifest(tmp_path / "af.yaml", "SubnetExport", {**own, **other}),
+    }
+    bare = tmp_path / "bare.yaml"
+    bare.write_text(yaml.safe_dump(own))
+    configs["bare"] = bare
+    for what, config in configs.items():
+        _, spec = _seed_spec(config, arch_file)
+        assert (spec.arch_file, spec.trial, spec.arch) == (str(arch_file), None, None), what
+        assert spec.checkpoint == "ckpt.pth" and spec.input_shape == [2, 3, 24, 24], what
+        assert spec.dynamic_batch and spec.profile == "edge-npu", what
+    assert _seed_spec(configs["no subnet"], arch_file)[0] == "none"
+
+
+def test_spec_from_config_still_refuses_a_bad_field(digits: Path, tmp_path: Path) -> None:
+    from gen5nas.errors import SpecError
+
+    arch_file = save_arch(tiny_space().min(), tmp_path / "a.yaml")
+    for spec, field in (({"opsett": 18}, "opsett"), ({"opset": 16}, "opset")):
+        config = manifest(tmp_path / "c.yaml", "SubnetExport", {"dataset": dataset(digits), **spec})
+        with pytest.raises(SpecError) as info:
+            _seed_spec(config, arch_file)
+        assert info.value.field == field and str(config) in str(info.value)
 
 
 def test_seed_form_refuses_a_shape_off_the_arch_resolution(

@@ -1,6 +1,6 @@
 """Bad input to ``export``: an arch outside the checkpoint's space, a corrupt or truncated
-checkpoint, a trial that does not exist or did not complete, a mismatching input shape, an
-unknown profile, no dataset. Each fails with an error naming what is wrong, and no ONNX file
+checkpoint, a checkpoint of another task, a trial that does not exist or did not complete, a
+mismatching input shape, an unknown profile, an opset torch cannot export, no dataset. Each fails with an error naming what is wrong, and no ONNX file
 (or temp file) is left behind. Trials come from real Optuna storages (SQLite, PostgreSQL)."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from export_helpers import (
 )
 
 from gen5nas.errors import ArchError, CheckpointError, SpecError
-from gen5nas.export.export import export_subnet
+from gen5nas.export.export import export_subnet, max_opset, write_verified_onnx
 from gen5nas.export.resolve import resolve_subnet
 from gen5nas.spec import save_arch
 
@@ -107,6 +107,57 @@ def test_unknown_profile_and_missing_dataset(
     with pytest.raises(SpecError) as info:
         export_subnet(spec, tmp_path, device="cpu")
     assert info.value.field == "dataset"
+    _no_onnx(tmp_path)
+
+
+def test_detection_checkpoint_is_refused(digits: Path, tmp_path: Path) -> None:
+    import torch
+
+    from gen5nas.supernet import Supernet
+    from gen5nas.train.checkpoint import make_meta, save_checkpoint
+
+    space = tiny_space()
+    state = {
+        "model": Supernet(space, 10).state_dict(),
+        "epoch": 0,
+        "iteration": 0,
+        "meta": make_meta(space, 10, task="detection"),
+    }
+    path = save_checkpoint(state, tmp_path / "det.pth")
+    assert torch.load(path, weights_only=False)["meta"]["task"] == "detection"
+    spec = export_spec(path, digits, arch=space.min().to_yaml_dict())
+    with pytest.raises(SpecError) as info:
+        export_subnet(spec, tmp_path / "out", device="cpu")
+    assert info.value.field == "checkpoint"
+    assert "detection" in str(info.value) and "classification only" in str(info.value)
+    _no_onnx(tmp_path)
+
+
+@pytest.mark.parametrize("opset", [99, max_opset() + 1])
+def test_opset_beyond_the_exporter_is_refused_before_any_work(
+    opset: int, digits: Path, tmp_path: Path
+) -> None:
+    # No checkpoint and no dataset: only a check made before any loading reports the opset.
+    spec = export_spec(
+        tmp_path / "nope.pth", digits, arch=tiny_space().min().to_yaml_dict(), opset=opset
+    )
+    spec = spec.model_copy(update={"dataset": None})
+    with pytest.raises(SpecError) as info:
+        export_subnet(spec, tmp_path / "out", device="cpu")
+    assert info.value.field == "opset"
+    assert f"opset {opset}" in str(info.value) and f"17..{max_opset()}" in str(info.value)
+    _no_onnx(tmp_path)
+
+
+def test_write_verified_onnx_refuses_the_opset_too(tmp_path: Path) -> None:
+    import torch
+
+    out = tmp_path / "m.onnx"
+    with pytest.raises(SpecError) as info:
+        write_verified_onnx(
+            torch.nn.Conv2d(3, 4, 3), (1, 3, 8, 8), out, torch.randn(1, 3, 8, 8), opset=99
+        )
+    assert info.value.field == "opset"
     _no_onnx(tmp_path)
 
 

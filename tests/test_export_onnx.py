@@ -1,5 +1,6 @@
 """Export of max, min and random subnets to ONNX: the file round-trips through onnxruntime
-(same top-1 on every real val image as PyTorch), the card describes it, writes are atomic."""
+(same top-1 on every real val image as PyTorch), the card describes it, the subnet's BN is
+recalibrated, writes are atomic and a failed re-export leaves the previous ONNX + card pair."""
 
 from __future__ import annotations
 
@@ -22,7 +23,9 @@ from torch import nn
 from gen5nas.data import build_loaders
 from gen5nas.export.export import ExportError, export_subnet, write_verified_onnx
 from gen5nas.export.onnx_card import card_path_for, file_sha256, read_card, verify_card
+from gen5nas.export.prepare import load_and_resolve, prepare_subnet
 from gen5nas.spec.common import DatasetSpec
+from gen5nas.supernet import extract_subnet
 
 
 def _val_loader(digits: Path, resolution: tuple[int, int]):  # type: ignore[no-untyped-def]
@@ -64,8 +67,12 @@ def test_export_round_trips_through_onnxruntime(
     assert verify_card(result.card_path)
     assert card["arch"] == arch.to_yaml_dict()
     assert card["source"]["checkpoint"] == str(checkpoint)
+    assert card["onnx"]["opset"] == 17
     assert card["params"] > 0 and card["macs"] > 0
+    assert card["cost"]["profile"] == spec.profile == "rcar-gen5-npu"
     assert card["cost"]["latency_ms"] > 0 and card["cost"]["energy_mj"] > 0
+    # bnCalibrationBatches (2) train batches of batchSize (32) recomputed the BN statistics.
+    assert card["accuracy"]["inherited_bn_calibration_images"] == 2 * 32
     parity = card["onnx"]["parity"]
     assert parity["max_abs_diff"] <= parity["tolerance"]
 
@@ -74,6 +81,38 @@ def test_export_round_trips_through_onnxruntime(
     top1, n = ort_top1(result.onnx_path, _val_loader(digits, arch.resolution), static_batch=1)
     assert n == card["accuracy"]["val_images"]
     assert abs(top1 - card["accuracy"]["inherited"]) <= 100.0 / n + 1e-9
+
+
+def test_exported_subnet_has_recalibrated_bn(
+    digits: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    """The subnet cut out of the supernet gets BN statistics of its own: every BN layer's
+    running stats differ from the ones extract_subnet copies out of the supernet."""
+    arch = tiny_space().max()
+    spec = export_spec(checkpoint, digits, arch=arch.to_yaml_dict())
+    resolved = load_and_resolve(spec)
+    raw = {
+        name: buf.clone()
+        for name, buf in extract_subnet(resolved.supernet, arch).named_buffers()
+        if name.endswith(("running_mean", "running_var"))
+    }
+    assert raw
+    prepared = prepare_subnet(spec, tmp_path, resolved)
+    assert prepared.bn_images == 2 * 32
+    calibrated = dict(prepared.model.named_buffers())
+    same = [name for name, before in raw.items() if torch.equal(calibrated[name], before)]
+    assert same == []
+
+
+def test_opset_18_export(digits: Path, checkpoint: Path, tmp_path: Path) -> None:
+    arch = tiny_space().min()
+    spec = export_spec(checkpoint, digits, arch=arch.to_yaml_dict(), opset=18)
+    result = export_subnet(spec, tmp_path, device="cpu")
+    model = onnx.load(str(result.onnx_path))
+    assert [o.version for o in model.opset_import if o.domain in ("", "ai.onnx")] == [18]
+    assert result.card["onnx"]["opset"] == 18 and verify_card(result.card_path)
+    parity = result.card["onnx"]["parity"]
+    assert parity["max_abs_diff"] <= parity["tolerance"]
 
 
 def test_dynamic_batch_runs_any_batch_size(digits: Path, checkpoint: Path, tmp_path: Path) -> None:
@@ -131,3 +170,41 @@ def test_card_detects_a_changed_onnx_file(digits: Path, checkpoint: Path, tmp_pa
     data[-1] ^= 0xFF
     result.onnx_path.write_bytes(bytes(data))
     assert not verify_card(result.card_path)
+
+
+@pytest.mark.parametrize("failing", ["macs", "cost"])
+def test_failed_re_export_keeps_the_previous_onnx_and_card(
+    failing: str, digits: Path, checkpoint: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The card's inputs (MACs, cost) are computed before any write: a failure there, on a
+    re-export of another subnet to the same output, leaves the previous pair consistent."""
+    import gen5nas.export.export as export_module
+    import gen5nas.supernet
+
+    out = tmp_path / "model.onnx"
+    space = tiny_space()
+    first = export_subnet(
+        export_spec(checkpoint, digits, arch=space.min().to_yaml_dict(), output=str(out)),
+        tmp_path,
+        device="cpu",
+    )
+    onnx_before, card_before = out.read_bytes(), first.card_path.read_text()
+
+    def broken(*args: object, **kwargs: object) -> None:
+        raise RuntimeError(f"{failing} failed")
+
+    if failing == "macs":
+        monkeypatch.setattr(gen5nas.supernet, "count_macs", broken)
+    else:
+        monkeypatch.setattr(export_module, "estimate_cost", broken)
+    again = export_spec(checkpoint, digits, arch=space.max().to_yaml_dict(), output=str(out))
+    with pytest.raises(RuntimeError, match=f"{failing} failed"):
+        export_subnet(again, tmp_path, device="cpu")
+
+    assert out.read_bytes() == onnx_before
+    assert first.card_path.read_text() == card_before
+    assert read_card(first.card_path)["onnx"]["sha256"] == file_sha256(out)
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "model.card.json",
+        "model.onnx",
+    ]  # no temp file either

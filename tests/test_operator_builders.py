@@ -107,7 +107,9 @@ def test_search_children_estimator_job_and_secret_dsn() -> None:
     parse_model(NASSearchSpec, doc, source="cm")  # still a valid spec
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert dep["spec"]["replicas"] == 3 and c["image"] == "reg/est:1"
-    assert c["command"] == ["gen5nas", "estimator", "serve", "--port", "6000", "6001"]
+    assert c["command"] == [
+        "gen5nas", "estimator", "serve", "--drain-delay", "5", "--port", "6000", "6001"
+    ]  # fmt: skip
     assert c["readinessProbe"]["grpc"] == {"port": 6000} and "grpc" in c["livenessProbe"]
     assert [p["port"] for p in svc["spec"]["ports"]] == [6000, 6001]
     assert svc["spec"]["clusterIP"] == "None"

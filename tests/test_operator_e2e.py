@@ -11,6 +11,7 @@ import secrets
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -19,6 +20,7 @@ from typing import Any
 
 import pytest
 import yaml
+from operator_kit import outputs_attr, write_study
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -181,6 +183,72 @@ class OperatorProcess:
         return self.log.read_text(errors="replace")
 
 
+def event_reasons(cluster: Cluster, name: str) -> set[str]:
+    res = cluster.kubectl(
+        "get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json"
+    )
+    return {e.get("reason") for e in json.loads(res.stdout)["items"]}
+
+
+class History:
+    """Every version of one kind's objects in the namespace from now on, as the API server sends
+    them: watches from a list's resourceVersion, each resuming where the last ended, so no
+    version written after this call is missed (polling could step over a version that carried a
+    finalizer for a moment)."""
+
+    def __init__(self, cluster: Cluster, plural: str) -> None:
+        from kubernetes import client, watch
+
+        api = client.CustomObjectsApi(cluster.kube.api_client())
+        args = ("gen5nas.io", "v1alpha1", cluster.ns, plural)
+        since = api.list_namespaced_custom_object(*args)["metadata"]["resourceVersion"]
+        self.cluster = cluster
+        self.seen: list[dict[str, Any]] = []
+        self.error: BaseException | None = None
+        self._stop = threading.Event()
+
+        def record() -> None:
+            nonlocal since
+            try:
+                while not self._stop.is_set():  # short watches: stop() takes effect soon
+                    stream = watch.Watch().stream(
+                        api.list_namespaced_custom_object, *args, resource_version=since,
+                        timeout_seconds=5,
+                    )  # fmt: skip
+                    for event in stream:
+                        self.seen.append(event["object"])
+                        since = event["object"]["metadata"]["resourceVersion"]
+            except BaseException as exc:  # surfaced by versions()
+                self.error = exc
+
+        self._thread = threading.Thread(target=record, daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def versions(self, kind: str, name: str) -> list[dict[str, Any]]:
+        """All versions of ``name`` up to the one the API server holds now."""
+        current = (self.cluster.get(kind, name) or {})["metadata"]["resourceVersion"]
+
+        def caught_up() -> bool:
+            if self.error is not None:
+                raise AssertionError(f"the watch failed: {self.error!r}")
+            return any(o["metadata"]["resourceVersion"] == current for o in list(self.seen))
+
+        wait_for(f"the watch to reach {kind}/{name}@{current}", caught_up)
+        return [o for o in list(self.seen) if o["metadata"]["name"] == name]
+
+
+def finalizers(versions: list[dict[str, Any]]) -> set[str]:
+    return {f for o in versions for f in o["metadata"].get("finalizers") or []}
+
+
+def phases(versions: list[dict[str, Any]]) -> set[str]:
+    return {(o.get("status") or {}).get("phase") for o in versions} - {None}
+
+
 # ---- fixtures ------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def crds(kube_cluster: Any) -> Any:
@@ -237,6 +305,20 @@ def operator(crds: Any, namespace: str, tmp_path_factory: Any) -> Iterator[Opera
         print(op.text()[-5000:])
 
 
+@pytest.fixture
+def history(cluster: Cluster) -> Iterator[Callable[[str], History]]:
+    """``history(plural)``: a History of that kind, stopped when the test ends."""
+    made: list[History] = []
+
+    def make(plural: str) -> History:
+        made.append(History(cluster, plural))
+        return made[-1]
+
+    yield make
+    for h in made:
+        h.stop()
+
+
 @pytest.fixture(scope="module")
 def dsn(postgres_server: Any, cluster: Cluster) -> str:
     url = postgres_server.new_database("operator")
@@ -290,33 +372,11 @@ def _owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
     return any(r["uid"] == owner["metadata"]["uid"] and r.get("controller") for r in refs)
 
 
-def _write_study(dsn: str, study_name: str, n: int) -> None:
-    """A real study in the layout the search workers write (gen5nas.search.results)."""
-    import optuna
-
-    from gen5nas.search.study import DIRECTIONS, open_storage
-
-    storage = open_storage(dsn)
-    study = optuna.create_study(
-        storage=storage, study_name=study_name, directions=list(DIRECTIONS), load_if_exists=True
-    )
-    for i in range(n):
-        acc, lat = 50.0 + 5 * i, 1.0 + 0.5 * i + (0.9 if i == 2 else 0.0)  # trial 2 dominated
-        study.add_trial(
-            optuna.trial.create_trial(
-                values=[acc, lat],
-                user_attrs={
-                    "accuracy_top1": acc,
-                    "latency_ms": lat,
-                    "energy_mj": lat * 2,
-                    "arch": f"32x32 f16 d{i}11 k333 w16-24-32 l64",
-                },
-            )
-        )
-
-
 # ---- tests ---------------------------------------------------------------------------------
-def test_training_children_status_and_restart(cluster: Cluster, operator: OperatorProcess) -> None:
+def test_training_children_status_and_restart(
+    cluster: Cluster, operator: OperatorProcess, history: Callable[[str], History]
+) -> None:
+    trainings = history("supernettrainings")
     cluster.apply(
         training(
             "st-a",
@@ -359,27 +419,40 @@ def test_training_children_status_and_restart(cluster: Cluster, operator: Operat
     assert st["backend"] == "IndexedJob" and st["checkpoint"].endswith(f"/{cluster.ns}/st-a")
 
     cluster.job_running("st-a-train", active=2)
-    cluster.wait_phase("supernettraining", "st-a", "Running")
+    st = cluster.wait_phase("supernettraining", "st-a", "Running")
+    ready_since = {c["type"]: c for c in st["conditions"]}["Ready"]["lastTransitionTime"]
 
-    operator.stop()  # restart mid-way: no duplicate children, status carries on
+    # Restart mid-way, the Job finishing while no operator runs: reaching Succeeded proves the
+    # new process reconciled, and it made no duplicate children on the way.
+    operator.stop()
+    cluster.job_complete("st-a-train", completions=2, indexed=True)
     operator.start()
-    time.sleep(4)
+    st = cluster.wait_phase("supernettraining", "st-a", "Succeeded")
     selector = f"gen5nas.io/owner-uid={cr['metadata']['uid']}"
     assert [j["metadata"]["name"] for j in cluster.items("jobs", selector)] == ["st-a-train"]
     assert len(cluster.items("configmaps", selector)) == 1
     assert len(cluster.items("services", selector)) == 1
-    assert cluster.status("supernettraining", "st-a")["phase"] == "Running"
-
-    cluster.job_complete("st-a-train", completions=2, indexed=True)
-    st = cluster.wait_phase("supernettraining", "st-a", "Succeeded")
     conds = {c["type"]: c for c in st["conditions"]}
     assert conds["Complete"]["status"] == "True" and conds["Failed"]["status"] == "False"
-    assert conds["Ready"]["lastTransitionTime"]
+    assert conds["Ready"]["status"] == "True"
+    assert conds["Ready"]["lastTransitionTime"] == ready_since  # Ready never flipped
+
+    # Events (core/v1, posted by the operator itself): children created, and phase changes from
+    # both operator processes.
+    wanted = {"Created", "Pending", "Running", "Succeeded"}
+    wait_for(f"events {wanted} on st-a", lambda: wanted <= event_reasons(cluster, "st-a"))
+
+    # No finalizer on any version, active or settled (no kopf timer holds one; the resync loop
+    # is the operator's own), so deleting never waits for the operator.
+    versions = trainings.versions("supernettraining", "st-a")
+    assert {"Pending", "Running", "Succeeded"} <= phases(versions)
+    assert finalizers(versions) == set()
 
 
 def test_search_waits_runs_reports_front_and_cleans_up(
-    cluster: Cluster, operator: OperatorProcess, dsn: str
+    cluster: Cluster, operator: OperatorProcess, dsn: str, history: Callable[[str], History]
 ) -> None:
+    searches = history("nassearches")
     cluster.apply(training("st-b", gpusPerWorker=1))
     cluster.apply(search("nas-b", "st-b"))
     st = cluster.wait_phase("nassearch", "nas-b", "Waiting")
@@ -417,7 +490,7 @@ def test_search_waits_runs_reports_front_and_cleans_up(
     st = cluster.wait_phase("nassearch", "nas-b", "Running")
     study = st["studyName"]
     assert study.startswith(f"{cluster.ns}.nas-b.")
-    _write_study(dsn, study, 4)
+    archs = write_study(dsn, study, 4)
     st = wait_for(
         "trial counts", lambda: (x := cluster.status("nassearch", "nas-b")).get("trials", {})
         .get("complete") == 4 and x,
@@ -426,16 +499,25 @@ def test_search_waits_runs_reports_front_and_cleans_up(
     front = st["front"]
     assert front["size"] == 3 and [e["trial"] for e in front["top"]] == [0, 1, 3]
     assert front["bestAccuracy"] == 65.0 and front["lowestCost"] == 1.0
-    assert front["top"][0]["arch"].startswith("32x32")
-    table = cluster.kubectl("get", "nassearch", "nas-b").stdout
-    assert "Running" in table and "4/6" in table and "65" in table
-
+    assert [e["arch"] for e in front["top"]] == [archs[i].summary() for i in (0, 1, 3)]
+    row = cluster.kubectl("get", "nassearch", "nas-b", "--no-headers").stdout.split()
+    # NAME, Phase, Trials, Front, Best-Acc, Min-Cost, Age
+    assert row[:6] == ["nas-b", "Running", "4/6", "3", "65", "1"], row
+    assert len(row) == 7 and row[6][-1] in "smhd", row
+    write_study(dsn, study, 0, work_dir=st["workDir"])  # the search step's last act
     cluster.job_complete("nas-b-search", completions=1)
     st = cluster.wait_phase("nassearch", "nas-b", "Succeeded")
+    assert st["outputs"] == outputs_attr(st["workDir"])
     assert st["outputs"]["paretoHtml"].endswith(f"/{cluster.ns}/nas-b/pareto_front.html")
     wait_for("estimator removed", lambda: cluster.get("deployment", "nas-b-estimator") is None)
     assert cluster.get("service", "nas-b-estimator") is None
     assert cluster.status("nassearch", "nas-b")["estimator"]["removed"] is True
+    # No deleteStudyOnDelete: no finalizer on any version, Waiting, Running (its trial counts
+    # moved by the resync loop alone: no event touches the CR), Succeeded or after.
+    versions = searches.versions("nassearch", "nas-b")
+    assert {"Waiting", "Pending", "Running", "Succeeded"} <= phases(versions)
+    assert any((o.get("status") or {}).get("progress") == "4/6" for o in versions)
+    assert finalizers(versions) == set()
 
     # the DSN appears nowhere the operator writes
     password = dsn.split(":")[2].split("@")[0]
@@ -486,9 +568,9 @@ def test_delete_removes_children_and_the_study_when_asked(
     cluster.apply(doc)
     job = wait_for("search Job", lambda: cluster.get("job", "nas-d-search"))
     cr = cluster.get("nassearch", "nas-d")
-    assert "gen5nas.io/cleanup-study" in cr["metadata"].get("finalizers", [])
+    assert cr["metadata"].get("finalizers") == ["gen5nas.io/cleanup-study"]  # that one alone
     study = wait_for("study name", lambda: cluster.status("nassearch", "nas-d").get("studyName"))
-    _write_study(dsn, study, 1)
+    write_study(dsn, study, 1)
     assert study in optuna.study.get_all_study_names(dsn)
     cluster.kubectl("delete", "nassearch", "nas-d", "--wait=true", "--timeout=60s")
     assert study not in optuna.study.get_all_study_names(dsn)
@@ -497,6 +579,24 @@ def test_delete_removes_children_and_the_study_when_asked(
         wait_for("deployment gone", lambda: cluster.get("deployment", "nas-d-estimator") is None)
     else:
         assert _owned_by(job, cr)
+
+
+def test_deleting_an_active_resource_needs_no_running_operator(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    cluster.apply(training("st-del", gpusPerWorker=1))
+    wait_for("train Job", lambda: cluster.get("job", "st-del-train"))
+    cluster.job_running("st-del-train")
+    cluster.wait_phase("supernettraining", "st-del", "Running")
+    operator.stop()
+    try:
+        res = cluster.kubectl(
+            "delete", "supernettraining", "st-del", "--wait=true", "--timeout=30s", check=False
+        )
+        assert res.returncode == 0, res.stderr
+        assert cluster.get("supernettraining", "st-del") is None
+    finally:
+        operator.start()
 
 
 # ---- the API server rejects bad manifests --------------------------------------------------
@@ -540,7 +640,10 @@ IMMUTABLE = [
     ("SupernetTraining", lambda s: s.update(searchSpace={"name": "mobilenetv2_sample1"}), "spec.searchSpace is immutable"),
     ("NASSearch", lambda s: s.update(costKey="energy"), "spec.costKey is immutable"),
     ("NASSearch", lambda s: s.update(checkpoint="/elsewhere"), "spec.checkpoint is immutable"),
+    ("NASSearch", lambda s: s.update(searchSpace={"name": "mobilenetv2_tiny"}), "spec.searchSpace is immutable"),
     ("SubnetExport", lambda s: s.update(trial=5), "spec.trial is immutable"),
+    ("SubnetExport", lambda s: s.update(profile="cpu-ort"), "spec.profile is immutable"),
+    ("SubnetExport", lambda s: s.update(hwConfig={"freq_mhz": 800.0}), "spec.hwConfig is immutable"),
 ]  # fmt: skip
 
 

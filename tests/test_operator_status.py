@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import optuna
+from operator_kit import sample_arch, trial_user_attrs
 from optuna.trial import TrialState, create_trial
 
 from gen5nas.spec.search import NASSearchSpec
@@ -64,10 +65,10 @@ def _trial(
     acc: float, lat: float, state: TrialState = TrialState.COMPLETE
 ) -> optuna.trial.FrozenTrial:
     values = [acc, lat] if state == TrialState.COMPLETE else None
+    arch = sample_arch(int(acc))
     return create_trial(
-        state=state, values=values,
-        user_attrs={"accuracy_top1": acc, "latency_ms": lat, "energy_mj": 3 * lat, "arch": f"a{acc}"},
-    )  # fmt: skip
+        state=state, values=values, user_attrs=trial_user_attrs(arch, acc, lat, 3 * lat)
+    )
 
 
 def _numbered(trials: list[optuna.trial.FrozenTrial]) -> list[optuna.trial.FrozenTrial]:
@@ -89,7 +90,8 @@ def test_study_status_counts_and_front() -> None:
     front = st["front"]
     assert [e["trial"] for e in front["top"]] == [1, 0, 3]  # by cost; trial 2 is dominated
     assert front["size"] == 3 and front["bestAccuracy"] == 80 and front["lowestCost"] == 1.0
-    assert front["top"][0]["arch"] == "a60"
+    # the runner's one-line summary, not its arch dict
+    assert front["top"][0]["arch"] == sample_arch(60).summary()
     json.dumps(st)  # status must be JSON
 
 

@@ -4,6 +4,7 @@ others; a rerun skips the finished steps."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -91,6 +92,11 @@ def test_run_end_to_end_and_resume(tmp_path: Path, capsys: pytest.CaptureFixture
     assert sorted(state["search"]["front"]) == front
     best = state["search"]["best_trial"]
     assert best in front
+    # the search's config copy and its <timestamp>/search.log, as `gen5nas search` leaves them
+    assert (search / "search.yaml").read_text() == (tmp_path / "search.yaml").read_text()
+    (search_log,) = search.glob("*/search.log")
+    assert re.fullmatch(r"\d{8}_\d{6}(_\d+)?", search_log.parent.name)
+    assert "search done" in search_log.read_text()
     # 3. the export: the best trade-off, as ONNX, with a card that says so
     onnx_path = Path(state["export"]["onnx"])
     assert onnx_path.is_file() and onnx_path.parent == work / "export"

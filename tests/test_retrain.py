@@ -160,7 +160,9 @@ def test_finetune_of_a_trained_supernet(digits: Path, tmp_path: Path) -> None:
     inherited = outcome.prepared.inherited["accuracy_top1"]
     chance = 100.0 / 10
     assert inherited > 2 * chance  # the supernet learned something: the check below means much
-    assert outcome.retrained["accuracy_top1"] >= inherited
+    # Fine-tuning must not lose accuracy; one image of slack for a near-tie argmax flip.
+    n = int(outcome.prepared.inherited["images"])
+    assert outcome.retrained["accuracy_top1"] >= inherited - 100.0 / n - 1e-9
 
 
 @pytest.mark.slow

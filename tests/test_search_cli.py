@@ -51,16 +51,26 @@ def _complete(storage: str, name: str = "t") -> list[tuple[int, list[float]]]:
 
 
 def test_search_writes_consistent_outputs_and_resumes(
-    tmp_path: Path, ckpt: Path, digits: str
+    tmp_path: Path, ckpt: Path, digits: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     manifest = _manifest(tmp_path, digits)
     work = tmp_path / "work"
-    argv = ["search", "-f", str(manifest), "--checkpoint", str(ckpt), "--work-dir", str(work)]
+    monkeypatch.chdir(tmp_path)  # a relative --work-dir: the recorded outputs are absolute
+    argv = ["search", "-f", str(manifest), "--checkpoint", str(ckpt), "--work-dir", "work"]
     assert main([*argv, "--max-trials", "5"]) == 0
     storage = f"sqlite:///{work / 'study.db'}"
     study = optuna.load_study(study_name="t", storage=storage)
     rows = check_outputs(work, study, "latency")
     assert sum(r["state"] == "COMPLETE" for r in rows) == 5
+    # What was written is recorded in the study, as the operator's status.outputs reads it.
+    assert study.user_attrs["outputs"] == {
+        "paretoHtml": str(work / "pareto_front.html"),
+        "paretoPng": str(work / "pareto_front.png"),
+        "subnetsCsv": str(work / "subnets.csv"),
+        "studyPkl": str(work / "study.pkl"),
+        "fixSubnets": f"{work / 'fix_subnets'}/",
+    }
+    assert all(Path(p).exists() for p in study.user_attrs["outputs"].values())
     assert (work / "nassearch.yaml").is_file()  # the config copy
     logs = list(work.glob("*/search.log"))
     assert logs and "search done" in logs[0].read_text()
@@ -118,6 +128,45 @@ def test_two_worker_processes_share_one_sqlite_study(
     (log,) = work.glob("*/search.log")  # both workers' progress lines are in the run's log
     text = log.read_text()
     assert "worker-0: trial" in text and "worker-1: trial" in text
+
+
+def test_a_seed_style_manifest_parses_to_the_same_spec(tmp_path: Path) -> None:
+    """The seed's snake_case names (and max_epochs for the trial budget) are accepted."""
+    from gen5nas.spec.common import load_spec
+    from gen5nas.spec.search import KIND, CostKey
+
+    seed = tmp_path / "seed.yaml"
+    seed.write_text(
+        """
+apiVersion: gen5nas.io/v1alpha1
+kind: NASSearch
+metadata: {name: seed}
+spec:
+  dataset: {kind: digits}
+  max_epochs: 300
+  cost_key: energy
+  estimator:
+    servers: [{host: est.local, ports: [50051, 50052]}]
+    hw_config: {clock_mhz: 1000, sram_kib: 2048}
+  constraints: {max_latency_ms: 4.5}
+"""
+    )
+    _, spec = load_spec(seed, KIND, NASSearchSpec)
+    assert spec.max_trials == 300
+    assert spec.cost_key == CostKey.energy
+    assert spec.estimator.hw_config == {"clock_mhz": 1000.0, "sram_kib": 2048.0}
+    assert [(s.host, s.ports) for s in spec.estimator.servers] == [("est.local", [50051, 50052])]
+    assert spec.constraints.max_latency_ms == 4.5 and spec.constraints.max_energy_mj is None
+    # The same search in the operator's camelCase names is the same spec.
+    camel = tmp_path / "camel.yaml"
+    camel.write_text(
+        seed.read_text()
+        .replace("max_epochs", "maxTrials")
+        .replace("cost_key", "costKey")
+        .replace("hw_config", "hwConfig")
+        .replace("max_latency_ms", "maxLatencyMs")
+    )
+    assert load_spec(camel, KIND, NASSearchSpec)[1] == spec
 
 
 def _run_bad(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:

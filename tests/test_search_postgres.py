@@ -81,34 +81,77 @@ def test_two_workers_share_one_study(postgres_server, tmp_path: Path, ckpt: Path
     check_outputs(work, optuna.load_study(study_name="t", storage=storage), "latency")
 
 
+def _study_trials(storage: str) -> list[optuna.trial.FrozenTrial]:
+    try:
+        return _trials(storage)
+    except KeyError:  # the study does not exist yet
+        return []
+
+
+def _running_with_params(storage: str) -> list[optuna.trial.FrozenTrial]:
+    return [t for t in _study_trials(storage) if t.state == TrialState.RUNNING and t.params]
+
+
+def _children(pid: int) -> list[int]:
+    """Process ids of ``pid``'s children (Linux /proc; psutil is not a dependency)."""
+    out: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            out += [int(c) for c in (task / "children").read_text().split()]
+        except (FileNotFoundError, ProcessLookupError):  # a thread that just ended
+            continue
+    return out
+
+
+def _spawned_workers(pid: int) -> list[int]:
+    """The search worker processes of a `gen5nas search --workers N` (not the resource
+    tracker that multiprocessing also starts)."""
+    workers = []
+    for child in _children(pid):
+        try:
+            cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        if b"spawn_main" in cmdline:
+            workers.append(child)
+    return workers
+
+
 def test_a_killed_worker_loses_nothing(postgres_server, tmp_path: Path, ckpt: Path) -> None:  # type: ignore[no-untyped-def]
     storage = postgres_server.new_database()
     work = tmp_path / "work"
     manifest = _manifest(tmp_path, maxTrials=8, evaluation={"calibBatches": 4})
     cmd = _command(manifest, ckpt, work, storage)
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
     killed: list[optuna.trial.FrozenTrial] = []
-    try:
-        deadline = time.monotonic() + 300
-        while time.monotonic() < deadline and proc.poll() is None:
-            try:
-                trials = _trials(storage)
-            except KeyError:  # the study does not exist yet
-                trials = []
-            running = [t for t in trials if t.state == TrialState.RUNNING and t.params]
-            if sum(t.state == TrialState.COMPLETE for t in trials) >= 3 and running:
-                os.kill(proc.pid, signal.SIGKILL)  # mid-trial: no chance to clean up
-                proc.wait(timeout=30)
-                killed = running
-                break
-            time.sleep(0.05)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert killed, f"never caught a trial running; worker stderr: {proc.stderr.read()[-2000:]}"
+    stderr = ""
+    # A kill can land just after a trial finished: what counts is what is RUNNING once the
+    # process is gone. Nothing running then: run the command again (the study resumes) and
+    # kill it again.
+    for attempt in range(4):
+        err_path = tmp_path / f"stderr-{attempt}.log"
+        with err_path.open("w") as err:
+            proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=err, text=True)
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline and proc.poll() is None:
+                trials = _study_trials(storage)
+                running = [t for t in trials if t.state == TrialState.RUNNING and t.params]
+                if sum(t.state == TrialState.COMPLETE for t in trials) >= 3 and running:
+                    os.kill(proc.pid, signal.SIGKILL)  # mid-trial: no chance to clean up
+                    break
+                time.sleep(0.05)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(timeout=30)
+        stderr = err_path.read_text()
+        killed = _running_with_params(storage)  # now, with the process gone
+        if killed:
+            break
+        assert proc.returncode != 0, f"finished before a trial was caught running: {stderr[-2000:]}"
+    assert killed, f"never caught a trial running; worker stderr: {stderr[-2000:]}"
     before = {t.number: t.values for t in _trials(storage) if t.state == TrialState.COMPLETE}
-    assert any(t.state == TrialState.RUNNING for t in _trials(storage))  # stuck, for now
+    assert len(before) < 8
 
     again = subprocess.run(cmd, capture_output=True, text=True, timeout=400)
     assert again.returncode == 0, again.stderr[-3000:]
@@ -129,4 +172,44 @@ def test_a_killed_worker_loses_nothing(postgres_server, tmp_path: Path, ckpt: Pa
         all(t.params.get(k) == v for k, v in lost.params.items()) and t.number > lost.number
         for t in complete.values()
     )
+    check_outputs(work, optuna.load_study(study_name="t", storage=storage), "latency")
+
+
+def test_a_killed_worker_process_of_several_is_covered_by_the_others(  # type: ignore[no-untyped-def]
+    postgres_server, tmp_path: Path, ckpt: Path
+) -> None:
+    storage = postgres_server.new_database()
+    work = tmp_path / "work"
+    manifest = _manifest(tmp_path, maxTrials=8, evaluation={"calibBatches": 4})
+    err_path = tmp_path / "stderr.log"
+    with err_path.open("w") as err:
+        proc = subprocess.Popen(
+            _command(manifest, ckpt, work, storage, "--workers", "2"),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+            text=True,
+        )
+    victim = None
+    try:
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and proc.poll() is None:
+            workers = _spawned_workers(proc.pid)
+            if len(workers) == 2 and _running_with_params(storage):
+                victim = workers[-1]
+                os.kill(victim, signal.SIGKILL)  # one worker, mid-search; its peer goes on
+                break
+            time.sleep(0.05)
+        assert victim is not None, f"never caught both workers running: {err_path.read_text()}"
+        proc.wait(timeout=400)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    stderr = err_path.read_text()
+    assert proc.returncode == 0, stderr[-3000:]
+    assert "search workers died" in stderr and str(-signal.SIGKILL) in stderr
+    trials = _trials(storage)
+    assert len([t for t in trials if t.state == TrialState.COMPLETE]) == 8
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+    # The outputs were written after the kill, from the finished study.
     check_outputs(work, optuna.load_study(study_name="t", storage=storage), "latency")

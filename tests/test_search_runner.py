@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+import re
 import time
 from pathlib import Path
 
@@ -143,3 +145,42 @@ def test_constraints_keep_infeasible_trials_off_the_front(tmp_path: Path) -> Non
         t.number for t in _get_feasible_trials(study.get_trials(states=[TrialState.COMPLETE]))
     }
     assert feasible == {r.number for r in records if r.feasible}
+
+
+def test_the_progress_line_counts_the_study_and_shows_the_front(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    space = tiny_space()
+    study = _study(tmp_path)
+    evaluate = FailingFor(lambda a: a.resolution == (32, 24), "odd shape")
+    caplog.set_level(logging.INFO, logger="gen5nas.search.runner")
+    Worker(study, space, evaluate, "latency", 6, name="w7", max_consecutive_failures=50).run()
+    line = re.compile(
+        r"^w7: trial (\d+) (.+) \| study (\d+)/6 complete, (\d+) failed \| w7 ([\d.]+) "
+        r"trials/min \| front (\d+): (.+)$"
+    )
+    found = [line.match(r.getMessage()) for r in caplog.records if "trials/min" in r.message]
+    assert found and all(found), [r.getMessage() for r in caplog.records]
+    matches = [m for m in found if m is not None]
+    by_number = {t.number: t for t in study.trials}
+    complete = failed = 0
+    for m in matches:  # one line per trial, in the order they finished, counting as they go
+        trial = by_number[int(m[1])]
+        if trial.state == TrialState.COMPLETE:
+            complete += 1
+            assert m[2] == (
+                f"top-1 {trial.user_attrs['accuracy_top1']:.2f}% "
+                f"latency_ms {trial.user_attrs['latency_ms']:.4g}"
+            )
+        else:
+            failed += 1
+            assert m[2] == "FAIL"
+        assert (int(m[3]), int(m[4])) == (complete, failed)
+        assert float(m[5]) > 0 or complete == 0
+    assert complete == 6 and failed == len(study.get_trials(states=[TrialState.FAIL])) > 0
+    last = matches[-1]
+    front = [r for r in collect(study.trials, space, "latency") if r.pareto]
+    assert int(last[6]) == len(front) > 0
+    shown = [int(n) for n in re.findall(r"#(\d+) ", last[7])]
+    assert shown and set(shown) <= {r.number for r in front}  # up to 3 front points
+    assert len(shown) == min(3, len(front))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import sqlite3
 from pathlib import Path
 
 import optuna
@@ -73,6 +74,31 @@ def test_sqlite_default_resumes_the_same_study(tmp_path: Path) -> None:
     assert [(t.number, t.values) for t in complete[:4]] == before
 
 
+def test_a_waiting_trial_goes_to_one_sqlite_worker_only(tmp_path: Path) -> None:
+    """SQLite ignores SELECT ... FOR UPDATE, which Optuna relies on when it hands a WAITING
+    trial to a worker: every transaction must take the write lock when it begins, so that no
+    other worker can read the trial as WAITING between this one's read and its write."""
+    url = default_storage_url(tmp_path)
+    storage = open_storage(url, StorageSpec())
+    study = open_study(storage, "s", optuna.samplers.RandomSampler(seed=0), _identity())
+    study.enqueue_trial({})
+    (waiting,) = study.get_trials(deepcopy=False)
+    other = open_storage(url, StorageSpec())  # a second worker's connection
+    with storage.engine.connect() as conn, conn.begin():
+        state = conn.exec_driver_sql(
+            "SELECT state FROM trials WHERE trial_id = ?", (waiting._trial_id,)
+        ).scalar_one()
+        assert state == "WAITING"
+        # While this transaction (only a read so far) is open, the other worker cannot write.
+        probe = sqlite3.connect(str(tmp_path / "study.db"), timeout=0, isolation_level=None)
+        with pytest.raises(sqlite3.OperationalError, match="locked"):
+            probe.execute("BEGIN IMMEDIATE")
+        probe.close()
+    # Once it is committed the other worker gets the trial, exactly once.
+    assert other.set_trial_state_values(waiting._trial_id, optuna.trial.TrialState.RUNNING)
+    assert not storage.set_trial_state_values(waiting._trial_id, optuna.trial.TrialState.RUNNING)
+
+
 @pytest.mark.parametrize(
     ("identity", "what"),
     [(_identity("mobilenetv2_sample1"), "space"), (_identity(cost_key="energy"), "cost_key")],
@@ -101,3 +127,30 @@ def test_a_foreign_study_is_refused(tmp_path: Path) -> None:
 def test_grace_period_must_exceed_heartbeat() -> None:
     with pytest.raises(ValueError, match="gracePeriodS"):
         StorageSpec(heartbeat_interval_s=10, grace_period_s=5)
+
+
+def test_database_engines_check_connections_and_bound_their_pool() -> None:
+    """Every worker holds at most pool_size + max_overflow connections to a shared database,
+    each checked before use (a restarted database or an idle timeout fails no trial)."""
+    import sqlalchemy
+    from sqlalchemy.engine import make_url
+
+    from gen5nas.search.study import _engine_kwargs
+
+    url = make_url("postgresql+psycopg2://u:p@db.example:5432/optuna")
+    kwargs = _engine_kwargs(url)
+    assert kwargs["pool_pre_ping"] is True
+    assert kwargs["pool_size"] + kwargs["max_overflow"] <= 4
+    assert kwargs["connect_args"]["connect_timeout"] > 0
+    engine = sqlalchemy.create_engine(url, **kwargs)  # SQLAlchemy takes them (no connection yet)
+    try:
+        assert engine.pool._pre_ping  # type: ignore[attr-defined]
+        assert engine.pool.size() == kwargs["pool_size"]  # type: ignore[attr-defined]
+        assert engine.pool._max_overflow == kwargs["max_overflow"]  # type: ignore[attr-defined]
+    finally:
+        engine.dispose()
+    mysql = _engine_kwargs(make_url("mysql+pymysql://u:p@db/optuna"))
+    assert mysql["pool_pre_ping"] is True and "connect_args" not in mysql
+    # SQLite: a file shared by local processes, no pool to bound; its own connection settings.
+    sqlite = _engine_kwargs(make_url("sqlite:////tmp/x/study.db"))
+    assert set(sqlite) == {"creator"}

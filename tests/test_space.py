@@ -70,8 +70,8 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], Any], str, str]] = [
     (
         "table misses a depth",
         lambda d: setting(d)["expand_ratio"][3].pop("2"),
-        "arch_setting",
-        "expand_ratio[3] has no ratio for num_blocks [2]",
+        "arch_setting.expand_ratio[3]",
+        "has no ratio for num_blocks [2] (stage 3 allows num_blocks [1, 2, 3]",
     ),
     (
         "empty table",
@@ -83,7 +83,14 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], Any], str, str]] = [
         "non-positive ratio",
         lambda d: setting(d)["expand_ratio"].__setitem__(0, {"1": 0}),
         "arch_setting.expand_ratio[0]",
-        "positive",
+        "ratio for num_blocks=1 is 0.0; allowed: a number >= 1",
+    ),
+    (
+        # The supernet builds no expand conv below ratio 1: it would silently run ratio 1.
+        "ratio below 1",
+        lambda d: setting(d)["expand_ratio"].__setitem__(2, {"1": 3, "2": 0.5}),
+        "arch_setting.expand_ratio[2]",
+        "ratio for num_blocks=2 is 0.5; allowed: a number >= 1",
     ),
     (
         "zero channels",
@@ -130,8 +137,8 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], Any], str, str]] = [
     (
         "stage lists differ",
         lambda d: setting(d)["stride"].pop(),
-        "arch_setting",
-        "stride has 6 entries but num_blocks has 7",
+        "arch_setting.stride",
+        "has 6 entries but num_blocks has 7",
     ),
     (
         "bad stride",
@@ -163,6 +170,20 @@ def test_invalid_space_names_the_field(case: str) -> None:
     message = str(info.value)
     assert message.startswith("space.yaml: invalid spec")
     assert f"{field}: " in message and words in message
+
+
+def test_cross_field_errors_use_the_given_spelling_and_list_every_stage() -> None:
+    data = TINY.model_dump(mode="json", by_alias=True)
+    data["archSetting"]["expandRatio"][3].pop("2")
+    data["archSetting"]["expandRatio"][5].pop("1")
+    with pytest.raises(SpecError) as info:
+        parse_model(SearchSpace, data)
+    assert info.value.field == "archSetting.expandRatio[3]"
+    lines = str(info.value).splitlines()[1:]
+    assert [line.split(":")[0].strip() for line in lines] == [
+        "archSetting.expandRatio[3]",
+        "archSetting.expandRatio[5]",
+    ]
 
 
 def test_the_unmodified_space_is_valid() -> None:

@@ -143,3 +143,16 @@ def test_a_work_dir_means_its_best_max_subnet_for_search_and_export(tmp_path: Pa
     assert ckpt.supernet_checkpoint(tmp_path).name == "epoch_3.pth"  # no best: the pointer
     with pytest.raises(CheckpointError, match="not found"):
         ckpt.supernet_checkpoint(tmp_path / "missing")
+
+
+def test_ranks_that_found_different_resume_points_are_refused(tmp_path: Path) -> None:
+    ckpt.check_resume_points([(2, 30), (2, 30)], tmp_path)  # a shared work dir: agreed
+    ckpt.check_resume_points([None, None], tmp_path)  # a fresh start everywhere
+    with pytest.raises(CheckpointError) as err:
+        ckpt.check_resume_points([(2, 30), None, (1, 15)], tmp_path)
+    message = str(err.value)
+    assert "rank 0: epoch 2, iteration 30" in message
+    assert "rank 1: no checkpoint" in message and "rank 2: epoch 1, iteration 15" in message
+    assert "filesystem every node shares" in message and str(tmp_path) in message
+    with pytest.raises(CheckpointError, match=r"rank 1: unreadable \(.*dangling"):
+        ckpt.check_resume_points([(2, 30), "pointer dangling"], tmp_path)

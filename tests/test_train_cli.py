@@ -87,3 +87,23 @@ def test_outputs_and_a_foreign_checkpoint_refused(data: Path, tmp_path: Path, ca
     assert "different search space" in err
     assert "arch_setting.last_num_out_channels[1]" in err and "128" in err and "192" in err
     assert (work / "epoch_1.pth").read_bytes() == before
+
+
+def test_the_manifest_may_be_the_work_dirs_own_copy(
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`-f work/tiny.yaml --work-dir work` (rerunning from the copy the first run left) must
+    not try to copy the file onto itself; every run gets its own log folder."""
+    torch.set_num_threads(1)
+    monkeypatch.chdir(tmp_path)
+    Path("work").mkdir()
+    spec = tiny_spec(data, schedule={"epochs": 1, "maxItersPerEpoch": 1}, deterministic=False)
+    manifest = write_manifest(Path("work/tiny.yaml"), spec)
+    before = manifest.read_text()
+    args = ["train", "-f", "work/tiny.yaml", "--work-dir", "work", "--device", "cpu"]
+    assert main(args) == 0
+    assert main(args) == 0  # the rerun resumes: nothing left to train
+    assert manifest.read_text() == before
+    log_dirs = [p for p in Path("work").iterdir() if p.is_dir() and p.name[:8].isdigit()]
+    assert len(log_dirs) == 2
+    assert all((d / "train.log").exists() for d in log_dirs)

@@ -19,9 +19,9 @@ from train_helpers import cli_env, gen5nas_cmd, tiny_spec, write_manifest
 
 from gen5nas.data import write_synthetic
 from gen5nas.spec.training import SupernetTrainingSpec
-from gen5nas.train.checkpoint import last_checkpoint, read_checkpoint
+from gen5nas.train.checkpoint import BEST_PREFIX, last_checkpoint, read_checkpoint
 from gen5nas.train.job import run_supernet_training
-from gen5nas.train.trainer import TrainResult
+from gen5nas.train.trainer import Trainer, TrainResult
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +97,61 @@ def test_resume_from_a_mid_epoch_checkpoint_matches_too(
     assert uninterrupted.last_checkpoint is not None and resumed.last_checkpoint is not None
     _assert_same_final_state(uninterrupted.last_checkpoint, resumed.last_checkpoint)
     assert not list(tmp_path.glob("iter_*.pth"))  # superseded by the epoch checkpoints
+
+
+def test_a_kill_while_linking_the_best_file_leaves_the_pointer_behind(
+    data: Path, uninterrupted: TrainResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    torch.set_num_threads(1)
+    spec = _spec(data)
+
+    def killed(self: Trainer, source: Path, epoch: int) -> Path:
+        raise KeyboardInterrupt(f"killed while linking the best file of epoch {epoch}")
+
+    monkeypatch.setattr(Trainer, "_link_best", killed)
+    with pytest.raises(KeyboardInterrupt, match="epoch 1"):
+        run_supernet_training(spec, tmp_path, device="cpu")
+    monkeypatch.undo()
+    # epoch_1.pth (whose best is epoch 1) is written, but nothing points at it yet.
+    assert (tmp_path / "epoch_1.pth").exists() and last_checkpoint(tmp_path) is None
+
+    resumed = run_supernet_training(spec, tmp_path, device="cpu")
+    assert uninterrupted.best_checkpoint is not None and resumed.best_checkpoint is not None
+    assert resumed.best_checkpoint.name == uninterrupted.best_checkpoint.name
+    assert resumed.best_checkpoint.exists()
+    assert resumed.last_checkpoint is not None and uninterrupted.last_checkpoint is not None
+    _assert_same_final_state(uninterrupted.last_checkpoint, resumed.last_checkpoint)
+
+
+def test_a_checkpoint_whose_best_file_was_lost_gets_it_relinked_on_resume(
+    data: Path, uninterrupted: TrainResult, tmp_path: Path
+) -> None:
+    """Older versions linked the best file after moving the pointer: a kill in between left a
+    checkpoint naming a best epoch with no best file, which no later run recreated."""
+    torch.set_num_threads(1)
+    spec = _spec(data)
+    with pytest.raises(KeyboardInterrupt):
+        run_supernet_training(spec, tmp_path, hooks=(_interrupt_at(4),), device="cpu")
+    pointed = last_checkpoint(tmp_path)
+    assert pointed is not None
+    best_epoch = read_checkpoint(pointed)["best"]["epoch"]
+    best = tmp_path / f"{BEST_PREFIX}{best_epoch}.pth"
+    best.unlink()  # the state that kill left
+
+    relinked: list[bool] = []
+
+    def check(ctx, out) -> None:  # first step of the resumed run: the repair ran before it
+        if not relinked:
+            relinked.append(best.exists() and best.samefile(tmp_path / f"epoch_{best_epoch}.pth"))
+
+    resumed = run_supernet_training(spec, tmp_path, hooks=(check,), device="cpu")
+    assert relinked == [True]
+    assert uninterrupted.best_checkpoint is not None and resumed.best_checkpoint is not None
+    assert resumed.best_checkpoint.name == uninterrupted.best_checkpoint.name
+    assert resumed.best_checkpoint.exists()
+    assert sorted(p.name for p in tmp_path.glob(f"{BEST_PREFIX}*")) == [
+        uninterrupted.best_checkpoint.name
+    ]
 
 
 def test_a_finished_run_reruns_as_a_no_op(data: Path, uninterrupted: TrainResult) -> None:

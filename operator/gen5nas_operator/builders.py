@@ -386,7 +386,8 @@ def estimator_children(owner: Owner, spec: NASSearchSpec, settings: Settings) ->
     the seed's server) and a headless Service so the client sees every replica."""
     est = spec.estimator
     ports = list(est.ports)
-    command = ["gen5nas", "estimator", "serve", "--port", *[str(p) for p in ports]]
+    # On SIGTERM: NOT_SERVING for 5 s (endpoints and clients move off) before draining.
+    command = ["gen5nas", "estimator", "serve", "--drain-delay", "5", "--port", *map(str, ports)]
     probe = {"grpc": {"port": ports[0]}, "periodSeconds": 10, "timeoutSeconds": 5}
     container = {
         "name": "estimator",

@@ -187,6 +187,7 @@ KINDS: list[Kind] = [
         short_names=["nas"],
         spec_model=NASSearchSpec,
         immutable=[
+            "searchSpace",
             "supernetTraining",
             "checkpoint",
             "dataset",
@@ -229,6 +230,8 @@ KINDS: list[Kind] = [
             "dynamicBatch",
             "dataset",
             "retrain",
+            "profile",
+            "hwConfig",
         ],
         columns=[
             _PHASE_COL,

@@ -16,6 +16,7 @@ from kubernetes.client.exceptions import ApiException
 PLURALS = {
     "ConfigMap": "configmaps",
     "Secret": "secrets",
+    "Event": "events",
     "Service": "services",
     "Pod": "pods",
     "Job": "jobs",
@@ -32,8 +33,10 @@ def _base(api_version: str) -> str:
     return f"/api/{api_version}" if "/" not in api_version else f"/apis/{api_version}"
 
 
-def path(api_version: str, kind: str, namespace: str, name: str | None = None) -> str:
-    out = f"{_base(api_version)}/namespaces/{namespace}/{PLURALS[kind]}"
+def path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
+    """An object's or a collection's URL; namespace None: the collection in every namespace."""
+    scope = f"/namespaces/{namespace}" if namespace is not None else ""
+    out = f"{_base(api_version)}{scope}/{PLURALS[kind]}"
     return f"{out}/{name}" if name else out
 
 
@@ -129,11 +132,11 @@ class Kube:
             raise
 
     def list(
-        self, api_version: str, kind: str, namespace: str, label_selector: str
+        self, api_version: str, kind: str, namespace: str | None, label_selector: str = ""
     ) -> list[dict[str, Any]]:
-        out = self._call(
-            "GET", path(api_version, kind, namespace), query=[("labelSelector", label_selector)]
-        )
+        """Objects of ``kind`` in ``namespace`` (None: every namespace), by label when given."""
+        query = [("labelSelector", label_selector)] if label_selector else []
+        out = self._call("GET", path(api_version, kind, namespace), query=query)
         return list(out.get("items") or [])
 
     def secret_value(self, namespace: str, name: str, key: str) -> str | None:

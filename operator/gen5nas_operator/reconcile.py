@@ -1,6 +1,7 @@
 """One reconcile per kind: read the world, make the children that are missing (by name: a
-restart creates no duplicates), and return the status the resource should have. The handlers
-call these from create/resume/update handlers and a timer; they post events for what changed.
+restart creates no duplicates), and return the status the resource should have. The kopf
+create/resume/update handlers and the resync loop (resync.py) call these; resync.apply posts
+events for what changed and patches the status.
 """
 
 from __future__ import annotations
@@ -26,6 +27,11 @@ from gen5nas_operator.settings import Settings
 from gen5nas_operator.study import StudyUnavailable, read_trials
 
 log = logging.getLogger(__name__)
+
+# The study user attr the search step sets once it has written its outputs: status key ->
+# absolute path. A search Job that completed without it did not finish its work.
+OUTPUTS_ATTR = search_outputs.OUTPUTS_ATTR
+OUTPUT_KEYS = tuple(search_outputs.OUTPUT_STATUS_KEYS.values())
 
 
 @dataclass
@@ -236,6 +242,7 @@ def reconcile_search(kube: Kube, settings: Settings, body: dict[str, Any]) -> Ou
     }
     study_error = ""
     complete = 0
+    recorded: dict[str, Any] = {}
     try:
         found = read_trials(dsn, study)
     except StudyUnavailable as exc:
@@ -244,14 +251,22 @@ def reconcile_search(kube: Kube, settings: Settings, body: dict[str, Any]) -> Ou
         trials, attrs = found
         st.update(s.study_status(trials, spec, settings.front_top))
         complete = st["trials"]["complete"]
-        if isinstance(attrs.get("outputs"), dict):  # the search records what it wrote
-            st["outputs"].update({k: str(v) for k, v in attrs["outputs"].items()})
+        if isinstance(attrs.get(OUTPUTS_ATTR), dict):  # the search records what it wrote
+            recorded = attrs[OUTPUTS_ATTR]
+            st["outputs"].update({k: str(v) for k, v in recorded.items()})
 
     phase, reason, message = job_state.phase, job_state.reason, job_state.message
     if phase == s.SUCCEEDED and complete == 0:
         phase, reason = s.FAILED, "NoCompleteTrials"
         message = study_error or (
             f"the search Job completed but study {study} has no complete trial, so no outputs"
+        )
+    elif phase == s.SUCCEEDED and (missing := [k for k in OUTPUT_KEYS if not recorded.get(k)]):
+        phase, reason = s.FAILED, "NoOutputs"
+        message = (
+            f"the search Job completed but study {study} does not record its outputs "
+            f"(study user attr {OUTPUTS_ATTR!r} lacks {', '.join(missing)}; the search step "
+            "sets it after writing them): see the search Job's logs"
         )
     elif phase == s.RUNNING and study_error:
         message = study_error
@@ -378,3 +393,14 @@ RECONCILERS: dict[str, Callable[[Kube, Settings, dict[str, Any]], Outcome]] = {
     "NASSearch": reconcile_search,
     "SubnetExport": reconcile_export,
 }
+
+
+def run(kind: str, kube: Kube, settings: Settings, body: dict[str, Any]) -> Outcome:
+    """``kind``'s reconcile; an error only a user can fix (e.g. a child's name taken by a
+    stranger: NameConflict) becomes Failed with the error's class as the reason."""
+    try:
+        return RECONCILERS[kind](kube, settings, body)
+    except Gen5NasError as exc:
+        old = body.get("status") or {}
+        gen = body["metadata"].get("generation")
+        return Outcome(s.phase_status(old, s.FAILED, type(exc).__name__, str(exc), gen))

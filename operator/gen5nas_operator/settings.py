@@ -102,8 +102,9 @@ def configure_kopf(kopf_settings: kopf.OperatorSettings, settings: Settings) -> 
     kopf_settings.watching.connect_timeout = 30
     kopf_settings.watching.reconnect_backoff = 1.0
     kopf_settings.networking.request_timeout = 60
-    # Only warnings and errors become Kubernetes Events; the operator posts its own events for
-    # meaningful transitions (children created, phase changes). Messages never carry the DSN.
+    # Only kopf's own warnings and errors become Kubernetes Events (this level gates kopf.info
+    # and kopf.warn too); the operator posts its transitions (children created/deleted, phase
+    # changes) as core/v1 Events itself (resync.post_event). Messages never carry the DSN.
     kopf_settings.posting.level = logging.WARNING
     # CRDs are installed before the operator starts (the chart's crds/); not watching CRDs and
     # namespaces saves two cluster-wide list/watch permissions.

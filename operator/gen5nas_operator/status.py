@@ -221,7 +221,8 @@ def study_status(trials: Sequence[FrozenTrial], spec: NASSearchSpec, top: int) -
         )
         rec.feasible = is_feasible(rec, constraints)
         records.append(rec)
-        summaries[t.number] = str(ua.get("arch", ""))[:120]
+        # "arch" is the full dict; the runner keeps the one-line form in "arch_summary".
+        summaries[t.number] = str(ua.get("arch_summary", ""))[:120]
     cost_key = spec.cost_key.value
     mark_pareto(records, cost_key)
     front = sorted((r for r in records if r.pareto), key=lambda r: (r.cost(cost_key), -r.accuracy))  # type: ignore[operator]

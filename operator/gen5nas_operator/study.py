@@ -1,5 +1,5 @@
 """Read (and, when asked, delete) a NASSearch's Optuna study. The DSN never leaves this module
-except as ``redact``-ed text; storages are cached per DSN so each timer tick reuses a pool."""
+except as ``redact``-ed text; storages are cached per DSN so each resync pass reuses a pool."""
 
 from __future__ import annotations
 

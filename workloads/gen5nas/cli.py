@@ -40,7 +40,9 @@ def build_parser() -> argparse.ArgumentParser:
         try:
             module = importlib.import_module(name)
         except ModuleNotFoundError as exc:
-            if exc.name is not None and name.startswith(exc.name):
+            # Only the step module (or a package above it) missing means "not there yet". Whole
+            # dotted parts: a failed `import gen5nas.space` inside gen5nas.space_cli must raise.
+            if exc.name is not None and (name == exc.name or name.startswith(exc.name + ".")):
                 continue  # that step does not exist yet
             raise
         module.register(sub)

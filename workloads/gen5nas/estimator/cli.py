@@ -7,9 +7,13 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from gen5nas.errors import Gen5NasError, SpecError
+
+if TYPE_CHECKING:
+    from gen5nas.estimator.calibrate import Sample
+    from gen5nas.estimator.engine import EstimatorEngine
 
 log = logging.getLogger("gen5nas.estimator")
 
@@ -69,7 +73,9 @@ def register(subparsers: Any) -> None:
     c.add_argument("--synthetic", type=int, default=0,
                    help="add N small synthetic convnets (no torch needed)")  # fmt: skip
     c.add_argument("--onnx", nargs="*", default=[], help="more ONNX files to use")
-    c.add_argument("--held-out-onnx", nargs="*", default=[], help="ONNX files used only to test")
+    c.add_argument("--held-out-onnx", nargs="*", default=[],
+                   help="ONNX files used only to test (with --measurements: CSV rows to hold "
+                   "out)")  # fmt: skip
     c.add_argument("--measurements", help="CSV of model,latency_ms measured elsewhere (e.g. on "
                    "the target board); model = path to its ONNX file. Replaces measuring here.")  # fmt: skip
     c.add_argument("--held-out", type=float, default=0.3, help="fraction of models held out")
@@ -222,25 +228,16 @@ def _profiles(args: argparse.Namespace) -> int:
 
 
 def _calibrate(args: argparse.Namespace) -> int:
-    import csv
     import random
 
-    from gen5nas.estimator.calibrate import Sample, calibrate, measure
+    from gen5nas.estimator.calibrate import calibrate, measure
     from gen5nas.estimator.engine import EstimatorEngine
     from gen5nas.estimator.profiles import ProfileRegistry, save_profile
 
     engine = EstimatorEngine(ProfileRegistry(args.profiles))
     profile = engine.registry.get(args.profile)
-    held_only: list[tuple[str, bytes]] = [(Path(f).name, _read(f)) for f in args.held_out_onnx]
     if args.measurements:
-        samples: list[Sample] = []
-        with open(args.measurements, newline="") as f:
-            for row in csv.DictReader(f):
-                if "model" not in row or "latency_ms" not in row:
-                    raise SpecError("needs columns model,latency_ms", "--measurements")
-                data = _read(row["model"])
-                samples.append(Sample(row["model"], engine.analyze(data), float(row["latency_ms"])))
-        held_samples: list[Sample] = []
+        samples, held_samples = _measured_samples(args, engine)
     else:
         models = calibration_models(args.space, args.models, args.synthetic, args.seed)
         models += [(Path(f).name, _read(f)) for f in args.onnx]
@@ -248,6 +245,7 @@ def _calibrate(args: argparse.Namespace) -> int:
             raise SpecError(
                 "need at least 2 models: raise --models/--synthetic or add --onnx", "--models"
             )
+        held_only = [(Path(f).name, _read(f)) for f in args.held_out_onnx]
         samples = measure(models, engine, args.measure_profile, progress=log.info)
         held_samples = measure(held_only, engine, args.measure_profile, progress=log.info)
     rng = random.Random(args.seed)
@@ -269,6 +267,48 @@ def _calibrate(args: argparse.Namespace) -> int:
     print(report.table())
     print(f"wrote {out}  (serve it with: gen5nas estimator serve --profiles {out.parent})")
     return 0
+
+
+def _measured_samples(
+    args: argparse.Namespace, engine: EstimatorEngine
+) -> tuple[list[Sample], list[Sample]]:
+    """(train-or-held-out samples, held-out-only samples) from the --measurements CSV: its rows
+    naming a --held-out-onnx file are held out (their latencies were measured elsewhere, like
+    the rest: measuring them here would compare two machines)."""
+    import csv
+
+    from gen5nas.estimator.calibrate import Sample
+
+    if args.onnx:
+        raise SpecError(
+            "--onnx adds models measured on this machine, which --measurements replaces; "
+            "add them as rows of the CSV instead",
+            "--onnx",
+        )
+    held_paths = {Path(f).resolve(): f for f in args.held_out_onnx}
+    samples: list[Sample] = []
+    held: list[Sample] = []
+    with open(args.measurements, newline="") as f:
+        for row in csv.DictReader(f):
+            if "model" not in row or "latency_ms" not in row:
+                raise SpecError("needs columns model,latency_ms", "--measurements")
+            data = _read(row["model"])
+            sample = Sample(row["model"], engine.analyze(data), float(row["latency_ms"]))
+            is_held = held_paths.pop(Path(row["model"]).resolve(), None) is not None
+            (held if is_held else samples).append(sample)
+    if held_paths:
+        raise SpecError(
+            f"{sorted(held_paths.values())} have no row in {args.measurements}: with "
+            f"--measurements, a held-out model needs its measured latency in the CSV too",
+            "--held-out-onnx",
+        )
+    if len(samples) < 2:
+        raise SpecError(
+            f"{args.measurements} has {len(samples)} rows to fit on (held-out ones aside); "
+            f"need at least 2",
+            "--measurements",
+        )
+    return samples, held
 
 
 def calibration_models(

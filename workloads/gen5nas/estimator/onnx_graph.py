@@ -235,14 +235,62 @@ def analyze_model(
             )
         else:
             resolved[inp.name] = [int(d) for d in dims]  # type: ignore[arg-type]
+    inferred = _infer(model)
+    notes: list[str] = []
+    # Each round can reach one more unknown op (one fed, through known ops, by another).
+    for _ in range(len(graph.node)):
+        assumed = _assume_unknown_op_shapes(inferred.graph)
+        if not assumed:
+            break
+        notes += assumed
+        inferred = _infer(inferred)
+    return _count(inferred, sha256, resolved, notes)
+
+
+def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
     try:
-        inferred = shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
+        return shape_inference.infer_shapes(model, strict_mode=False, data_prop=True)
     except Exception as exc:  # onnx raises several types; all mean the same to a user
         raise InvalidRequest(f"ONNX shape inference failed: {exc}") from None
-    return _count(inferred, sha256, resolved)
 
 
-def _count(model: onnx.ModelProto, sha: str, input_shapes: dict[str, list[int]]) -> GraphWork:
+def _assume_unknown_op_shapes(graph: onnx.GraphProto) -> list[str]:
+    """Give the outputs ONNX inferred nothing for, of ops unknown to the analytical model
+    (custom ops, mostly), their first input's type and shape, so that the tensors downstream get shapes
+    (and bytes, MACs) instead of counting 0. An assumption: right for elementwise-like custom
+    ops (activations, quantisers), wrong for ones that change the shape; each use is noted.
+    Outputs with a partial shape (data-dependent dims) are left alone. Changes ``graph``."""
+    infos = {vi.name: vi for vi in [*graph.input, *graph.value_info, *graph.output]}
+    types = {name: vi.type for name, vi in infos.items()}
+    for t in graph.initializer:
+        types[t.name] = onnx.helper.make_tensor_type_proto(t.data_type, list(t.dims))
+    notes = []
+    for idx, node in enumerate(graph.node):
+        if _kind(node.op_type, node, {}, lambda _: None) != OTHER_KIND or not node.input:
+            continue
+        src = types.get(node.input[0])
+        if src is None or _dims(src) is None:
+            continue
+        filled = []
+        for out in node.output:
+            if not out or (out in infos and _dims(infos[out].type) is not None):
+                continue
+            vi = infos.get(out) or graph.value_info.add(name=out)
+            vi.type.CopyFrom(src)
+            types[out] = vi.type  # an unknown op fed directly by this one is reached now
+            filled.append(out)
+        if filled:
+            name = node.name or f"{node.op_type}_{idx}"
+            notes.append(
+                f"{name}: ONNX shape inference gave {node.op_type}'s outputs {filled} no "
+                f"shape; assumed its first input's shape {_dims(src)}"
+            )
+    return notes
+
+
+def _count(
+    model: onnx.ModelProto, sha: str, input_shapes: dict[str, list[int]], notes: list[str]
+) -> GraphWork:
     graph = model.graph
     shapes: dict[str, list[int | str] | None] = {}
     dtypes: dict[str, int] = {}
@@ -257,7 +305,7 @@ def _count(model: onnx.ModelProto, sha: str, input_shapes: dict[str, list[int]])
     graph_io = {i.name for i in graph.input if i.name not in constant} | {
         o.name for o in graph.output
     }
-    notes: list[str] = []
+    notes = list(notes)
     unknown_shapes: set[str] = set()
 
     def numel(name: str) -> int:

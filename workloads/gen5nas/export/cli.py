@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import logging
 import shutil
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -133,13 +132,15 @@ def spec_from_config(
     overrides: dict[str, Any] = {
         "checkpoint": checkpoint,
         "arch_file": arch_file,
-        "trial": None,
-        "arch": None,
         "input_shape": parse_input_shape(input_shape),
     }
     if kind == "SubnetExport":
-        base = parse_model(SubnetExportSpec, raw, source=f"{config}: spec")
-        data = base.model_dump(by_alias=False, exclude_none=True)
+        # ARCH_YAML is the subnet: the config's own (if any) goes, under either spelling, and
+        # the result is validated once (a config naming no subnet is valid input here).
+        fields = SubnetExportSpec.model_fields
+        replaced = {"trial", "arch", *overrides}
+        keys = {k for name in replaced for k in (name, fields[name].alias)}
+        data = {k: v for k, v in raw.items() if k not in keys}
         data.update(overrides)
     else:
         other: NASSearchSpec | SupernetTrainingSpec = parse_model(  # type: ignore[assignment]
@@ -156,8 +157,9 @@ def spec_from_config(
 
 
 def _log_to_work_dir(work_dir: Path, name: str) -> logging.Handler:
-    log_dir = work_dir / datetime.now().strftime("%Y%m%d_%H%M%S")
-    log_dir.mkdir(parents=True, exist_ok=True)
+    from gen5nas.logdir import new_log_dir
+
+    log_dir = new_log_dir(work_dir)
     handler = logging.FileHandler(log_dir / f"{name}.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     logging.getLogger("gen5nas").addHandler(handler)

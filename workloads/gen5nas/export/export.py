@@ -3,15 +3,16 @@
 ``export_subnet(spec, work_dir)`` runs the whole step: load the supernet checkpoint, resolve
 the subnet (arch file, inline arch or study trial) and check it against the checkpoint's
 space, check the input shape, cut the static subnet out and recalibrate its BN (or take the
-retrained one when ``retrain.enabled``), then :func:`write_verified_onnx` and the card.
+retrained one when ``retrain.enabled``), then :func:`verified_onnx`, the card, and the writes.
 
-Guarantees of :func:`write_verified_onnx`: the model is exported in memory (opset >= 17,
-optionally a dynamic batch axis), passes ``onnx.checker`` with ``full_check=True``, and
-onnxruntime (CPU) run on REAL images agrees with PyTorch within
-``atol x max(1, max |torch|)`` (default ``atol`` 1e-4, see
+Guarantees of :func:`verified_onnx` / :func:`write_verified_onnx`: the model is exported in
+memory (opset 17 up to the newest this torch exports, optionally a dynamic batch axis), passes
+``onnx.checker`` with ``full_check=True``, and onnxruntime (CPU) run on REAL images agrees with
+PyTorch within ``atol x max(1, max |torch|)`` (default ``atol`` 1e-4, see
 :data:`gen5nas.spec.export.DEFAULT_PARITY_ATOL`); only then is the file written, to a temp file
-in the target folder, fsynced and renamed. A failure at any point leaves no ONNX file behind
-(and an older file at the same path untouched).
+in the target folder, fsynced and renamed. ``export_subnet`` also computes the card (cost, MACs)
+before writing anything, then writes the ONNX file and at once its card: a failure at any point
+leaves no new file behind (and an older ONNX + card pair at the same path untouched).
 
 Input-shape policy: the ONNX input is ``N,3,H,W`` with ``(H, W) == arch.resolution``; the
 supernet resizes its inputs, an exported subnet does not (preprocess to the arch's resolution:
@@ -32,13 +33,13 @@ from typing import Any
 import torch
 from torch import nn
 
-from gen5nas.atomic import atomic_write_bytes
+from gen5nas.atomic import atomic_write_bytes, atomic_write_text
 from gen5nas.data import Batch
 from gen5nas.data.transforms import IMAGENET_MEAN, IMAGENET_STD
 from gen5nas.errors import Gen5NasError, SpecError
 from gen5nas.export.input_shape import check_input_shape
-from gen5nas.export.onnx_card import build_card, card_path_for, write_json_atomic
-from gen5nas.spec.export import DEFAULT_PARITY_ATOL, SubnetExportSpec
+from gen5nas.export.onnx_card import build_card, card_json, card_path_for
+from gen5nas.spec.export import DEFAULT_PARITY_ATOL, MIN_OPSET, SubnetExportSpec
 
 log = logging.getLogger(__name__)
 
@@ -126,19 +127,39 @@ def check_parity(
     return report
 
 
-def write_verified_onnx(
+def max_opset() -> int:
+    """The newest opset that both this torch's ONNX exporter writes and onnx's checker knows."""
+    import onnx
+    from torch.onnx import _constants  # no public API names the exporter's range
+
+    return min(int(_constants.ONNX_MAX_OPSET), int(onnx.defs.onnx_opset_version()))
+
+
+def check_opset(opset: int) -> None:
+    """Refuse an opset the exporter cannot write, before any work (torch itself fails only
+    after data loading and BN calibration, with a bare RuntimeError)."""
+    top = max_opset()
+    if not MIN_OPSET <= opset <= top:
+        raise SpecError(
+            f"opset {opset} is not supported; allowed: {MIN_OPSET}..{top} (the newest this "
+            f"torch {torch.__version__} exports)",
+            field="opset",
+        )
+
+
+def verified_onnx(
     model: nn.Module,
     input_shape: tuple[int, int, int, int],
     output: str | Path,
     images: torch.Tensor,
     *,
-    opset: int = 17,
+    opset: int = MIN_OPSET,
     dynamic_batch: bool = False,
     atol: float = DEFAULT_PARITY_ATOL,
 ) -> tuple[bytes, dict[str, Any]]:
-    """Export, check (full checker + parity on ``images``), then atomically write ``output``.
+    """Export in memory and check (full checker + parity on ``images``); writes nothing.
 
-    Returns the ONNX bytes and the card's ``onnx`` section.
+    Returns the ONNX bytes and the card's ``onnx`` section (``output`` names the file there).
     """
     import onnx
 
@@ -148,12 +169,12 @@ def write_verified_onnx(
     output = Path(output)
     if output.suffix != ".onnx":
         raise SpecError(f"{output} must end in .onnx", field="output")
+    check_opset(opset)
     model = model.cpu().eval()
     data = onnx_bytes(model, input_shape, opset=opset, dynamic_batch=dynamic_batch)
     proto = onnx.load_from_string(data)
     written_opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     parity = check_parity(data, model, images, None if dynamic_batch else input_shape[0], atol)
-    atomic_write_bytes(output, data)
     with torch.no_grad():
         out_shape = list(model(torch.zeros(*input_shape)).shape)
     batch: int | str = "batch" if dynamic_batch else input_shape[0]
@@ -169,14 +190,39 @@ def write_verified_onnx(
         "checker": "onnx.checker.check_model(full_check=True)",
         "parity": parity,
     }
+    return data, section
+
+
+def _log_written(output: Path, section: dict[str, Any]) -> None:
     log.info(
         "wrote %s (%d bytes, opset %d): onnxruntime parity max |diff| %.2g on %d real images",
         output,
-        len(data),
-        written_opset,
-        parity["max_abs_diff"],
-        parity["images"],
+        section["bytes"],
+        section["opset"],
+        section["parity"]["max_abs_diff"],
+        section["parity"]["images"],
     )
+
+
+def write_verified_onnx(
+    model: nn.Module,
+    input_shape: tuple[int, int, int, int],
+    output: str | Path,
+    images: torch.Tensor,
+    *,
+    opset: int = MIN_OPSET,
+    dynamic_batch: bool = False,
+    atol: float = DEFAULT_PARITY_ATOL,
+) -> tuple[bytes, dict[str, Any]]:
+    """:func:`verified_onnx`, then atomically write ``output``.
+
+    Returns the ONNX bytes and the card's ``onnx`` section.
+    """
+    data, section = verified_onnx(
+        model, input_shape, output, images, opset=opset, dynamic_batch=dynamic_batch, atol=atol
+    )
+    atomic_write_bytes(output, data)
+    _log_written(Path(output), section)
     return data, section
 
 
@@ -265,6 +311,7 @@ def export_subnet(
 
     work_dir = Path(work_dir)
     check_profile(spec)
+    check_opset(spec.opset)
     # The checks that need no data come first, so bad input fails in a second.
     resolved = load_and_resolve(spec, checkpoint=checkpoint, storage=storage, study_name=study_name)
     input_shape = check_input_shape(resolved.choice.arch, spec.input_shape)
@@ -287,7 +334,9 @@ def export_subnet(
         model = prepared.model
     assert prepared.loaders.val is not None
     images = real_images(prepared.loaders.val, spec.parity_samples)
-    data, onnx_section = write_verified_onnx(
+    # Everything the card needs is computed before any write: a failure on the way leaves
+    # an older ONNX + card pair as it was, never a new ONNX beside a stale card.
+    data, onnx_section = verified_onnx(
         model,
         input_shape,
         out,
@@ -332,5 +381,9 @@ def export_subnet(
             "retrain": retrain_record,
         },
     )
-    card_path = write_json_atomic(card, card_path_for(out))
+    card_text = card_json(card)
+    card_path = card_path_for(out)
+    atomic_write_bytes(out, data)
+    atomic_write_text(card_path, card_text)
+    _log_written(out, onnx_section)
     return ExportResult(out, card_path, card)

@@ -72,10 +72,14 @@ def build_card(
     return card
 
 
+def card_json(data: dict[str, Any]) -> str:
+    """The card's file content (serialised before the ONNX file is written: see export)."""
+    return json.dumps(data, indent=2, default=str) + "\n"
+
+
 def write_json_atomic(data: dict[str, Any], path: str | Path) -> Path:
     """Write ``data`` as JSON via a temp file in the same folder, fsync and rename."""
-    text = json.dumps(data, indent=2, default=str) + "\n"
-    return atomic_write_text(path, text)
+    return atomic_write_text(path, card_json(data))
 
 
 def read_card(path: str | Path) -> dict[str, Any]:

@@ -100,11 +100,15 @@ class Evaluator:
             t1 = time.perf_counter()
             metrics = evaluate_model(model, self.validation, self.device)
             t2 = time.perf_counter()
-        except (Gen5NasError, RuntimeError, ValueError) as exc:
+        except Exception as exc:
+            # Any error of one subnet (an IndexError of a bad arch too) fails that trial, not
+            # the worker; the traceback is logged, the trial keeps the first line as its reason.
             cost.cancel()
-            raise TrialFailed(
-                f"subnet {arch.summary()} could not be evaluated: {_first_line(exc)}"
-            ) from exc
+            log.warning("subnet %s could not be evaluated", arch.summary(), exc_info=True)
+            what = _first_line(exc)
+            if not isinstance(exc, Gen5NasError) and what != type(exc).__name__:
+                what = f"{type(exc).__name__}: {what}"
+            raise TrialFailed(f"subnet {arch.summary()} could not be evaluated: {what}") from exc
         if metrics["images"] == 0:
             raise TrialFailed("no validation image could be scored (check the dataset)")
         try:

@@ -9,6 +9,7 @@ the outputs. Rerunning the same command resumes the study (``load_if_exists``).
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import multiprocessing as mp
 import os
@@ -16,13 +17,13 @@ import shutil
 import signal
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from gen5nas.errors import CheckpointError, Gen5NasError, SpecError
+from gen5nas.logdir import new_log_dir
 from gen5nas.search.results import COST_ATTRS, TrialRecord
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas.spec.space import SearchSpace
@@ -283,10 +284,8 @@ class _FirstBatches:
         self.loader, self.n = loader, n
 
     def __iter__(self) -> Iterator[Any]:
-        for i, batch in enumerate(self.loader):
-            if i >= self.n:
-                break
-            yield batch
+        # islice stops before asking for batch n+1 (a loop with a break would load it).
+        return itertools.islice(self.loader, self.n)
 
 
 def run_worker(settings: SearchSettings, worker_index: int, start: Any = None) -> Any:
@@ -435,8 +434,7 @@ def write_outputs(
 def open_log_dir(work_dir: Path, settings: SearchSettings) -> logging.Handler:
     """The seed's ``<work dir>/<timestamp>/`` log folder (search.log, the resolved config) and
     a copy of the config file in the work dir."""
-    log_dir = work_dir / datetime.now().strftime("%Y%m%d_%H%M%S")
-    log_dir.mkdir(parents=True, exist_ok=True)
+    log_dir = new_log_dir(work_dir)
     handler = logging.FileHandler(log_dir / "search.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
     handler.setLevel(logging.INFO)
@@ -533,6 +531,7 @@ def run_search(settings: SearchSettings) -> SearchResult:
                 spec.sampler.type.value,
                 work_dir,
             )
+            failed: list[tuple[str, int | None]] = []
             if settings.workers == 1:
                 run_worker(settings, 0)
             else:
@@ -540,8 +539,21 @@ def run_search(settings: SearchSettings) -> SearchResult:
 
                 # Generated datasets (digits, synthetic) are written once, before the workers.
                 prepare_dataset(spec.dataset, work_dir, space.max_resolution())
-                _run_processes(settings)
-        records, paths = write_outputs(settings, space, study)
+                failed = _run_processes(settings)
+        # Written whatever the workers did: the study is the truth, stale files are not.
+        try:
+            records, paths = write_outputs(settings, space, study)
+            record_outputs(study, paths)
+        except Exception as exc:
+            if not failed:
+                raise
+            # The workers' failure is the news (a lost database fails both).
+            raise Gen5NasError(
+                f"search workers failed: {failed} (see the log above), and the outputs could "
+                f"not be written: {exc}"
+            ) from exc
+        if failed:
+            _check_failed_workers(failed, records, spec.max_trials)
         front = sorted(
             (r for r in records if r.pareto), key=lambda r: r.cost(spec.cost_key.value) or 0.0
         )
@@ -554,7 +566,8 @@ def run_search(settings: SearchSettings) -> SearchResult:
     return result
 
 
-def _run_processes(settings: SearchSettings) -> None:
+def _run_processes(settings: SearchSettings) -> list[tuple[str, int | None]]:
+    """Run the worker processes; the (name, exit code) of those that did not exit 0."""
     ctx = mp.get_context("spawn")  # no fork of a process holding DB connections and threads
     level = logging.getLogger().getEffectiveLevel()
     start = ctx.Barrier(settings.workers)
@@ -574,12 +587,39 @@ def _run_processes(settings: SearchSettings) -> None:
         for p in procs:
             p.join()
         raise
-    bad = [(p.name, p.exitcode) for p in procs if p.exitcode != 0]
-    if bad:
-        raise Gen5NasError(
-            f"search workers failed: {bad} (see the log above); the study keeps "
-            "every completed trial: rerun the same command to resume"
+    return [(p.name, p.exitcode) for p in procs if p.exitcode != 0]
+
+
+def _check_failed_workers(
+    failed: list[tuple[str, int | None]], records: list[TrialRecord], max_trials: int
+) -> None:
+    """A dead worker's trial is retried by its peers: the search only failed when the budget
+    was not spent."""
+    complete = sum(r.state == "COMPLETE" for r in records)
+    if complete >= max_trials:
+        log.warning(
+            "search workers died: %s (exit codes; negative: killed by that signal); the others "
+            "spent the budget (%d/%d trials complete)",
+            failed,
+            complete,
+            max_trials,
         )
+        return
+    raise Gen5NasError(
+        f"search workers failed: {failed} (see the log above) with {complete}/{max_trials} "
+        "trials complete; the study keeps every completed trial (outputs written): rerun the "
+        "same command to resume"
+    )
+
+
+def record_outputs(study: Any, paths: dict[str, Path]) -> None:
+    """Store the absolute paths written in the study's ``outputs`` user attr: the operator
+    reports them (and takes their presence as the search having written its outputs)."""
+    from gen5nas.search.outputs import OUTPUT_STATUS_KEYS, OUTPUTS_ATTR
+
+    outputs = {key: str(paths[name].resolve()) for name, key in OUTPUT_STATUS_KEYS.items()}
+    outputs["fixSubnets"] += "/"  # a directory, as the operator's default shows it
+    study.set_user_attr(OUTPUTS_ATTR, outputs)
 
 
 def _replace(settings: SearchSettings, **changes: Any) -> SearchSettings:

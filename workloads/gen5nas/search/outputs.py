@@ -31,6 +31,18 @@ PNG_NAME = "pareto_front.png"
 PICKLE_NAME = "study.pkl"
 COST_LABELS = {"latency": "latency (ms)", "energy": "energy (mJ)"}
 
+# What a finished search records in its study, for the operator: the study user attr
+# OUTPUTS_ATTR maps each status.outputs key to the absolute path written (keys of write_all's
+# result -> the operator's status names).
+OUTPUTS_ATTR = "outputs"
+OUTPUT_STATUS_KEYS = {
+    "html": "paretoHtml",
+    "png": "paretoPng",
+    "csv": "subnetsCsv",
+    "pickle": "studyPkl",
+    "fix_subnets": "fixSubnets",
+}
+
 
 def arch_file(work_dir: Path, number: int) -> Path:
     return work_dir / FIX_SUBNETS / f"trial_{number}.yaml"

@@ -104,13 +104,22 @@ def _engine_kwargs(url: URL) -> dict[str, Any]:
 
 def _sqlite_connect(path: str) -> sqlite3.Connection:
     # Several worker processes share the file: wait for the write lock instead of failing.
-    conn = sqlite3.connect(path, timeout=60, check_same_thread=False)
+    # isolation_level=None: the driver emits no BEGIN of its own; _begin_immediate does.
+    conn = sqlite3.connect(path, timeout=60, check_same_thread=False, isolation_level=None)
     # WAL + synchronous=NORMAL: a commit is no longer an fsync (an Optuna trial commits once
     # per parameter, ~25 per trial); a crash of the process loses nothing committed, a power
     # loss at most the last commits. Readers (the operator, outputs) never block the writer.
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute("PRAGMA synchronous=NORMAL")
     return conn
+
+
+def _begin_immediate(conn: sqlalchemy.engine.Connection) -> None:
+    # Optuna hands a WAITING trial to a worker by reading its state and then writing RUNNING,
+    # relying on SELECT ... FOR UPDATE, which SQLite ignores: two workers could both take the
+    # same trial (and one then fails "Cannot tell a COMPLETE trial"). Taking SQLite's write
+    # lock when each transaction begins serialises the read and the write.
+    conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def open_storage(url: str, spec: StorageSpec | None = None) -> RDBStorage:
@@ -121,13 +130,16 @@ def open_storage(url: str, spec: StorageSpec | None = None) -> RDBStorage:
         Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
     try:
         with quiet_experimental():
-            return RDBStorage(
+            storage = RDBStorage(
                 url,
                 engine_kwargs=_engine_kwargs(parsed),
                 heartbeat_interval=spec.heartbeat_interval_s,
                 grace_period=spec.grace_period_s,
                 heartbeat_stale_trial_callback=retry_callback(spec.max_retry),
             )
+        if parsed.get_backend_name() == "sqlite":
+            sqlalchemy.event.listen(storage.engine, "begin", _begin_immediate)
+        return storage
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise Gen5NasError(

@@ -17,6 +17,9 @@ KIND = "SubnetExport"
 DEFAULT_PARITY_ATOL = 1e-4
 
 
+MIN_OPSET = 17  # the oldest opset exported (and the default); the newest depends on torch
+
+
 class RetrainSpec(SpecModel):
     enabled: bool = Field(default=False, description="export: retrain first (gen5nas retrain)")
     from_scratch: bool = Field(default=False, description="false: fine-tune inherited weights")
@@ -44,7 +47,7 @@ class SubnetExportSpec(SpecModel):
     input_shape: list[int] | None = Field(
         default=None, min_length=4, max_length=4, description="N,C,H,W (default: 1,3,arch res)"
     )
-    opset: int = Field(default=17, ge=17)
+    opset: int = Field(default=MIN_OPSET, ge=MIN_OPSET)
     dynamic_batch: bool = False
     dataset: DatasetSpec | None = Field(default=None, description="BN recalibration, parity")
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)

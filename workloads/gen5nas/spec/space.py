@@ -21,10 +21,12 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     ValidationError,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from gen5nas.atomic import atomic_write_text
 from gen5nas.errors import ArchError, SpecError
@@ -77,16 +79,20 @@ def _check_kernel_range(value: tuple[int, int, int]) -> tuple[int, int, int]:
 KernelRange = Annotated[IntRange, AfterValidator(_check_kernel_range)]
 
 
-def _positive_ratio_table(table: dict[int, float]) -> dict[int, float]:
+def _check_ratio_table(table: dict[int, float]) -> dict[int, float]:
     if not table:
         raise ValueError("empty table; give a ratio for every num_blocks value, e.g. {1: 4, 2: 6}")
     for depth, ratio in table.items():
-        if ratio <= 0:
-            raise ValueError(f"ratio for num_blocks={depth} must be positive, got {ratio}")
+        # The supernet has no contracting 1x1 conv: below 1 it would silently run ratio 1.
+        if not ratio >= 1:
+            raise ValueError(
+                f"ratio for num_blocks={depth} is {ratio}; allowed: a number >= 1 "
+                f"(1 = no expand conv), e.g. {{1: 1, 2: 6}}"
+            )
     return dict(sorted(table.items()))
 
 
-ExpandTable = Annotated[dict[int, float], AfterValidator(_positive_ratio_table)]
+ExpandTable = Annotated[dict[int, float], AfterValidator(_check_ratio_table)]
 
 
 def _resolution_list(value: Any) -> Any:
@@ -105,6 +111,27 @@ def _check_resolutions(value: list[tuple[int, int]]) -> list[tuple[int, int]]:
     if len(set(value)) != len(value):
         raise ValueError(f"duplicate resolutions in {[list(v) for v in value]}")
     return value
+
+
+def _errors_at(title: str, errors: list[tuple[tuple[str | int, ...], str, Any]]) -> ValidationError:
+    """A ValidationError with each ``(loc, message, value)`` at its own ``loc`` (relative to the
+    model being validated).
+
+    Raised from a model validator, pydantic prefixes the outer path, so :func:`parse_model`'s
+    ``SpecError.field`` names the exact entry (``arch_setting.expand_ratio[3]``) rather than the
+    whole model, as a plain ValueError would.
+    """
+    return ValidationError.from_exception_data(
+        title,
+        [
+            InitErrorDetails(
+                type=PydanticCustomError("value_error", "{reason}", {"reason": reason}),
+                loc=where,
+                input=value,
+            )
+            for where, reason, value in errors
+        ],
+    )
 
 
 class ArchSetting(SpecModel):
@@ -135,24 +162,49 @@ class ArchSetting(SpecModel):
                     data = {**data, key: [table] * max(stages, 1)}
         return data
 
-    @model_validator(mode="after")
-    def _check_consistency(self) -> ArchSetting:
-        n = len(self.num_blocks)
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_consistency(
+        cls, data: Any, handler: ModelWrapValidatorHandler[ArchSetting]
+    ) -> ArchSetting:
+        setting = handler(data)
+        given = data if isinstance(data, dict) else {}
+
+        def loc(name: str, *index: int) -> tuple[str | int, ...]:
+            # Name the key as the user spelled it, as pydantic does for field errors.
+            return (to_camel(name) if to_camel(name) in given else name, *index)
+
+        errors: list[tuple[tuple[str | int, ...], str, Any]] = []
+        n = len(setting.num_blocks)
         for name in ("kernel_size", "num_out_channels", "expand_ratio", "stride"):
-            got = len(getattr(self, name))
+            got = len(getattr(setting, name))
             if got != n:
-                raise ValueError(
-                    f"{name} has {got} entries but num_blocks has {n}: every per-stage key "
-                    f"needs one entry per stage"
+                errors.append(
+                    (
+                        loc(name),
+                        f"has {got} entries but num_blocks has {n}: every per-stage key needs "
+                        f"one entry per stage",
+                        getattr(setting, name),
+                    )
                 )
-        for i, (depths, table) in enumerate(zip(self.num_blocks, self.expand_ratio, strict=True)):
-            missing = [d for d in range_values(depths) if d not in table]
-            if missing:
-                raise ValueError(
-                    f"expand_ratio[{i}] has no ratio for num_blocks {missing} (stage {i} "
-                    f"allows num_blocks {range_values(depths)}; the table has {sorted(table)})"
-                )
-        return self
+        if not errors:
+            for i, (depths, table) in enumerate(
+                zip(setting.num_blocks, setting.expand_ratio, strict=True)
+            ):
+                missing = [d for d in range_values(depths) if d not in table]
+                if missing:
+                    errors.append(
+                        (
+                            loc("expand_ratio", i),
+                            f"has no ratio for num_blocks {missing} (stage {i} allows num_blocks "
+                            f"{range_values(depths)}; the table has {sorted(table)}); give a "
+                            f"ratio >= 1 for each",
+                            table,
+                        )
+                    )
+        if errors:
+            raise _errors_at(cls.__name__, errors)
+        return setting
 
     @property
     def num_stages(self) -> int:

@@ -24,6 +24,13 @@ class ModelSpec(SpecModel):
     num_classes: int | None = Field(default=None, ge=1, description="default: from the dataset")
     activation: Activation = Activation.relu6
     dropout: float = Field(default=0.2, ge=0.0, lt=1.0, description="max subnet only")
+    drop_path: float = Field(
+        default=0.0,
+        ge=0.0,
+        lt=1.0,
+        description="stochastic depth of the last residual block (rising linearly from 0 at "
+        "the first); max subnet only",
+    )
 
 
 class OptimizerSpec(SpecModel):

@@ -20,6 +20,7 @@ from gen5nas.supernet.ops import (
     DynamicConv2d,
     DynamicLinear,
     copy_activation,
+    drop_path,
     make_activation,
 )
 from gen5nas.supernet.static import StaticMBConv
@@ -105,11 +106,12 @@ class DynamicMBConv(nn.Module):
         self.active_in = in_channels
         self.active_out = out_channels
 
-    def forward(self, x: Tensor) -> Tensor:
+    def forward(self, x: Tensor, drop_prob: float = 0.0) -> Tensor:
+        """``drop_prob``: stochastic depth of the residual branch (ignored without the skip)."""
         out = x if self.expand is None else self.expand(x)
         out = self.project(self.depthwise(out))
         if self.stride == 1 and x.shape[1] == out.shape[1]:
-            out = out + x
+            out = drop_path(out, drop_prob) + x
         return out
 
     def to_static(self) -> StaticMBConv:
@@ -134,6 +136,20 @@ class Supernet(nn.Module):
     ``dropout_active`` (default True) applies the classifier dropout in training mode; set it to
     False while training the smaller subnets of a sandwich step (BigNAS regularises only the
     largest one). Dropout is never applied in eval mode, whatever this flag says.
+
+    ``drop_path`` (stochastic depth) follows the same gate: in training mode with
+    ``dropout_active``, the residual branch of active block i of n is dropped per sample with
+    probability ``drop_path * i / (n - 1)`` (0 at the first block, AttentiveNAS-style). Extracted
+    subnets have no drop-path: it is a training regulariser of the max subnet only.
+
+    Initialisation (BigNAS): only blocks after the first of a stage start with the last BN's
+    gamma at 0: they have stride 1 and equal in/out widths in every arch, so they are always
+    residual and a zero gamma makes them start as identities. A stage's first block is residual
+    only in some archs (stride 1 and the previous width equal to its own, e.g. the default
+    space's stage 1 when the stem runs at 16 channels); it keeps gamma = 1 because, in the archs
+    where it has no skip, a zero gamma would make it output a constant (beta = 0): that subnet's
+    logits would ignore the input and no gradient would reach the layers before it until the
+    gamma grew.
     """
 
     def __init__(
@@ -142,8 +158,11 @@ class Supernet(nn.Module):
         num_classes: int,
         activation: str = "relu6",
         dropout: float = 0.2,
+        drop_path: float = 0.0,
     ) -> None:
         super().__init__()
+        if not 0.0 <= drop_path < 1.0:
+            raise ValueError(f"drop_path must be in [0, 1), got {drop_path}")
         self.space = space
         self.num_classes = num_classes
         self.activation = activation
@@ -174,6 +193,7 @@ class Supernet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.classifier = DynamicLinear(setting.last_num_out_channels[1], num_classes)
         self.dropout_active = True
+        self.drop_path = drop_path
         self._init_weights()
         self._depths: list[int] = []
         self._active: Arch = space.max()
@@ -233,10 +253,15 @@ class Supernet(nn.Module):
         if tuple(x.shape[-2:]) != size:
             x = F.interpolate(x, size=size, mode="bilinear", align_corners=False)
         x = self.stem(x)
+        rate = self.drop_path if self.training and self.dropout_active else 0.0
+        last = max(1, sum(self._depths) - 1)
+        index = 0
         features = []
         for blocks, depth in zip(self.stages, self._depths, strict=True):
             for j in range(depth):
-                x = blocks[j](x)  # type: ignore[index]  # a ModuleList (kept typed-cheap here)
+                # a ModuleList (kept typed-cheap here)
+                x = blocks[j](x, rate * index / last)  # type: ignore[index]
+                index += 1
             features.append(x)
         return features
 

@@ -291,6 +291,16 @@ class DynamicLinear(nn.Module):
 DYNAMIC_OPS: tuple[type[nn.Module], ...] = (DynamicConv2d, DynamicBatchNorm2d, DynamicLinear)
 
 
+def drop_path(x: Tensor, p: float) -> Tensor:
+    """Stochastic depth on a residual branch: zero whole samples with probability ``p`` and
+    scale the rest by ``1 / (1 - p)`` (the expectation is unchanged, so eval needs nothing)."""
+    if p <= 0.0:
+        return x
+    keep = 1.0 - p
+    mask = x.new_empty((x.shape[0],) + (1,) * (x.dim() - 1)).bernoulli_(keep)
+    return x * mask.div_(keep)
+
+
 def make_activation(name: str) -> nn.Module:
     """A fresh activation module by name (relu6, relu, hswish, silu)."""
     factories: dict[str, type[nn.Module]] = {

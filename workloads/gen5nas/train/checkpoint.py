@@ -91,6 +91,30 @@ def read_checkpoint(path: str | Path) -> dict[str, Any]:
     return state
 
 
+ResumePoint = tuple[int, int] | str | None  # (epoch, iteration), a read error, or no pointer
+
+
+def check_resume_points(points: list[ResumePoint], work_dir: str | Path) -> None:
+    """Refuse a distributed resume where ranks read different checkpoints (one entry per rank,
+    as all-gathered): each rank reads ``last_checkpoint`` itself, so a work dir that is not
+    shared would have ranks resume from different points and silently diverge."""
+    if all(p == points[0] for p in points):
+        return
+
+    def shown(p: ResumePoint) -> str:
+        if p is None:
+            return "no checkpoint (fresh start)"
+        if isinstance(p, str):
+            return f"unreadable ({p[:200]})"
+        return f"epoch {p[0]}, iteration {p[1]}"
+
+    ranks = "; ".join(f"rank {r}: {shown(p)}" for r, p in enumerate(points))
+    raise CheckpointError(
+        f"the processes of this job found different checkpoints to resume from in {work_dir} "
+        f"({ranks}); the work dir must be on a filesystem every node shares"
+    )
+
+
 # ---- RNG state ------------------------------------------------------------------------------
 def rng_state() -> dict[str, Any]:
     """Python, NumPy and torch (CPU and CUDA) RNG states in weights_only-loadable types."""

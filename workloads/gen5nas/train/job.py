@@ -67,7 +67,11 @@ def run_supernet_training(
         raise SpecError("this GPU has no bf16 support; use fp32", field="precision")
     torch.manual_seed(spec.seed)  # the same initial weights on every rank and every run
     model = Supernet(
-        space, num_classes, activation=spec.model.activation.value, dropout=spec.model.dropout
+        space,
+        num_classes,
+        activation=spec.model.activation.value,
+        dropout=spec.model.dropout,
+        drop_path=spec.model.drop_path,
     )
     seed_everything(spec.seed, env.rank, spec.deterministic)  # per-rank dropout streams
     step = SandwichStep(

@@ -21,7 +21,10 @@ optimizer and LR step for every batch; a tqdm bar and periodic log lines on rank
 per-pass losses, ETA); validation every ``valIntervalEpochs`` and at the end; ``epoch_N.pth``,
 ``last_checkpoint``, the best file (``best_prefix`` + epoch, a hard link to the epoch file),
 metrics as JSON lines in ``work_dir/metrics.jsonl`` and TensorBoard scalars when available.
-Rank 0 writes files; every rank reads the checkpoint it resumes from.
+Rank 0 writes files; every rank reads the checkpoint it resumes from, and all ranks refuse to
+go on unless they found the same one (a work dir not on a shared filesystem). The best file is
+linked before the pointer moves, so a kill never leaves a checkpoint whose best file is missing
+(a resume re-links one that older versions lost).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -48,13 +51,17 @@ import yaml
 from torch import Tensor, nn
 from tqdm import tqdm
 
+from gen5nas.atomic import atomic_write, atomic_write_text
 from gen5nas.data.imagefolder import Batch, batch_to
 from gen5nas.data.loaders import ShardSampler
 from gen5nas.errors import CheckpointError, Gen5NasError
+from gen5nas.logdir import new_log_dir
 from gen5nas.spec import SearchSpace
 from gen5nas.spec.training import CheckpointSpec, OptimizerSpec, ScheduleSpec
 from gen5nas.train.checkpoint import (
     BEST_PREFIX,
+    ResumePoint,
+    check_resume_points,
     check_same_space,
     last_checkpoint,
     read_checkpoint,
@@ -139,6 +146,29 @@ class _Progress:
         return self.images / max(1e-9, time.perf_counter() - self.start)
 
 
+def trim_metrics(path: Path, iteration: int) -> None:
+    """Keep the records of ``path`` up to ``iteration`` (the steps past it are about to be
+    redone) and drop lines that do not parse: a kill mid-append leaves a torn last line.
+    Rewritten atomically, so a second kill here cannot lose the history."""
+    keep: list[str] = []
+    torn = 0
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            torn += 1
+            continue
+        if not isinstance(record, dict):
+            torn += 1
+        elif record.get("iteration", 0) <= iteration:
+            keep.append(line)
+    if torn:
+        log.warning("%s: dropped %d unparseable line(s) (a write cut short by a kill)", path, torn)
+    atomic_write_text(path, "".join(line + "\n" for line in keep))
+
+
 def _fmt_eta(seconds: float) -> str:
     return str(timedelta(seconds=round(seconds))) if math.isfinite(seconds) else "?"
 
@@ -201,11 +231,35 @@ class Trainer:
                     f"checkpoint, {self.meta[key]!r} here; use another --work-dir"
                 )
 
+    def _read_resume_state(self) -> tuple[Path | None, dict[str, Any] | None]:
+        path: Path | None = None
+        state: dict[str, Any] | None = None
+        error: CheckpointError | None = None
+        try:
+            path = last_checkpoint(self.work_dir)
+            state = read_checkpoint(path) if path is not None else None
+        except CheckpointError as exc:
+            if not self.env.distributed:
+                raise
+            error = exc  # raised after the exchange, so that no rank waits on this one
+        if self.env.distributed:
+            # Every rank read the work dir itself: go on only if all found the same point.
+            point: ResumePoint = None
+            if error is not None:
+                point = str(error)
+            elif state is not None:
+                point = (int(state["epoch"]), int(state["iteration"]))
+            points: list[ResumePoint] = [None] * self.env.world_size
+            dist.all_gather_object(points, point)
+            check_resume_points(points, self.work_dir)
+            if error is not None:
+                raise error
+        return path, state
+
     def _resume(self) -> Path | None:
-        path = last_checkpoint(self.work_dir)
-        if path is None:
+        path, state = self._read_resume_state()
+        if path is None or state is None:
             return None
-        state = read_checkpoint(path)
         self._check_meta(state.get("meta") or {}, str(path))
         unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
@@ -219,6 +273,8 @@ class Trainer:
         best = state.get("best") or {}
         self.best_score, self.best_epoch = best.get("score"), best.get("epoch")
         self.last_metrics = dict(state.get("metrics") or {})
+        if self.env.is_main:
+            self._repair_best()
         rngs = state.get("rng") or []
         if len(rngs) == self.env.world_size:
             set_rng_state(rngs[self.env.rank])
@@ -243,10 +299,7 @@ class Trainer:
     def _open_outputs(self, resumed_from: Path | None) -> None:
         if not self.env.is_main:
             return
-        self.work_dir.mkdir(parents=True, exist_ok=True)
-        stamp = datetime.now().strftime("%Y%m%d_%H%M%S")
-        self.log_dir = self.work_dir / stamp
-        self.log_dir.mkdir(exist_ok=True)
+        self.log_dir = new_log_dir(self.work_dir)
         handler = logging.FileHandler(self.log_dir / "train.log")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
         handler.setLevel(logging.INFO)
@@ -257,20 +310,17 @@ class Trainer:
         package_log.addHandler(handler)
         self._file_handler = handler
         if self.cfg.config_file is not None:
-            shutil.copyfile(self.cfg.config_file, self.work_dir / Path(self.cfg.config_file).name)
+            src = Path(self.cfg.config_file)
+            dst = self.work_dir / src.name
+            if src.resolve() != dst.resolve():  # -f may name the work dir's own copy
+                shutil.copyfile(src, dst)
         if self.cfg.resolved_config is not None:
             (self.log_dir / "resolved_config.yaml").write_text(
                 yaml.safe_dump(self.cfg.resolved_config, sort_keys=False)
             )
         metrics = self.work_dir / METRICS_FILE
-        if resumed_from is not None and metrics.exists():
-            # Drop records past the checkpoint: those steps are about to be redone.
-            keep = [
-                line
-                for line in metrics.read_text().splitlines()
-                if line.strip() and json.loads(line).get("iteration", 0) <= self.iteration
-            ]
-            metrics.write_text("".join(line + "\n" for line in keep))
+        if metrics.exists():  # records of an attempt killed before its first checkpoint go too
+            trim_metrics(metrics, self.iteration)
         try:
             from torch.utils.tensorboard import SummaryWriter
 
@@ -322,12 +372,18 @@ class Trainer:
             "meta": self.meta,
         }
 
-    def _save(self, name: str, iter_in_epoch: int = 0) -> Path:
+    def _save(self, name: str, iter_in_epoch: int = 0, best: bool = False) -> Path:
+        """Write checkpoint ``name``; with ``best``, also the best file, before the pointer: a
+        checkpoint the pointer names never claims a best epoch whose file is missing."""
         state = self._state(iter_in_epoch)  # collective: every rank takes part
         path = self.work_dir / name
         if self.env.is_main:
             save_checkpoint(state, path)
+            if best:
+                self._link_best(path, self.epoch)
             write_pointer(self.work_dir, path)
+            if self.best_epoch is not None:  # older bests go once the pointer has moved on
+                self._drop_other_best(self._best_path(self.best_epoch))
             self._prune(keep=path)
         barrier()
         return path
@@ -344,22 +400,60 @@ class Trainer:
             if old != keep:
                 old.unlink(missing_ok=True)
 
-    def _save_best(self, epoch_file: Path | None) -> Path:
-        best = self.work_dir / f"{self.cfg.best_prefix}{self.epoch}.pth"
-        if self.env.is_main:
-            for old in self.work_dir.glob(f"{self.cfg.best_prefix}*.pth"):
+    def _best_path(self, epoch: int) -> Path:
+        return self.work_dir / f"{self.cfg.best_prefix}{epoch}.pth"
+
+    def _drop_other_best(self, keep: Path) -> None:
+        for old in self.work_dir.glob(f"{self.cfg.best_prefix}*.pth"):
+            if old != keep:
                 old.unlink(missing_ok=True)
-            if epoch_file is not None:
-                try:
-                    os.link(epoch_file, best)  # no second copy of the weights
-                except OSError:
-                    shutil.copyfile(epoch_file, best)
-        if epoch_file is None:
-            state = self._state(0)
-            if self.env.is_main:
-                save_checkpoint(state, best)
+
+    def _link_best(self, source: Path, epoch: int) -> Path:
+        """Make the best file of ``epoch`` a hard link to ``source`` (no second copy of the
+        weights; a copy where links are refused), put in place atomically."""
+        best = self._best_path(epoch)
+        tmp = best.with_name(f".{best.name}.tmp")
+        tmp.unlink(missing_ok=True)
+        try:
+            os.link(source, tmp)
+            os.replace(tmp, best)
+        except OSError:
+            tmp.unlink(missing_ok=True)
+            with open(source, "rb") as src:
+                atomic_write(best, lambda f: shutil.copyfileobj(src, f))
+        return best
+
+    def _save_best_state(self) -> Path:
+        """A new best at an epoch without a checkpoint: the state goes to the best file itself
+        (the previous best stays until the pointer moves past it)."""
+        state = self._state(0)  # collective
+        best = self._best_path(self.epoch)
+        if self.env.is_main:
+            save_checkpoint(state, best)
         barrier()
         return best
+
+    def _repair_best(self) -> None:
+        """At resume: the checkpoint's best epoch must have its best file. Runs of older
+        versions linked it after the pointer, so a kill in between lost it; re-link it from
+        its epoch file, and drop best files of other epochs (left by a kill before the
+        pointer moved: those epochs are about to be redone)."""
+        if self.best_epoch is None:
+            return
+        best = self._best_path(self.best_epoch)
+        if not best.exists():
+            source = self.work_dir / f"epoch_{self.best_epoch}.pth"
+            if not source.exists():
+                log.warning(
+                    "%s and %s are both missing: the best checkpoint is lost until the next "
+                    "new best",
+                    best.name,
+                    source.name,
+                )
+                return
+            log.warning("%s was missing; re-linked from %s", best.name, source.name)
+            self._link_best(source, self.best_epoch)
+        self._drop_other_best(best)
 
     # ---- the loop -----------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
@@ -388,11 +482,12 @@ class Trainer:
                     new_best = self._validate()
                 else:
                     new_best = False
-                epoch_file = None
                 if last_epoch or self.epoch % self.cfg.checkpoint.interval_epochs == 0:
-                    epoch_file = last_file = self._save(f"epoch_{self.epoch}.pth")
-                if new_best:
-                    best_file = self._save_best(epoch_file)
+                    last_file = self._save(f"epoch_{self.epoch}.pth", best=new_best)
+                    if new_best:
+                        best_file = self._best_path(self.epoch)
+                elif new_best:
+                    best_file = self._save_best_state()
         finally:
             self._close_outputs()
         if best_file is None and self.best_epoch is not None:

@@ -1,0 +1,540 @@
+"""``reconcile.run`` per kind against an in-memory API server and a real (SQLite) Optuna study.
+
+Only the API server's REST surface is faked (``MemoryKube._call``); everything above it is the
+real ``Kube`` (create's 409 handling, Secret decoding, listing by label). The tests play the
+kubelet by writing Job and Pod status. The e2e tests cover the same paths on a real API server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import copy
+import json
+import logging
+import subprocess
+import sys
+import threading
+import uuid
+from itertools import count
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytest
+import yaml
+from kubernetes.client.exceptions import ApiException
+from operator_kit import outputs_attr, sample_arch, trial_user_attrs, write_study
+
+from gen5nas.search.study import DIRECTIONS, open_storage
+from gen5nas.spec.common import GROUP_VERSION
+from gen5nas_operator import reconcile as r
+from gen5nas_operator import resync, termination
+from gen5nas_operator import status as s
+from gen5nas_operator.kube import PLURALS, Kube, path
+from gen5nas_operator.settings import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+NS = "team-a"
+SETTINGS = Settings()
+
+
+def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """RFC 7386 JSON merge patch, as the API server applies application/merge-patch+json."""
+    for key, value in patch.items():
+        if value is None:
+            target.pop(key, None)
+        elif isinstance(value, dict) and isinstance(target.get(key), dict):
+            _merge(target[key], value)
+        else:
+            target[key] = copy.deepcopy(value)
+    return target
+
+
+class MemoryKube(Kube):
+    """Objects by collection path, answered the way the API server answers: 404 for a missing
+    object, 409 for a name taken, a uid on create, ``generateName``, lists in one namespace or
+    all. Discovery serves no Kubeflow API. ``fail`` holds URLs that answer 500 (an API server
+    hiccup); ``calls`` records (method, url)."""
+
+    def __init__(self) -> None:
+        super().__init__(api=None)  # type: ignore[arg-type]
+        self.objects: dict[str, dict[str, dict[str, Any]]] = {}
+        self.fail: set[str] = set()
+        self.calls: list[tuple[str, str]] = []
+        self._clock = count()
+        self._mutex = threading.Lock()  # the resync loop calls from a worker thread
+
+    def _call(
+        self,
+        method: str,
+        url: str,
+        body: Any = None,
+        query: list[tuple[str, str]] | None = None,
+        content_type: str = "application/json",
+    ) -> Any:
+        with self._mutex:
+            self.calls.append((method, url))
+            if url in self.fail:
+                raise ApiException(status=500, reason="injected")
+            return self._answer(method, url, body, dict(query or []), content_type)
+
+    def _answer(
+        self, method: str, url: str, body: Any, query: dict[str, str], content_type: str
+    ) -> Any:
+        if method == "GET" and url.rpartition("/")[2] in PLURALS.values():  # a list
+            if "/namespaces/" in url:
+                colls = [self.objects.get(url, {})]
+            else:  # every namespace: /apis/<group>/<version>/<plural>
+                base, _, plural = url.rpartition("/")
+                colls = [
+                    c for u, c in self.objects.items()
+                    if u.startswith(f"{base}/namespaces/") and u.endswith(f"/{plural}")
+                ]  # fmt: skip
+            selector = query.get("labelSelector")
+            wanted = dict(t.split("=", 1) for t in selector.split(",")) if selector else {}
+            return {
+                "items": [
+                    copy.deepcopy(o) for c in colls for o in c.values()
+                    if wanted.items() <= (o["metadata"].get("labels") or {}).items()
+                ]
+            }  # fmt: skip
+        if "/namespaces/" not in url:  # discovery
+            raise ApiException(status=404)
+        if method == "POST":
+            coll = self.objects.setdefault(url, {})
+            obj = copy.deepcopy(body)
+            meta = obj["metadata"]
+            if "name" not in meta:
+                meta["name"] = meta["generateName"] + uuid.uuid4().hex[:5]
+            if meta["name"] in coll:
+                raise ApiException(status=409)
+            meta.setdefault("uid", str(uuid.uuid4()))
+            meta.setdefault("creationTimestamp", f"2025-01-01T00:00:{next(self._clock):02d}Z")
+            coll[meta["name"]] = obj
+            return copy.deepcopy(obj)
+        coll_url, _, name = url.removesuffix("/status").rpartition("/")
+        obj = self.objects.get(coll_url, {}).get(name)
+        if obj is None:
+            raise ApiException(status=404)
+        if method == "PATCH":
+            assert content_type == "application/merge-patch+json"
+            _merge(obj, body)
+        elif method == "DELETE":
+            del self.objects[coll_url][name]
+        return copy.deepcopy(obj)
+
+    # ---- the tests' hands ----
+    def names(self, api_version: str, kind: str) -> list[str]:
+        return sorted(self.objects.get(path(api_version, kind, NS), {}))
+
+    def put_status(self, api_version: str, kind: str, name: str, status: dict[str, Any]) -> None:
+        self.patch(api_version, kind, NS, name, {"status": status})
+
+
+@pytest.fixture
+def kube() -> MemoryKube:
+    return MemoryKube()
+
+
+@pytest.fixture
+def dsn(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path}/studies.db"
+
+
+def add_secret(kube: Kube, dsn: str, name: str = "gen5nas-postgres", key: str = "dsn") -> None:
+    data = {key: base64.b64encode(dsn.encode()).decode()}
+    kube.create(
+        {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": NS},
+            "data": data,
+        }
+    )
+
+
+def add_cr(
+    kube: Kube, kind: str, name: str, spec: dict[str, Any], status: dict | None = None
+) -> None:
+    doc: dict[str, Any] = {
+        "apiVersion": GROUP_VERSION, "kind": kind,
+        "metadata": {"name": name, "namespace": NS, "generation": 1}, "spec": spec,
+    }  # fmt: skip
+    if status:
+        doc["status"] = status
+    kube.create(doc)
+
+
+def reconcile(kube: Kube, kind: str, name: str) -> r.Outcome:
+    """One sync as the kopf handlers and the resync loop run it: read the CR, reconcile, post
+    events, patch its status."""
+    outcome = resync.sync(kube, SETTINGS, kind, NS, name)
+    assert outcome is not None
+    return outcome
+
+
+def cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return {c["type"]: c for c in st["conditions"]}[type_]
+
+
+def job_complete(kube: MemoryKube, name: str) -> None:
+    kube.put_status("batch/v1", "Job", name, {
+        "startTime": "t0", "completionTime": "t1", "succeeded": 1, "active": 0,
+        "conditions": [{"type": "Complete", "status": "True"}],
+    })  # fmt: skip
+
+
+def job_failed(kube: MemoryKube, name: str, message: str) -> None:
+    kube.put_status("batch/v1", "Job", name, {"failed": 1, "conditions": [
+        {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": message}
+    ]})  # fmt: skip
+
+
+def search_spec(**extra: Any) -> dict[str, Any]:
+    return {
+        "checkpoint": "/results/team-a/st",
+        "dataset": {"kind": "digits"},
+        "maxTrials": 4,
+        **extra,
+    }
+
+
+# ---- NASSearch ---------------------------------------------------------------------------------
+def test_search_waits_for_its_secret_and_makes_nothing(kube: MemoryKube, dsn: str) -> None:
+    add_cr(kube, "NASSearch", "nas", search_spec(storage={"secretName": "db", "secretKey": "url"}))
+    out = reconcile(kube, "NASSearch", "nas")
+    assert (
+        out.status["phase"] == s.WAITING and cond(out.status, "Ready")["reason"] == "SecretMissing"
+    )
+    assert "Secret db with key 'url'" in out.status["message"] and NS in out.status["message"]
+    assert out.created == [] and kube.names("batch/v1", "Job") == []
+
+    add_secret(kube, dsn, "db", "dsn")  # the Secret, but not the key
+    assert reconcile(kube, "NASSearch", "nas").status["phase"] == s.WAITING
+    add_secret(kube, dsn, "db2", "url")
+    kube.patch(GROUP_VERSION, "NASSearch", NS, "nas", {"spec": {"storage": {"secretName": "db2"}}})
+    out = reconcile(kube, "NASSearch", "nas")
+    assert out.status["phase"] == s.PENDING and "Job/nas-search" in out.created
+    job = kube.get("batch/v1", "Job", NS, "nas-search")
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GEN5NAS_STORAGE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "db2", "key": "url"}
+
+
+def test_storage_url_in_the_spec_is_invalid_and_never_shown(kube: MemoryKube) -> None:
+    url = "postgresql+psycopg2://u:hunter2@db:5432/optuna"
+    add_cr(kube, "NASSearch", "nas", search_spec(storage={"url": url}))
+    out = reconcile(kube, "NASSearch", "nas")
+    ready = cond(out.status, "Ready")
+    assert out.status["phase"] == s.FAILED and ready["reason"] == "InvalidSpec"
+    assert "spec.storage.url" in ready["message"] and "secretName" in ready["message"]
+    shown = [
+        kube.get(GROUP_VERSION, "NASSearch", NS, "nas")["status"],
+        kube.list("v1", "Event", NS),
+    ]
+    assert "hunter2" not in json.dumps(shown)  # not in status, not in the Failed event
+    assert out.created == [] and sorted(kube.objects) == [
+        path("v1", "Event", NS), path(GROUP_VERSION, "NASSearch", NS),
+    ]  # fmt: skip
+
+
+def test_search_dependency_failed(kube: MemoryKube, dsn: str) -> None:
+    add_secret(kube, dsn)
+    add_cr(kube, "SupernetTraining", "st", {}, status={"phase": s.FAILED})
+    spec = search_spec(supernetTraining="st")
+    del spec["checkpoint"]
+    add_cr(kube, "NASSearch", "nas", spec)
+    out = reconcile(kube, "NASSearch", "nas")
+    assert out.status["phase"] == s.FAILED
+    assert cond(out.status, "Failed")["reason"] == "DependencyFailed"
+    assert out.status["message"] == "SupernetTraining st failed"
+    assert kube.names("batch/v1", "Job") == []
+
+
+def test_search_failed_job_fails_and_removes_the_estimator(kube: MemoryKube, dsn: str) -> None:
+    add_secret(kube, dsn)
+    add_cr(kube, "NASSearch", "nas", search_spec())
+    first = reconcile(kube, "NASSearch", "nas")
+    assert sorted(first.created) == [
+        "ConfigMap/nas-spec", "Deployment/nas-estimator", "Job/nas-search", "Service/nas-estimator",
+    ]  # fmt: skip
+    assert reconcile(kube, "NASSearch", "nas").created == []  # by name: nothing made twice
+
+    job_failed(kube, "nas-search", "worker exited 1")
+    out = reconcile(kube, "NASSearch", "nas")
+    assert out.status["phase"] == s.FAILED and out.status["message"] == "worker exited 1"
+    assert cond(out.status, "Failed")["reason"] == "BackoffLimitExceeded"
+    assert sorted(out.deleted) == ["Deployment/nas-estimator", "Service/nas-estimator"]
+    assert kube.names("apps/v1", "Deployment") == [] and out.status["estimator"]["removed"]
+    assert cond(out.status, "EstimatorReady")["reason"] == "Removed"
+
+
+def test_search_job_complete_without_complete_trials_fails(kube: MemoryKube, dsn: str) -> None:
+    add_secret(kube, dsn)
+    add_cr(kube, "NASSearch", "nas", search_spec())
+    study = reconcile(kube, "NASSearch", "nas").status["studyName"]
+    storage = open_storage(dsn)
+    st = optuna.create_study(storage=storage, study_name=study, directions=list(DIRECTIONS))
+    st.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    st.set_user_attr("outputs", outputs_attr("/w"))  # outputs alone do not make a success
+    job_complete(kube, "nas-search")
+    out = reconcile(kube, "NASSearch", "nas")
+    assert out.status["phase"] == s.FAILED
+    assert cond(out.status, "Failed")["reason"] == "NoCompleteTrials"
+    assert study in out.status["message"] and out.status["trials"]["failed"] == 1
+
+
+def test_search_succeeds_only_with_its_outputs_recorded(kube: MemoryKube, dsn: str) -> None:
+    add_secret(kube, dsn)
+    add_cr(kube, "NASSearch", "nas", search_spec())
+    st = reconcile(kube, "NASSearch", "nas").status
+    archs = write_study(dsn, st["studyName"], 3)  # trials, but the search step never finished
+    job_complete(kube, "nas-search")
+    out = reconcile(kube, "NASSearch", "nas")
+    assert out.status["phase"] == s.FAILED
+    assert cond(out.status, "Failed")["reason"] == "NoOutputs"
+    assert "'outputs'" in out.status["message"] and "paretoHtml" in out.status["message"]
+
+    partial = {k: v for k, v in outputs_attr(st["workDir"]).items() if k != "fixSubnets"}
+    optuna.load_study(study_name=st["studyName"], storage=dsn).set_user_attr("outputs", partial)
+    out = reconcile(kube, "NASSearch", "nas")
+    assert cond(out.status, "Failed")["reason"] == "NoOutputs"
+    assert "lacks fixSubnets" in out.status["message"]
+
+    write_study(dsn, st["studyName"], 0, work_dir=st["workDir"])  # the search step's last act
+    out = reconcile(kube, "NASSearch", "nas")
+    assert out.status["phase"] == s.SUCCEEDED and out.status["message"] == ""
+    assert out.status["outputs"] == outputs_attr(st["workDir"])
+    assert out.status["front"]["top"][0]["arch"] == archs[0].summary()
+
+
+def test_name_taken_by_a_stranger_is_a_conflict_and_left_alone(kube: MemoryKube, dsn: str) -> None:
+    add_secret(kube, dsn)
+    stranger = {
+        "apiVersion": "batch/v1", "kind": "Job",
+        "metadata": {"name": "nas-search", "namespace": NS, "labels": {"app": "mine"}},
+        "spec": {"template": {}},
+    }  # fmt: skip
+    kube.create(stranger)
+    add_cr(kube, "NASSearch", "nas", search_spec())
+    out = reconcile(kube, "NASSearch", "nas")
+    assert out.status["phase"] == s.FAILED
+    assert cond(out.status, "Failed")["reason"] == "NameConflict"
+    assert "Job nas-search already exists" in out.status["message"]
+    job = kube.get("batch/v1", "Job", NS, "nas-search")
+    assert "ownerReferences" not in job["metadata"] and job["spec"] == {"template": {}}
+
+
+# ---- SubnetExport ------------------------------------------------------------------------------
+def export_spec(**extra: Any) -> dict[str, Any]:
+    return {"nasSearch": "nas", "trial": 1, **extra}
+
+
+def test_export_waits_for_its_nassearch(kube: MemoryKube, dsn: str) -> None:
+    add_cr(kube, "SubnetExport", "sx", export_spec())
+    out = reconcile(kube, "SubnetExport", "sx")
+    assert out.status["phase"] == s.WAITING
+    assert cond(out.status, "Ready")["reason"] == "WaitingForDependency"
+    assert out.status["message"] == "waiting for NASSearch nas (not found)"
+
+    add_cr(kube, "NASSearch", "nas", search_spec(), status={"phase": s.RUNNING})
+    out = reconcile(kube, "SubnetExport", "sx")
+    assert out.status["phase"] == s.WAITING and "(now Running)" in out.status["message"]
+    assert out.created == [] and kube.names("batch/v1", "Job") == []
+
+    kube.put_status(GROUP_VERSION, "NASSearch", "nas", {"phase": s.FAILED})
+    out = reconcile(kube, "SubnetExport", "sx")
+    assert out.status["phase"] == s.FAILED
+    assert cond(out.status, "Failed")["reason"] == "DependencyFailed"
+    assert kube.names("batch/v1", "Job") == []
+
+
+def _pod(name: str, created: str, message: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS, "creationTimestamp": created,
+                     "labels": {"batch.kubernetes.io/job-name": "sx-export"}},
+        "status": {"containerStatuses": [
+            {"name": "export", "state": {"terminated": {"exitCode": 0, "message": message}}}
+        ]},
+    }  # fmt: skip
+
+
+def test_export_success_status_from_the_termination_message(
+    kube: MemoryKube, dsn: str, tmp_path: Path
+) -> None:
+    add_secret(kube, dsn, "db", "url")
+    add_cr(
+        kube, "NASSearch", "nas", search_spec(storage={"secretName": "db", "secretKey": "url"}),
+        status={"phase": s.SUCCEEDED, "studyName": "team-a.nas.1234", "checkpoint": "/results/ck"},
+    )  # fmt: skip
+    add_cr(kube, "SubnetExport", "sx", export_spec())
+    out = reconcile(kube, "SubnetExport", "sx")
+    assert out.status["phase"] == s.PENDING and "Job/sx-export" in out.created
+    doc = yaml.safe_load(kube.get("v1", "ConfigMap", NS, "sx-spec")["data"]["spec.yaml"])
+    assert doc["spec"]["studyName"] == "team-a.nas.1234" and doc["spec"]["trial"] == 1
+    assert doc["spec"]["checkpoint"] == "/results/ck"
+    job = kube.get("batch/v1", "Job", NS, "sx-export")
+    env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
+    assert env["GEN5NAS_STORAGE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "db", "key": "url"}
+
+    job_complete(kube, "sx-export")
+    out = reconcile(kube, "SubnetExport", "sx")
+    assert out.status["phase"] == s.SUCCEEDED
+    assert (
+        out.status["message"]
+        == "the export Job succeeded but left no report in its termination message"
+    )
+
+    # the export pod's last step writes the card into its termination message
+    arch = sample_arch(1)
+    card = {
+        "onnx": {"file": "trial_1.onnx", "sha256": "ab" * 32, "bytes": 4321,
+                 "parity": {"max_abs_diff": 1e-6, "tolerance": 1e-4}},
+        "cost": {"latency_ms": 1.25, "energy_mj": 2.5, "profile": "rcar-gen5-npu"},
+        "arch": arch.to_yaml_dict(), "arch_summary": arch.summary(),
+    }  # fmt: skip
+    (tmp_path / "trial_1.card.json").write_text(json.dumps(card))
+    assert termination.main([str(tmp_path), str(tmp_path / "msg")]) == 0
+    kube.create(_pod("sx-export-old", "2025-01-01T00:00:00Z", "Traceback: first try died"))
+    kube.create(_pod("sx-export-new", "2025-01-01T00:05:00Z", (tmp_path / "msg").read_text()))
+    out = reconcile(kube, "SubnetExport", "sx")
+    st = out.status
+    assert st["phase"] == s.SUCCEEDED and st["trial"] == 1
+    assert st["onnx"] == {
+        "path": str(tmp_path / "trial_1.onnx"),
+        "sha256": "ab" * 32,
+        "sizeBytes": 4321,
+    }
+    assert st["parity"] == {"passed": True, "maxAbsDiff": 1e-6}
+    assert st["cost"] == {"latencyMs": 1.25, "energyMj": 2.5, "profile": "rcar-gen5-npu"}
+    assert st["arch"] == arch.summary()
+
+
+# ---- the resync loop (periodic sync without a kopf timer, hence without a finalizer) ---------
+TRAINING = {"searchSpace": {"name": "mobilenetv2_tiny"}, "dataset": {"kind": "digits"}}
+
+
+def events_of(kube: Kube, name: str) -> list[tuple[str, str]]:
+    return sorted(
+        (e["type"], e["reason"]) for e in kube.list("v1", "Event", NS)
+        if e["involvedObject"]["name"] == name
+    )  # fmt: skip
+
+
+@pytest.mark.parametrize("namespaces", [[], [NS]], ids=["all-namespaces", "listed"])
+def test_resync_pass_syncs_the_active_skips_the_settled_and_goes_on_past_a_failure(
+    kube: MemoryKube, dsn: str, namespaces: list[str], caplog: pytest.LogCaptureFixture
+) -> None:
+    add_secret(kube, dsn)
+    add_cr(kube, "SupernetTraining", "st-broken", TRAINING)  # listed first: fails first
+    add_cr(kube, "SupernetTraining", "st", TRAINING)
+    add_cr(kube, "SupernetTraining", "st-going", TRAINING)
+    kube.patch(GROUP_VERSION, "SupernetTraining", NS, "st-going",
+               {"metadata": {"deletionTimestamp": "2025-01-01T00:00:00Z"}})  # fmt: skip
+    settled = {"phase": s.SUCCEEDED, "observedGeneration": 1, "message": "done"}
+    add_cr(kube, "NASSearch", "nas-done", search_spec(), status=settled)
+    add_cr(
+        kube, "NASSearch", "nas-stale", search_spec(), status={**settled, "observedGeneration": 0}
+    )
+    kube.fail.add(path(GROUP_VERSION, "SupernetTraining", NS, "st-broken"))
+    settings = Settings(namespaces=namespaces)
+
+    with caplog.at_level(logging.ERROR, logger="gen5nas_operator.resync"):
+        assert resync.resync_pass(kube, settings) == 2  # st and nas-stale
+    assert "SupernetTraining team-a/st-broken failed" in caplog.text
+
+    st = kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["status"]
+    assert st["phase"] == s.PENDING and st["backend"] == "IndexedJob"
+    assert ("PATCH", path(GROUP_VERSION, "SupernetTraining", NS, "st") + "/status") in kube.calls
+    assert events_of(kube, "st") == [("Normal", "Created")] * 3 + [("Normal", s.PENDING)]
+    uid = kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["metadata"]["uid"]
+    assert {e["involvedObject"]["uid"] for e in kube.list("v1", "Event", NS)
+            if e["involvedObject"]["name"] == "st"} == {uid}  # fmt: skip
+    # settled: not even read again; being deleted: read, left alone; behind its spec: synced
+    assert ("GET", path(GROUP_VERSION, "NASSearch", NS, "nas-done")) not in kube.calls
+    done = kube.get(GROUP_VERSION, "NASSearch", NS, "nas-done")
+    assert done["status"] == settled and events_of(kube, "nas-done") == []
+    assert "status" not in kube.get(GROUP_VERSION, "SupernetTraining", NS, "st-going")
+    assert kube.names("batch/v1", "Job") == ["nas-stale-search", "st-train"]
+
+    # The API server is back: st-broken is synced; st has nothing new to report.
+    kube.fail.clear()
+    assert resync.resync_pass(kube, settings) == 3
+    assert events_of(kube, "st") == [("Normal", "Created")] * 3 + [("Normal", s.PENDING)]
+    assert events_of(kube, "st-broken") == [("Normal", "Created")] * 3 + [("Normal", s.PENDING)]
+    job_complete(kube, "st-train")
+    resync.resync_pass(kube, settings)
+    assert kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["status"]["phase"] == s.SUCCEEDED
+    assert events_of(kube, "st")[-1] == ("Normal", s.SUCCEEDED)
+
+
+def test_resync_loop_keeps_going_after_failures_and_stops_when_cancelled(
+    kube: MemoryKube, dsn: str
+) -> None:
+    add_cr(kube, "SupernetTraining", "st", TRAINING)
+    listing = path(GROUP_VERSION, "SupernetTraining", NS)
+    kube.fail.add(listing)
+    settings = Settings(namespaces=[NS], reconcile_interval_s=0.01)
+
+    def phase() -> str | None:
+        return (kube.get(GROUP_VERSION, "SupernetTraining", NS, "st").get("status") or {}).get(
+            "phase"
+        )
+
+    async def until(what: str, fn: Any) -> None:
+        async def poll() -> None:
+            while not fn():
+                await asyncio.sleep(0.01)
+
+        try:
+            await asyncio.wait_for(poll(), timeout=30)
+        except TimeoutError:
+            raise AssertionError(f"timed out waiting for {what}") from None
+
+    async def scenario() -> None:
+        task = asyncio.create_task(resync.resync_forever(kube, settings))
+        await until("two failed listings", lambda: kube.calls.count(("GET", listing)) >= 2)
+        assert phase() is None
+        kube.fail.clear()
+        await until("st synced", lambda: phase() == s.PENDING)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(scenario())
+
+
+# ---- the operator image has no torch -------------------------------------------------------------
+def test_operator_imports_without_torch() -> None:
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises
+        "import gen5nas_operator.handlers, gen5nas_operator.__main__\n"
+        "assert 'torch' in sys.modules and sys.modules['torch'] is None\n"
+        "print('ok')"
+    )
+    res = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120
+    )
+    assert res.returncode == 0 and res.stdout.strip() == "ok", res.stderr
+
+
+def test_kit_trial_attrs_are_the_runners() -> None:
+    """The trials these tests (and the e2e ones) write are what a real search worker writes."""
+    pytest.importorskip("torch")  # the runner needs it; the operator does not
+    from searchkit import proxy_outcome, tiny_space
+
+    from gen5nas.search.runner import Worker
+
+    seen = []
+
+    def evaluate(arch: Any) -> Any:
+        seen.append(arch)
+        return proxy_outcome(arch)
+
+    study = optuna.create_study(directions=list(DIRECTIONS))
+    Worker(study, tiny_space(), evaluate, "latency", 1).run()
+    (trial,) = study.get_trials(states=[optuna.trial.TrialState.COMPLETE])
+    o = proxy_outcome(seen[0])
+    kit = trial_user_attrs(seen[0], o.accuracy, o.latency_ms, o.energy_mj)
+    assert {k: trial.user_attrs.get(k) for k in kit} == kit
