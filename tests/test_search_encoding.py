@@ -85,12 +85,37 @@ def test_workers_get_distinct_seeds_and_sequences() -> None:
     assert first_archs(0) != first_archs(1)
 
 
+def _proxy_search(sampler: optuna.samplers.BaseSampler, trials: int = 40) -> list[str]:
+    """The archs a sampler proposes over a few generations of the proxy trade-off."""
+    space = load_space("mobilenetv2_tiny")
+    study = optuna.create_study(directions=["maximize", "minimize"], sampler=sampler)
+    keys = []
+    for _ in range(trials):
+        trial = study.ask()
+        arch = suggest_arch(trial, space)
+        outcome = proxy_outcome(arch)
+        study.tell(trial, [outcome.accuracy, outcome.latency_ms])
+        keys.append(arch.key())
+    return keys
+
+
 def test_nsga3_uses_the_spec_settings() -> None:
-    sampler = build_sampler(
-        SamplerSpec(type=SamplerKind.nsga3, population_size=14, dividing_parameter=5, seed=2)
-    )
+    spec = SamplerSpec(type=SamplerKind.nsga3, population_size=8, dividing_parameter=5, seed=2)
+    sampler = build_sampler(spec)
     assert isinstance(sampler, optuna.samplers.NSGAIIISampler)
-    assert sampler._population_size == 14
+    with quiet_experimental():
+        exact = optuna.samplers.NSGAIIISampler(
+            population_size=8, dividing_parameter=5, seed=worker_seed(2, 0)
+        )
+        other_reference_points = optuna.samplers.NSGAIIISampler(
+            population_size=8, dividing_parameter=3, seed=worker_seed(2, 0)
+        )
+    proposed = _proxy_search(sampler)
+    # Population size, reference points (dividing parameter) and seed all reach the sampler:
+    # it proposes exactly what NSGA-III built by hand with them does, generation after
+    # generation, and the reference points alone change what later generations propose.
+    assert proposed == _proxy_search(exact)
+    assert proposed[8:] != _proxy_search(other_reference_points)[8:]
 
 
 def test_parallel_pods_get_distinct_worker_offsets(monkeypatch: pytest.MonkeyPatch) -> None:
