@@ -102,6 +102,23 @@ def test_helm_install_on_the_test_control_plane(helm_bin: Path, kube_cluster: An
         assert can("get", "secrets", "-n", "x") == "yes"
         assert can("list", "secrets", "-n", "x") == "no"
         assert can("delete", "jobs.batch", "-n", "x") == "no"
+        # the training pods' identity: made per namespace; patching pods is held only because
+        # RBAC lets no one grant what they lack (no escalate/bind instead)
+        for verb, what in (
+            ("create", "serviceaccounts"),
+            ("create", "roles.rbac.authorization.k8s.io"),
+            ("create", "rolebindings.rbac.authorization.k8s.io"),
+            ("patch", "pods"),
+        ):
+            assert can(verb, what, "-n", "x") == "yes", (verb, what)
+        for verb, what in (
+            ("escalate", "roles.rbac.authorization.k8s.io"),
+            ("bind", "roles.rbac.authorization.k8s.io"),
+            ("delete", "pods"),
+            ("update", "roles.rbac.authorization.k8s.io"),
+            ("create", "pods"),
+        ):
+            assert can(verb, what, "-n", "x") == "no", (verb, what)
     finally:
         helm(helm_bin, "uninstall", "g5", "--namespace", "gen5nas-system",
              "--kubeconfig", str(kube_cluster.kubeconfig), env=env)  # fmt: skip

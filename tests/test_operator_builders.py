@@ -161,3 +161,51 @@ def test_export_job_reads_the_study_dsn_from_the_secret_only() -> None:
     assert c["env"][-1]["valueFrom"]["secretKeyRef"] == {"name": "pg", "key": "dsn"}
     _, no_study = b.export_children(owner, spec, raw, SETTINGS, overrides)
     assert "--storage" not in no_study["spec"]["template"]["spec"]["containers"][0]["command"][-1]
+
+
+def test_training_pods_know_their_name_and_run_as_the_workload_account() -> None:
+    owner = b.Owner("SupernetTraining", "st", "ns", "u-1")
+    for use_pytorchjob in (False, True):
+        spec, raw = _training(workers=2)
+        job = b.training_children(owner, spec, raw, SETTINGS, use_pytorchjob=use_pytorchjob)[1]
+        if use_pytorchjob:
+            templates = [r["template"] for r in job["spec"]["pytorchReplicaSpecs"].values()]
+        else:
+            templates = [job["spec"]["template"]]
+        for template in templates:
+            pod = template["spec"]
+            assert pod["serviceAccountName"] == b.WORKLOAD_SERVICE_ACCOUNT == "gen5nas-workload"
+            env = {e["name"]: e for e in pod["containers"][0]["env"]}
+            assert env["GEN5NAS_POD_NAME"]["valueFrom"] == {
+                "fieldRef": {"fieldPath": "metadata.name"}
+            }
+            assert env["GEN5NAS_POD_NAMESPACE"]["valueFrom"] == {
+                "fieldRef": {"fieldPath": "metadata.namespace"}
+            }
+    # a service account named in the spec wins (its RBAC is then the user's)
+    spec, raw = _training(serviceAccountName="team-sa")
+    job = b.training_children(owner, spec, raw, SETTINGS, use_pytorchjob=False)[1]
+    assert job["spec"]["template"]["spec"]["serviceAccountName"] == "team-sa"
+    # other steps do not report progress and keep the namespace's default account
+    sspec, sraw = _search()
+    search_job = b.search_children(OWNER, sspec, sraw, SETTINGS, "/c", ("s", "k"))[-1]
+    search_pod = search_job["spec"]["template"]["spec"]
+    assert "serviceAccountName" not in search_pod
+    assert "GEN5NAS_POD_NAME" not in {e["name"] for e in search_pod["containers"][0]["env"]}
+
+
+def test_workload_identity_may_patch_pods_and_nothing_else() -> None:
+    sa, role, binding = b.workload_identity("team-a")
+    assert [sa["kind"], role["kind"], binding["kind"]] == ["ServiceAccount", "Role", "RoleBinding"]
+    for obj in (sa, role, binding):
+        meta = obj["metadata"]
+        assert (meta["name"], meta["namespace"]) == (b.WORKLOAD_SERVICE_ACCOUNT, "team-a")
+        assert "ownerReferences" not in meta  # shared by every training in the namespace
+        assert meta["labels"]["app.kubernetes.io/managed-by"] == b.MANAGED_BY
+    assert role["rules"] == [{"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}]
+    assert binding["roleRef"] == {
+        "apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "gen5nas-workload",
+    }  # fmt: skip
+    assert binding["subjects"] == [
+        {"kind": "ServiceAccount", "name": "gen5nas-workload", "namespace": "team-a"}
+    ]

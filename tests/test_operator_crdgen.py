@@ -131,6 +131,30 @@ def test_names_columns_and_status() -> None:
     }
 
 
+def test_training_shows_its_progress() -> None:
+    crd = yaml.safe_load(crdgen.rendered()["supernettrainings.gen5nas.io.yaml"])
+    version = crd["spec"]["versions"][0]
+    default = [
+        (c["name"], c["jsonPath"])
+        for c in version["additionalPrinterColumns"]
+        if not c.get("priority")
+    ]
+    assert default == [
+        ("Phase", ".status.phase"),
+        ("Epoch", ".status.progress.epoch"),
+        ("Epochs", ".spec.schedule.epochs"),
+        ("Max-Top1", ".status.progress.maxTop1"),
+        ("Min-Top1", ".status.progress.minTop1"),
+        ("Age", ".metadata.creationTimestamp"),
+    ]
+    status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
+    progress = status["progress"]["properties"]  # in the schema: pruning keeps what it names
+    assert {k: v["type"] for k, v in progress.items()} == {
+        "epoch": "integer", "epochs": "integer", "iteration": "integer",
+        "maxTop1": "number", "minTop1": "number", "updated": "string",
+    }  # fmt: skip
+
+
 def test_crdgen_cli_writes_into_a_folder(tmp_path: Path) -> None:
     assert crdgen.main(["--out", str(tmp_path), "--no-chart"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(crdgen.rendered())

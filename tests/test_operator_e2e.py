@@ -1,18 +1,22 @@
 """The operator against a real kube-apiserver (+ kube-controller-manager when built) and a real
 PostgreSQL. Nothing runs pods, so the tests play the kubelet: they patch child Job (and pod)
-status and check the custom resources follow. The operator runs as a subprocess under its own
-ServiceAccount token bound to operator/rbac/clusterrole.yaml, so RBAC is exercised too."""
+status and check the custom resources follow; the search Job's pods are run for real, here
+(LocalPod: the Job's own command, env and volumes). The operator runs as a subprocess under its
+own ServiceAccount token bound to operator/rbac/clusterrole.yaml, so RBAC is exercised too."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import secrets
 import signal
 import subprocess
 import sys
 import threading
 import time
+import urllib.parse
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -20,7 +24,7 @@ from typing import Any
 
 import pytest
 import yaml
-from operator_kit import outputs_attr, write_study
+from operator_kit import write_study
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -372,9 +376,173 @@ def _owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
     return any(r["uid"] == owner["metadata"]["uid"] and r.get("controller") for r in refs)
 
 
+def _contains(actual: Any, expected: Any, where: str = "spec") -> None:
+    """Every value of ``expected`` is in ``actual`` (dicts compared key by key: the API server
+    and the operator may add keys, but must not change or drop what the manifest says; an
+    explicit null may be dropped, as the API server prunes nulls)."""
+    if isinstance(expected, dict):
+        assert isinstance(actual, dict), f"{where}: {actual!r} is not a mapping"
+        for key, value in expected.items():
+            assert key in actual or value is None, f"{where}.{key} missing"
+            _contains(actual.get(key), value, f"{where}.{key}")
+    else:
+        assert actual == expected, f"{where}: {actual!r} != {expected!r}"
+
+
+# ---- playing the kubelet: a Job's pod run here -----------------------------------------------
+def secret_value(cluster: Cluster, name: str, key: str) -> str:
+    secret = cluster.get("secret", name)
+    assert secret is not None, f"Secret {name} not found"
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def pod_names(cluster: Cluster, job: str, count: int) -> list[str]:
+    """The Job's pods' names: the Job controller's when one runs, else names in its style."""
+    if not cluster.kube.has_controller_manager:
+        return [f"{job}-{secrets.token_hex(3)}" for _ in range(count)]
+    pods = cluster.items("pods", f"batch.kubernetes.io/job-name={job}")
+    assert len(pods) >= count, f"{len(pods)} pods of {job}, expected {count}"
+    return sorted(p["metadata"]["name"] for p in pods)[:count]
+
+
+_VAR_REF = re.compile(r"\$\$|\$\((\w+)\)")
+
+
+def expand(text: str, env: dict[str, str]) -> str:
+    """The kubelet's ``$(VAR)`` expansion: defined variables replaced, others kept, ``$$`` is $."""
+
+    def one(m: re.Match[str]) -> str:
+        if m.group(0) == "$$":
+            return "$"
+        return env.get(m.group(1), m.group(0))
+
+    return _VAR_REF.sub(one, text)
+
+
+class LocalPod:
+    """One pod of a Job run here as the kubelet would start it: the container's env resolved
+    (``secretKeyRef`` read from its Secret), ``$(VAR)`` expanded, HOSTNAME the pod's name, the
+    in-cluster KUBERNETES_SERVICE_* set; each volume a local directory (a PVC one per claim
+    under ``root``, shared by the pods as a ReadWriteMany claim is; a ConfigMap's keys written
+    as files; an emptyDir a fresh one). Only paths under a mount point are rewritten (to the
+    local directory), and the image's ``gen5nas`` entry point runs as ``python -m gen5nas``."""
+
+    def __init__(self, cluster: Cluster, job: dict[str, Any], name: str, root: Path) -> None:
+        pod = job["spec"]["template"]["spec"]
+        (container,) = pod["containers"]
+        server = urllib.parse.urlsplit(cluster.kube.server)
+        self.name = name
+        self.env = {
+            "HOSTNAME": name,
+            "KUBERNETES_SERVICE_HOST": server.hostname or "",
+            "KUBERNETES_SERVICE_PORT": str(server.port or 443),
+        }
+        for var in container.get("env") or []:
+            if "value" in var:
+                self.env[var["name"]] = expand(var["value"], self.env)
+                continue
+            ref = (var.get("valueFrom") or {}).get("secretKeyRef")
+            assert ref, f"env {var['name']}: only value and secretKeyRef are played here: {var}"
+            self.env[var["name"]] = secret_value(cluster, ref["name"], ref["key"])
+        volumes = {v["name"]: v for v in pod["volumes"]}
+        self.mounts: dict[str, Path] = {}
+        for mount in container.get("volumeMounts") or []:
+            volume = volumes[mount["name"]]
+            if "persistentVolumeClaim" in volume:
+                local = root / "pvc" / volume["persistentVolumeClaim"]["claimName"]
+            else:
+                local = root / name / mount["name"]
+            local.mkdir(parents=True, exist_ok=True)
+            if "configMap" in volume:
+                cm = cluster.get("configmap", volume["configMap"]["name"])
+                assert cm is not None, f"ConfigMap {volume['configMap']['name']} not found"
+                for key, text in cm["data"].items():
+                    (local / key).write_text(text)
+            self.mounts[mount["mountPath"].rstrip("/")] = local
+        words = [expand(w, self.env) for w in [*container["command"], *container.get("args", [])]]
+        if words[0] == "gen5nas":
+            words[:1] = [sys.executable, "-m", "gen5nas"]
+        self.command = [self._local_arg(w) for w in words]
+
+    def local(self, path: str) -> Path:
+        """Where a path inside the pod is here (it must lie under a mount)."""
+        for mount in sorted(self.mounts, key=len, reverse=True):
+            if path == mount or path.startswith(mount + "/"):
+                return self.mounts[mount] / path[len(mount) :].lstrip("/")
+        raise AssertionError(f"{path} is under no volume mount of pod {self.name}")
+
+    def _local_arg(self, word: str) -> str:
+        flag, eq, value = word.partition("=") if word.startswith("--") else ("", "", word)
+        if value.startswith("/") and any(
+            value == m or value.startswith(m + "/") for m in self.mounts
+        ):
+            value = str(self.local(value))
+        return f"{flag}{eq}{value}"
+
+    def start(self, log: Path) -> subprocess.Popen[bytes]:
+        with log.open("wb") as out:
+            return subprocess.Popen(
+                self.command, env={**os.environ, **self.env}, stdout=out,
+                stderr=subprocess.STDOUT, cwd=log.parent,
+            )  # fmt: skip
+
+
+def grpc_probe_ok(port: int, service: str = "") -> bool:
+    """The kubelet's gRPC probe: grpc.health.v1 Check answers SERVING."""
+    import grpc
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=service), timeout=5
+        )
+    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+
+
 # ---- tests ---------------------------------------------------------------------------------
+def rank0_pod(cluster: Cluster, job_name: str) -> dict[str, Any]:
+    """The Job's index-0 pod: the Job controller's, else one made from the Job's template (the
+    test plays the controller too)."""
+    selector = f"batch.kubernetes.io/job-name={job_name},batch.kubernetes.io/job-completion-index=0"
+    if not cluster.kube.has_controller_manager:
+        template = (cluster.get("job", job_name) or {})["spec"]["template"]
+        labels = {**template["metadata"]["labels"], "batch.kubernetes.io/job-name": job_name,
+                  "batch.kubernetes.io/job-completion-index": "0"}  # fmt: skip
+        cluster.apply({"apiVersion": "v1", "kind": "Pod", "spec": template["spec"],
+                       "metadata": {"name": f"{job_name}-0-test", "labels": labels}})  # fmt: skip
+    return wait_for(f"pod 0 of {job_name}", lambda: (p := cluster.items("pods", selector)) and p[0])
+
+
+def report_as_rank0(cluster: Cluster, pod: dict[str, Any], work: Path, **progress: Any) -> None:
+    """What rank 0 does in that pod: the real reporter, with the pod's downward-API names and
+    a token of the pod's ServiceAccount (so the operator-made Role is what allows the patch)."""
+    from urllib.parse import urlsplit
+
+    from gen5nas.train.progress_report import ProgressReporter
+
+    account = pod["spec"]["serviceAccountName"]
+    token = wait_for(
+        f"ServiceAccount {account}",
+        lambda: (r := cluster.kubectl("create", "token", account, check=False)).returncode == 0
+        and r.stdout.strip(),
+    )  # fmt: skip
+    work.mkdir(parents=True, exist_ok=True)
+    (work / "token").write_text(token)
+    (work / "ca.crt").write_bytes(cluster.kube.ca_file.read_bytes())
+    server = urlsplit(cluster.kube.server)
+    reporter = ProgressReporter.from_env({
+        "GEN5NAS_POD_NAME": pod["metadata"]["name"], "GEN5NAS_POD_NAMESPACE": cluster.ns,
+        "KUBERNETES_SERVICE_HOST": str(server.hostname),
+        "KUBERNETES_SERVICE_PORT": str(server.port), "GEN5NAS_SERVICEACCOUNT_DIR": str(work),
+    })  # fmt: skip
+    assert reporter is not None and reporter.report(**progress, force=True)
+
+
 def test_training_children_status_and_restart(
-    cluster: Cluster, operator: OperatorProcess, history: Callable[[str], History]
+    cluster: Cluster,
+    operator: OperatorProcess,
+    history: Callable[[str], History],
+    tmp_path: Path,
 ) -> None:
     trainings = history("supernettrainings")
     cluster.apply(
@@ -407,7 +575,10 @@ def test_training_children_status_and_restart(
     }
     assert volumes["results"]["persistentVolumeClaim"]["claimName"] == "gen5nas-results"
     assert volumes["dshm"]["emptyDir"]["medium"] == "Memory"
-    assert {e["name"] for e in container["env"]} >= {"NODE_RANK", "GEN5NAS_NAMESPACE"}
+    assert {e["name"] for e in container["env"]} >= {
+        "NODE_RANK", "GEN5NAS_NAMESPACE", "GEN5NAS_POD_NAME", "GEN5NAS_POD_NAMESPACE",
+    }  # fmt: skip
+    assert pod["serviceAccountName"] == "gen5nas-workload"
     svc = cluster.get("service", "st-a-rdzv")
     assert svc is not None and svc["spec"]["clusterIP"] == "None" and _owned_by(svc, cr)
     cm = cluster.get("configmap", "st-a-spec")
@@ -421,6 +592,22 @@ def test_training_children_status_and_restart(
     cluster.job_running("st-a-train", active=2)
     st = cluster.wait_phase("supernettraining", "st-a", "Running")
     ready_since = {c["type"]: c for c in st["conditions"]}["Ready"]["lastTransitionTime"]
+
+    # Rank 0 reports its progress on its pod; the operator shows it in status and kubectl get.
+    report_as_rank0(
+        cluster, rank0_pod(cluster, "st-a-train"), tmp_path / "sa",
+        epoch=1, epochs=2, iteration=40, max_top1=71.254, min_top1=60.5,
+    )  # fmt: skip
+    progress = wait_for(
+        "status.progress", lambda: cluster.status("supernettraining", "st-a").get("progress")
+    )
+    assert {k: v for k, v in progress.items() if k != "updated"} == {
+        "epoch": 1, "epochs": 2, "iteration": 40, "maxTop1": 71.25, "minTop1": 60.5,
+    }  # fmt: skip
+    row = cluster.kubectl("get", "supernettraining", "st-a", "--no-headers").stdout.split()
+    # NAME, Phase, Epoch, Epochs, Max-Top1, Min-Top1, Age
+    assert row[:6] == ["st-a", "Running", "1", "2", "71.25", "60.5"], row
+    assert len(row) == 7 and row[6][-1] in "smhd", row
 
     # Restart mid-way, the Job finishing while no operator runs: reaching Succeeded proves the
     # new process reconciled, and it made no duplicate children on the way.
@@ -449,12 +636,29 @@ def test_training_children_status_and_restart(
     assert finalizers(versions) == set()
 
 
+@pytest.mark.slow  # a real search: two search pods' command, 6 trials on CPU
 def test_search_waits_runs_reports_front_and_cleans_up(
-    cluster: Cluster, operator: OperatorProcess, dsn: str, history: Callable[[str], History]
+    cluster: Cluster,
+    operator: OperatorProcess,
+    dsn: str,
+    history: Callable[[str], History],
+    tmp_path: Path,
 ) -> None:
+    import optuna
+    from optuna.trial import TrialState
+    from searchkit import fresh_checkpoint, read_csv
+
+    from gen5nas.estimator.server import start_server
+    from gen5nas.search.results import counted_trials
+    from gen5nas.train.checkpoint import BEST_PREFIX
+
     searches = history("nassearches")
     cluster.apply(training("st-b", gpusPerWorker=1))
-    cluster.apply(search("nas-b", "st-b"))
+    # Small evaluation settings: the search pods run for real below.
+    evaluation = {"calibBatches": 2, "valBatches": 2}
+    cluster.apply(
+        search("nas-b", "st-b", dataset={"kind": "digits", "numWorkers": 0}, evaluation=evaluation)
+    )
     st = cluster.wait_phase("nassearch", "nas-b", "Waiting")
     assert "st-b" in st["message"]
     assert cluster.get("job", "nas-b-search") is None
@@ -490,25 +694,79 @@ def test_search_waits_runs_reports_front_and_cleans_up(
     st = cluster.wait_phase("nassearch", "nas-b", "Running")
     study = st["studyName"]
     assert study.startswith(f"{cluster.ns}.nas-b.")
-    archs = write_study(dsn, study, 4)
+
+    # Play the kubelet for real: each of the Job's pods runs the Job's own command here, on the
+    # PostgreSQL study its Secret names. Only what exists in a pod alone is stood in for: the
+    # volumes (local dirs), the training's result on the results PVC (a fresh tiny supernet),
+    # and the estimator Deployment's pods (an estimator server on loopback).
+    pods = [
+        LocalPod(cluster, job, name, tmp_path)
+        for name in pod_names(cluster, job["metadata"]["name"], 2)
+    ]
+    assert all(p.env["GEN5NAS_STORAGE_URL"] == dsn for p in pods)
+    fresh_checkpoint(pods[0].local(ckpt) / f"{BEST_PREFIX}1.pth")
+    ports = [p["containerPort"] for p in est["ports"]]
+    server = start_server([0] * len(ports), host="127.0.0.1")
+    logs = [tmp_path / f"{p.name}.log" for p in pods]
+    try:
+        assert grpc_probe_ok(server.ports[ports.index(est["readinessProbe"]["grpc"]["port"])])
+        for pod in pods:
+            spec_file = Path(pod.command[pod.command.index("-f") + 1])  # on its ConfigMap
+            doc = yaml.safe_load(spec_file.read_text())
+            assert doc["spec"]["estimator"]["servers"][0]["ports"] == ports
+            doc["spec"]["estimator"]["servers"] = [{"host": "127.0.0.1", "ports": server.ports}]
+            spec_file.write_text(yaml.safe_dump(doc, sort_keys=False))
+        procs = [pod.start(log) for pod, log in zip(pods, logs, strict=True)]
+        for proc, log in zip(procs, logs, strict=True):
+            try:
+                proc.wait(timeout=480)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+            assert proc.returncode == 0, log.read_text(errors="replace")[-4000:]
+    finally:
+        server.stop(grace=1.0)
+
+    # The study as the search left it, and its own outputs: what the status must report.
+    ran = optuna.load_study(study_name=study, storage=dsn)
+    counted = counted_trials(ran.get_trials(deepcopy=False))
+    complete = [t for t in counted if t.state == TrialState.COMPLETE]
+    assert len(complete) == 6
+    recorded = ran.user_attrs["outputs"]
+    rows = read_csv(Path(recorded["subnetsCsv"]))
+    feasible = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] == "True"]
+    pareto = {int(r["trial"]) for r in rows if r["pareto"] == "True"}
+    # The pods exited but the Job is not marked done yet: Running, with the final counts.
     st = wait_for(
-        "trial counts", lambda: (x := cluster.status("nassearch", "nas-b")).get("trials", {})
-        .get("complete") == 4 and x,
+        "the real trial counts",
+        lambda: (x := cluster.status("nassearch", "nas-b")).get("trials", {}).get("complete")
+        == len(complete) and x,
     )  # fmt: skip
-    assert st["progress"] == "4/6"
+    assert st["phase"] == "Running" and st["progress"] == "6/6"
+    assert st["trials"]["total"] == len(counted) and st["trials"]["running"] == 0
     front = st["front"]
-    assert front["size"] == 3 and [e["trial"] for e in front["top"]] == [0, 1, 3]
-    assert front["bestAccuracy"] == 65.0 and front["lowestCost"] == 1.0
-    assert [e["arch"] for e in front["top"]] == [archs[i].summary() for i in (0, 1, 3)]
+    assert front["size"] == len(pareto) > 0
+    top = [e["trial"] for e in front["top"]]
+    assert len(top) == min(3, len(pareto)) and set(top) <= pareto
+    assert front["bestAccuracy"] == round(max(float(r["accuracy_top1"]) for r in feasible), 4)
+    assert front["lowestCost"] == round(min(float(r["latency_ms"]) for r in feasible), 4)
+    by_number = {t.number: t for t in complete}
+    assert [e["arch"] for e in front["top"]] == [
+        by_number[n].user_attrs["arch_summary"] for n in top
+    ]
     row = cluster.kubectl("get", "nassearch", "nas-b", "--no-headers").stdout.split()
     # NAME, Phase, Trials, Front, Best-Acc, Min-Cost, Age
-    assert row[:6] == ["nas-b", "Running", "4/6", "3", "65", "1"], row
+    assert row[:4] == ["nas-b", "Running", "6/6", str(len(pareto))], row
+    assert [float(x) for x in row[4:6]] == [front["bestAccuracy"], front["lowestCost"]], row
     assert len(row) == 7 and row[6][-1] in "smhd", row
-    write_study(dsn, study, 0, work_dir=st["workDir"])  # the search step's last act
+
     cluster.job_complete("nas-b-search", completions=1)
     st = cluster.wait_phase("nassearch", "nas-b", "Succeeded")
-    assert st["outputs"] == outputs_attr(st["workDir"])
-    assert st["outputs"]["paretoHtml"].endswith(f"/{cluster.ns}/nas-b/pareto_front.html")
+    assert st["outputs"] == recorded
+    # ... written under the work dir the Job's command named, on the results PVC
+    work = pods[0].local(st["workDir"]).resolve()
+    assert recorded["paretoHtml"] == str(work / "pareto_front.html")
+    assert all(Path(path).exists() for path in recorded.values())
     wait_for("estimator removed", lambda: cluster.get("deployment", "nas-b-estimator") is None)
     assert cluster.get("service", "nas-b-estimator") is None
     assert cluster.status("nassearch", "nas-b")["estimator"]["removed"] is True
@@ -516,13 +774,17 @@ def test_search_waits_runs_reports_front_and_cleans_up(
     # moved by the resync loop alone: no event touches the CR), Succeeded or after.
     versions = searches.versions("nassearch", "nas-b")
     assert {"Waiting", "Pending", "Running", "Succeeded"} <= phases(versions)
-    assert any((o.get("status") or {}).get("progress") == "4/6" for o in versions)
+    progress = [
+        int(p.split("/")[0]) for o in versions if (p := (o.get("status") or {}).get("progress"))
+    ]
+    assert progress == sorted(progress) and progress[-1] == 6  # trial counts never went back
     assert finalizers(versions) == set()
 
-    # the DSN appears nowhere the operator writes
+    # the DSN appears nowhere the operator writes, nor in what the search pods logged
     password = dsn.split(":")[2].split("@")[0]
-    everything = cluster.kubectl("get", "nassearch,configmap,events", "-o", "yaml").stdout
+    everything = cluster.kubectl("get", "nassearch,configmap,events,jobs", "-o", "yaml").stdout
     assert password not in everything and password not in operator.text()
+    assert not [log.name for log in logs if password in log.read_text(errors="replace")]
 
     # an export waits for its search, then runs with the study and reports the ONNX card
     cluster.apply(export("sx-b", "nas-b", 1))
@@ -679,3 +941,156 @@ def test_examples_pass_the_crd_schema(crds: Any) -> None:
             check=False,
         )  # fmt: skip
         assert res.returncode == 0, f"{doc['kind']} {doc['metadata'].get('name')}: {res.stderr}"
+
+
+def _example(name: str, namespace: str) -> dict[str, Any]:
+    """examples/<name>.yaml, moved to ``namespace`` (the one the test operator watches)."""
+    (doc,) = [d for d in yaml.safe_load_all((EXAMPLES / f"{name}.yaml").read_text()) if d]
+    doc["metadata"]["namespace"] = namespace
+    return doc
+
+
+def _check_pod_volumes(pod: dict[str, Any], container: dict[str, Any], rt: Any) -> None:
+    """The volumes a workload pod gets from ``rt`` (a RuntimeSpec): the dataset PVC read-only,
+    the results PVC writable, /dev/shm in memory of the asked size."""
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    mounts = {m["name"]: m for m in container["volumeMounts"]}
+    assert volumes["dataset"]["persistentVolumeClaim"] == {
+        "claimName": rt.dataset_pvc, "readOnly": True,
+    }  # fmt: skip
+    assert mounts["dataset"]["mountPath"] == rt.dataset_mount_path
+    assert mounts["dataset"]["readOnly"] is True
+    assert volumes["results"]["persistentVolumeClaim"] == {"claimName": rt.results_pvc}
+    assert mounts["results"]["mountPath"] == rt.results_mount_path
+    assert not mounts["results"].get("readOnly")
+    assert volumes["dshm"]["emptyDir"] == {"medium": "Memory", "sizeLimit": rt.shm_size}
+    assert mounts["dshm"]["mountPath"] == "/dev/shm"
+
+
+def _check_resources(container: dict[str, Any], rt: Any) -> None:
+    res = container["resources"]
+    gpus = str(rt.gpus_per_worker)
+    assert res["requests"]["nvidia.com/gpu"] == res["limits"]["nvidia.com/gpu"] == gpus
+    assert res["requests"]["cpu"] == rt.cpu and res["requests"]["memory"] == rt.memory
+
+
+def test_examples_make_the_children_they_describe(
+    cluster: Cluster, operator: OperatorProcess, dsn: str
+) -> None:
+    """kubectl apply of the three shipped examples, as written but for the namespace: the
+    children's specs carry what the manifests ask for, and each step waits for the one before."""
+    from gen5nas.spec.common import RuntimeSpec
+
+    ns = cluster.ns
+    tr, se, sx = (_example(n, ns) for n in ("supernettraining", "nassearch", "subnetexport"))
+    tr_name, se_name, sx_name = (d["metadata"]["name"] for d in (tr, se, sx))
+    storage = se["spec"]["storage"]
+    cluster.kubectl(
+        "create", "secret", "generic", storage["secretName"],
+        f"--from-literal={storage['secretKey']}={dsn}",
+    )  # fmt: skip
+    cluster.apply(yaml.safe_dump_all([tr, se, sx]))
+
+    # SupernetTraining -> an Indexed Job (one pod per worker) + its headless Service.
+    rt = RuntimeSpec.model_validate(tr["spec"]["runtime"])
+    cr = cluster.get("supernettraining", tr_name)
+    assert cr is not None
+    job = wait_for("train Job", lambda: cluster.get("job", f"{tr_name}-train"))
+    assert _owned_by(job, cr)
+    assert job["spec"]["completionMode"] == "Indexed"
+    assert job["spec"]["completions"] == job["spec"]["parallelism"] == rt.workers
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    assert container["image"] == rt.image
+    _check_resources(container, rt)
+    assert pod["nodeSelector"] == tr["spec"]["runtime"]["nodeSelector"]
+    assert pod["tolerations"] == tr["spec"]["runtime"]["tolerations"]
+    _check_pod_volumes(pod, container, rt)
+    command = container["command"]
+    assert command[0] == "torchrun" and f"--nnodes={rt.workers}" in command
+    assert f"--nproc-per-node={rt.processes_per_worker}" in command
+    assert command[command.index("--work-dir") + 1] == f"{rt.results_mount_path}/{ns}/{tr_name}"
+    env = {e["name"]: e for e in container["env"]}
+    assert env["GEN5NAS_NAMESPACE"]["value"] == ns
+    assert env["NODE_RANK"]["valueFrom"]["fieldRef"]["fieldPath"] == (
+        "metadata.annotations['batch.kubernetes.io/job-completion-index']"
+    )
+    svc = cluster.get("service", f"{tr_name}-rdzv")
+    assert svc is not None and _owned_by(svc, cr) and svc["spec"]["clusterIP"] == "None"
+    assert pod["subdomain"] == svc["metadata"]["name"]
+    pod_labels = job["spec"]["template"]["metadata"]["labels"]
+    assert svc["spec"]["selector"].items() <= pod_labels.items()
+    cm = cluster.get("configmap", f"{tr_name}-spec")
+    assert cm is not None and _owned_by(cm, cr)
+    _contains(yaml.safe_load(cm["data"]["spec.yaml"])["spec"], tr["spec"])
+
+    # NASSearch and SubnetExport wait: no Job before the step they need has succeeded.
+    st = cluster.wait_phase("nassearch", se_name, "Waiting")
+    assert tr_name in st["message"]
+    cluster.wait_phase("subnetexport", sx_name, "Waiting")
+    assert cluster.get("job", f"{se_name}-search") is None
+    assert cluster.get("job", f"{sx_name}-export") is None
+
+    cluster.job_complete(f"{tr_name}-train", completions=rt.workers, indexed=True)
+    checkpoint = cluster.wait_phase("supernettraining", tr_name, "Succeeded")["checkpoint"]
+
+    # NASSearch -> the estimator Deployment + headless Service, and the search Job.
+    srt = RuntimeSpec.model_validate(se["spec"]["runtime"])
+    est = se["spec"]["estimator"]
+    cr = cluster.get("nassearch", se_name)
+    assert cr is not None
+    job = wait_for("search Job", lambda: cluster.get("job", f"{se_name}-search"))
+    assert _owned_by(job, cr) and job["spec"]["parallelism"] == se["spec"]["parallelism"]
+    pod = job["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    _check_resources(container, srt)
+    _check_pod_volumes(pod, container, srt)
+    env = {e["name"]: e for e in container["env"]}
+    assert env["GEN5NAS_STORAGE_URL"] == {
+        "name": "GEN5NAS_STORAGE_URL",
+        "valueFrom": {"secretKeyRef": {"name": storage["secretName"], "key": storage["secretKey"]}},
+    }
+    assert dsn not in json.dumps(job)  # the DSN only by reference, never a literal
+    command = container["command"]
+    assert command[command.index("--checkpoint") + 1] == checkpoint
+    assert command[command.index("--work-dir") + 1] == f"{srt.results_mount_path}/{ns}/{se_name}"
+    dep = wait_for("estimator", lambda: cluster.get("deployment", f"{se_name}-estimator"))
+    assert _owned_by(dep, cr) and dep["spec"]["replicas"] == est["replicas"]
+    template = dep["spec"]["template"]
+    assert dep["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
+    (server,) = template["spec"]["containers"]
+    assert [p["containerPort"] for p in server["ports"]] == est["ports"]
+    assert server["command"][-len(est["ports"]) - 1 :] == ["--port", *map(str, est["ports"])]
+    for probe in ("readinessProbe", "livenessProbe"):
+        # gRPC health of the whole server ("" service) on its first port
+        assert server[probe]["grpc"]["port"] == est["ports"][0], probe
+        assert server[probe]["grpc"].get("service", "") == "", probe
+    svc = cluster.get("service", f"{se_name}-estimator")
+    assert svc is not None and _owned_by(svc, cr) and svc["spec"]["clusterIP"] == "None"
+    assert [p["port"] for p in svc["spec"]["ports"]] == est["ports"]
+    assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
+    cm = cluster.get("configmap", f"{se_name}-spec")
+    assert cm is not None and _owned_by(cm, cr)
+    document = yaml.safe_load(cm["data"]["spec.yaml"])["spec"]
+    assert document["checkpoint"] == checkpoint
+    assert document["estimator"]["servers"] == [
+        {"host": f"{se_name}-estimator.{ns}.svc", "ports": est["ports"]}
+    ]
+    assert "url" not in document["storage"]
+    _contains(
+        document, {**se["spec"], "estimator": {**est, "servers": document["estimator"]["servers"]}}
+    )
+    cluster.wait_phase("nassearch", se_name, "Pending")
+
+    # SubnetExport: its SupernetTraining succeeded, but it still waits for its NASSearch.
+    st = wait_for(
+        "the export waiting for its NASSearch",
+        lambda: se_name in (x := cluster.status("subnetexport", sx_name)).get("message", "") and x,
+    )
+    assert st["phase"] == "Waiting"
+    assert cluster.get("job", f"{sx_name}-export") is None
+
+    cluster.kubectl(
+        "delete", f"subnetexport/{sx_name}", f"nassearch/{se_name}",
+        f"supernettraining/{tr_name}", "--wait=false",
+    )  # fmt: skip

@@ -538,3 +538,81 @@ def test_kit_trial_attrs_are_the_runners() -> None:
     o = proxy_outcome(seen[0])
     kit = trial_user_attrs(seen[0], o.accuracy, o.latency_ms, o.energy_mj)
     assert {k: trial.user_attrs.get(k) for k in kit} == kit
+
+
+# ---- SupernetTraining progress ------------------------------------------------------------------
+def add_train_pod(kube: Kube, owner_uid: str, name: str, progress: str | None) -> None:
+    meta: dict[str, Any] = {
+        "name": name, "namespace": NS,
+        "labels": {"gen5nas.io/owner-uid": owner_uid, "app.kubernetes.io/component": "train"},
+    }  # fmt: skip
+    if progress is not None:
+        meta["annotations"] = {"gen5nas.io/progress": progress}
+    kube.create({"apiVersion": "v1", "kind": "Pod", "metadata": meta})
+
+
+def progress_json(epoch: int, updated: str, **extra: Any) -> str:
+    doc = {"epoch": epoch, "epochs": 5, "iteration": 10 * epoch, "updated": updated, **extra}
+    return json.dumps(doc)
+
+
+def test_training_status_shows_rank_0s_latest_progress(
+    kube: MemoryKube, caplog: pytest.LogCaptureFixture
+) -> None:
+    add_cr(kube, "SupernetTraining", "st", TRAINING)
+    reconcile(kube, "SupernetTraining", "st")
+    # the namespace's workload identity, shared and owned by no CR (no events for it)
+    rbac = "rbac.authorization.k8s.io/v1"
+    for api, kind in (("v1", "ServiceAccount"), (rbac, "Role"), (rbac, "RoleBinding")):
+        assert kube.names(api, kind) == ["gen5nas-workload"]
+        assert "ownerReferences" not in kube.get(api, kind, NS, "gen5nas-workload")["metadata"]
+    assert events_of(kube, "st") == [("Normal", "Created")] * 3 + [("Normal", s.PENDING)]
+    uid = kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["metadata"]["uid"]
+    assert "progress" not in kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["status"]
+
+    # a restarted group: the old rank 0 pod's report is older than the new one's; workers
+    # report nothing; a stranger's pod and a malformed annotation are ignored
+    add_train_pod(kube, uid, "st-train-0-old", progress_json(1, "2025-01-01T00:01:00Z"))
+    add_train_pod(kube, uid, "st-train-0-new", progress_json(
+        2, "2025-01-01T00:02:00Z", maxTop1=70.5, minTop1=55.25))  # fmt: skip
+    add_train_pod(kube, uid, "st-train-1-new", None)
+    add_train_pod(kube, "someone-else", "other-0", progress_json(4, "2025-01-01T00:09:00Z"))
+    add_train_pod(kube, uid, "st-train-0-bad", '{"epoch": "three", "epochs": 5, "iteration": 1}')
+    with caplog.at_level(logging.WARNING, logger="gen5nas_operator.reconcile"):
+        reconcile(kube, "SupernetTraining", "st")
+        reconcile(kube, "SupernetTraining", "st")
+    st = kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["status"]
+    assert st["progress"] == {
+        "epoch": 2, "epochs": 5, "iteration": 20, "maxTop1": 70.5, "minTop1": 55.25,
+        "updated": "2025-01-01T00:02:00Z",
+    }  # fmt: skip
+    bad = [r.getMessage() for r in caplog.records if "st-train-0-bad" in r.getMessage()]
+    assert len(bad) == 1 and "epoch: a whole number >= 0 is required" in bad[0]  # logged once
+
+    # pods gone (e.g. cleaned up): the last progress stays
+    for pod in kube.names("v1", "Pod"):
+        kube.delete("v1", "Pod", NS, pod)
+    job_complete(kube, "st-train")
+    reconcile(kube, "SupernetTraining", "st")
+    st = kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["status"]
+    assert st["phase"] == s.SUCCEEDED and st["progress"]["epoch"] == 2
+
+
+def test_training_with_its_own_service_account_gets_no_workload_identity(
+    kube: MemoryKube,
+) -> None:
+    sa = {"apiVersion": "v1", "kind": "ServiceAccount",
+          "metadata": {"name": "gen5nas-workload", "namespace": NS, "labels": {"mine": "yes"}}}  # fmt: skip
+    kube.create(sa)  # an administrator's own: left as it is, no NameConflict
+    add_cr(kube, "SupernetTraining", "st", TRAINING)
+    assert reconcile(kube, "SupernetTraining", "st").status["phase"] == s.PENDING
+    assert kube.get("v1", "ServiceAccount", NS, "gen5nas-workload")["metadata"]["labels"] == {
+        "mine": "yes"
+    }
+    assert kube.names("rbac.authorization.k8s.io/v1", "Role") == ["gen5nas-workload"]
+
+    other = MemoryKube()
+    add_cr(other, "SupernetTraining", "st", {**TRAINING, "runtime": {"serviceAccountName": "x"}})
+    reconcile(other, "SupernetTraining", "st")
+    assert other.names("v1", "ServiceAccount") == []
+    assert other.names("rbac.authorization.k8s.io/v1", "Role") == []

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 
 import optuna
+import pytest
 from operator_kit import sample_arch, trial_user_attrs
 from optuna.trial import TrialState, create_trial
 
@@ -147,3 +149,34 @@ def test_termination_message_round_trip(tmp_path) -> None:  # type: ignore[no-un
     assert out["parity"] == {"passed": False, "maxAbsDiff": 0.5}  # the check failed
     assert out["cost"] == {"latencyMs": 2.0, "profile": "cpu-ort"}
     assert termination.main([str(tmp_path / "out" / "none"), str(msg)]) == 1
+
+
+@pytest.mark.parametrize(
+    ("annotation", "error"),
+    [
+        ("epoch 3", "not JSON"),
+        ("[1, 2]", "a JSON object is expected"),
+        ('{"epochs": 5, "iteration": 1}', "epoch: a whole number >= 0 is required, got None"),
+        ('{"epoch": -1, "epochs": 5, "iteration": 1}', "epoch: a whole number >= 0"),
+        ('{"epoch": 1, "epochs": true, "iteration": 1}', "epochs: a whole number >= 0"),
+        ('{"epoch": 1, "epochs": 5, "iteration": 1, "maxTop1": NaN}', "maxTop1: a finite number"),
+        ('{"epoch": 1, "epochs": 5, "iteration": 1, "minTop1": "60"}', "minTop1: a finite number"),
+        ('{"epoch": 1, "epochs": 5, "iteration": 1, "updated": "yesterday"}', "updated: a UTC"),
+    ],
+)
+def test_training_progress_refuses_what_the_status_schema_would(
+    annotation: str, error: str
+) -> None:
+    with pytest.raises(ValueError, match=re.escape(error)):
+        s.training_progress(annotation)
+
+
+def test_training_progress_keeps_known_fields_only() -> None:
+    doc = {
+        "epoch": 1,
+        "epochs": 5,
+        "iteration": 7,
+        "maxTop1": 70,
+        "updated": "2025-01-01T00:00:00Z",
+    }
+    assert s.training_progress(json.dumps({**doc, "extra": "x"})) == doc

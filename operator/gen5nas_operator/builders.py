@@ -21,6 +21,7 @@ from gen5nas.spec.common import GROUP_VERSION, RuntimeSpec
 from gen5nas.spec.export import SubnetExportSpec
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas.spec.training import SupernetTrainingSpec
+from gen5nas.train.progress_report import POD_NAME_ENV, POD_NAMESPACE_ENV
 from gen5nas_operator.settings import Settings
 
 Manifest = dict[str, Any]
@@ -36,6 +37,9 @@ LABEL_OWNER_UID = "gen5nas.io/owner-uid"
 LABEL_OWNER_KIND = "gen5nas.io/owner-kind"
 LABEL_COMPONENT = "app.kubernetes.io/component"
 MAX_NAME = 52  # a Job's pods get a 63-char label from its name plus a suffix
+# Training pods run as this ServiceAccount (unless spec.runtime.serviceAccountName names one):
+# it may patch pods in its namespace, so rank 0 can write its progress annotation.
+WORKLOAD_SERVICE_ACCOUNT = "gen5nas-workload"
 
 
 @dataclass(frozen=True)
@@ -222,7 +226,9 @@ def pod_template(
     container_name: str = "main",
     restart_policy: str = "Never",
     subdomain: str | None = None,
+    service_account: str | None = None,
 ) -> dict[str, Any]:
+    """``service_account``: the default when the spec names none."""
     volumes, mounts = _volumes(owner, runtime, settings)
     container: dict[str, Any] = {
         "name": container_name,
@@ -244,8 +250,8 @@ def pod_template(
         spec["nodeSelector"] = dict(runtime.node_selector)
     if runtime.tolerations:
         spec["tolerations"] = _tolerations(runtime)
-    if runtime.service_account_name:
-        spec["serviceAccountName"] = runtime.service_account_name
+    if runtime.service_account_name or service_account:
+        spec["serviceAccountName"] = runtime.service_account_name or service_account
     if subdomain:
         spec["subdomain"] = subdomain
     return {"metadata": {"labels": labels(owner, component)}, "spec": spec}
@@ -269,6 +275,65 @@ def _nproc(runtime: RuntimeSpec) -> int:
 
 def train_args(owner: Owner, runtime: RuntimeSpec) -> list[str]:
     return ["train", "-f", SPEC_FILE, "--work-dir", work_dir(owner, runtime)]
+
+
+def _field_env(name: str, field_path: str) -> dict[str, Any]:
+    return {"name": name, "valueFrom": {"fieldRef": {"fieldPath": field_path}}}
+
+
+# The pod's own name and namespace (downward API): where rank 0 reports its progress.
+POD_ENV = [
+    _field_env(POD_NAME_ENV, "metadata.name"),
+    _field_env(POD_NAMESPACE_ENV, "metadata.namespace"),
+]
+
+
+def _training_pod(
+    owner: Owner,
+    rt: RuntimeSpec,
+    settings: Settings,
+    command: list[str],
+    extra_env: list[dict[str, Any]] | None = None,
+    **kw: Any,
+) -> dict[str, Any]:
+    env = [*(extra_env or []), *copy.deepcopy(POD_ENV)]
+    return pod_template(
+        owner, "train", rt, settings, command, env, service_account=WORKLOAD_SERVICE_ACCOUNT, **kw
+    )
+
+
+def workload_identity(namespace: str) -> list[Manifest]:
+    """The ServiceAccount training pods run as, with a Role that lets it patch pods (rank 0's
+    progress annotation; pod names are made by the Job controller, so no resourceNames) and
+    the RoleBinding. One per namespace, shared by every training: owned by no custom resource."""
+    meta = {
+        "name": WORKLOAD_SERVICE_ACCOUNT,
+        "namespace": namespace,
+        "labels": {
+            "app.kubernetes.io/name": "gen5nas",
+            "app.kubernetes.io/managed-by": MANAGED_BY,
+            LABEL_COMPONENT: "workload-identity",
+        },
+    }
+    rbac = "rbac.authorization.k8s.io"
+    return [
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": copy.deepcopy(meta)},
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "Role",
+            "metadata": copy.deepcopy(meta),
+            "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["patch"]}],
+        },
+        {
+            "apiVersion": f"{rbac}/v1",
+            "kind": "RoleBinding",
+            "metadata": copy.deepcopy(meta),
+            "roleRef": {"apiGroup": rbac, "kind": "Role", "name": WORKLOAD_SERVICE_ACCOUNT},
+            "subjects": [
+                {"kind": "ServiceAccount", "name": WORKLOAD_SERVICE_ACCOUNT, "namespace": namespace}
+            ],
+        },
+    ]
 
 
 def training_indexed_job(
@@ -301,7 +366,7 @@ def training_indexed_job(
             },
         }
     ]
-    template = pod_template(owner, "train", rt, settings, torchrun, env, subdomain=service_name)
+    template = _training_pod(owner, rt, settings, torchrun, extra_env=env, subdomain=service_name)
     template["spec"]["containers"][0]["ports"] = [
         {"name": "rendezvous", "containerPort": settings.rendezvous_port}
     ]
@@ -338,10 +403,9 @@ def training_pytorchjob(owner: Owner, spec: SupernetTrainingSpec, settings: Sett
     command = ["torchrun", "-m", "gen5nas", *train_args(owner, rt)]
 
     def replica(count: int) -> dict[str, Any]:
-        template = pod_template(
-            owner, "train", rt, settings, command, container_name="pytorch",
-            restart_policy="OnFailure",
-        )  # fmt: skip
+        template = _training_pod(
+            owner, rt, settings, command, container_name="pytorch", restart_policy="OnFailure"
+        )
         return {"replicas": count, "restartPolicy": "OnFailure", "template": template}
 
     replicas = {"Master": replica(1)}

@@ -115,6 +115,17 @@ COMMON_STATUS: dict[str, Any] = {
 TRAINING_STATUS: dict[str, Any] = {
     "backend": {"type": "string", "enum": ["PyTorchJob", "IndexedJob"]},
     "checkpoint": {"type": "string", "description": "supernet checkpoint on the results PVC"},
+    "progress": _obj(
+        {
+            "epoch": {"type": "integer", "description": "epochs completed"},
+            "epochs": _INT,
+            "iteration": {"type": "integer", "description": "optimizer steps completed"},
+            "maxTop1": {"type": "number", "description": "largest subnet's top-1 (%), last val"},
+            "minTop1": {"type": "number", "description": "smallest subnet's top-1 (%), last val"},
+            "updated": _TIME,
+        },
+        "as rank 0 last reported it (its pod's annotation gen5nas.io/progress)",
+    ),
 }
 
 FRONT_ENTRY = _obj(
@@ -172,9 +183,13 @@ KINDS: list[Kind] = [
         immutable=["task", "searchSpace", "dataset", "model", "distillation"],
         columns=[
             _PHASE_COL,
-            _col("Workers", ".spec.runtime.workers", "integer"),
-            _col("GPUs", ".spec.runtime.gpusPerWorker", "integer"),
+            _col("Epoch", ".status.progress.epoch", "integer"),
             _col("Epochs", ".spec.schedule.epochs", "integer"),
+            _col("Max-Top1", ".status.progress.maxTop1", "number"),
+            _col("Min-Top1", ".status.progress.minTop1", "number"),
+            _col("Iteration", ".status.progress.iteration", "integer", priority=1),
+            _col("Workers", ".spec.runtime.workers", "integer", priority=1),
+            _col("GPUs", ".spec.runtime.gpusPerWorker", "integer", priority=1),
             _col("Checkpoint", ".status.checkpoint", priority=1),
             _col("Message", ".status.message", priority=1),
             _AGE_COL,

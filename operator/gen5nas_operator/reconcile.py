@@ -20,6 +20,7 @@ from gen5nas.spec.export import SubnetExportSpec
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas.spec.space import parse_model
 from gen5nas.spec.training import SupernetTrainingSpec
+from gen5nas.train.progress_report import ANNOTATION as PROGRESS_ANNOTATION
 from gen5nas_operator import builders as b
 from gen5nas_operator import status as s
 from gen5nas_operator.kube import Kube
@@ -141,6 +142,8 @@ def reconcile_training(kube: Kube, settings: Settings, body: dict[str, Any]) -> 
     except Gen5NasError as exc:
         return Outcome(s.invalid_spec(old, str(exc), gen))
     backend = training_backend(kube, settings, old)
+    if not spec.runtime.service_account_name:
+        ensure_workload_identity(kube, owner.namespace)
     manifests = b.training_children(
         owner, spec, body["spec"], settings, use_pytorchjob=backend == "PyTorchJob"
     )
@@ -159,7 +162,54 @@ def reconcile_training(kube: Kube, settings: Settings, body: dict[str, Any]) -> 
         checkpoint=b.training_checkpoint(owner, spec.runtime),
         children=_children(manifests),
     )
+    progress = training_progress(kube, owner)
+    if progress is not None:
+        st["progress"] = progress
     return Outcome(_with_times(st, state), created)
+
+
+def ensure_workload_identity(kube: Kube, namespace: str) -> None:
+    """The namespace's ServiceAccount + Role + RoleBinding for training pods, made when
+    missing. Shared by every training and owned by none (no events on a CR); one that exists is
+    left as it is, so an administrator may provide their own."""
+    for m in b.workload_identity(namespace):
+        if kube.get(m["apiVersion"], m["kind"], namespace, m["metadata"]["name"]) is None:
+            _, made = kube.create(m)
+            if made:
+                log.info("created %s %s/%s", m["kind"], namespace, m["metadata"]["name"])
+
+
+_malformed: set[tuple[str, str]] = set()  # (pod uid, annotation) already logged
+
+
+def training_progress(kube: Kube, owner: b.Owner) -> dict[str, Any] | None:
+    """The latest progress a training pod reports (only rank 0 writes one; a restarted group
+    leaves older pods behind, so the newest ``updated`` wins). A malformed annotation is logged
+    once and ignored."""
+    selector = ",".join(f"{k}={v}" for k, v in b.selector(owner, "train").items())
+    best: tuple[str, dict[str, Any]] | None = None
+    for pod in kube.list("v1", "Pod", owner.namespace, selector):
+        meta = pod.get("metadata") or {}
+        raw = (meta.get("annotations") or {}).get(PROGRESS_ANNOTATION)
+        if raw is None:
+            continue
+        try:
+            progress = s.training_progress(raw)
+        except ValueError as exc:
+            key = (str(meta.get("uid")), raw)
+            if key not in _malformed:
+                if len(_malformed) > 1000:
+                    _malformed.clear()
+                _malformed.add(key)
+                log.warning(
+                    "%s %s/%s: ignoring annotation %s of pod %s: %s", owner.kind,
+                    owner.namespace, owner.name, PROGRESS_ANNOTATION, meta.get("name"), exc,
+                )  # fmt: skip
+            continue
+        rank = str(progress.get("updated") or "")
+        if best is None or rank > best[0]:
+            best = (rank, progress)
+    return best[1] if best else None
 
 
 # ---- NASSearch -----------------------------------------------------------------------------

@@ -9,6 +9,7 @@ place), ``Complete`` and ``Failed`` (terminal), plus ``EstimatorReady`` for a NA
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -305,4 +306,48 @@ def export_report(message: str | None) -> dict[str, Any] | None:
         }
     if card.get("arch_summary"):
         out["arch"] = str(card["arch_summary"])[:120]
+    return out
+
+
+# ---- training progress -------------------------------------------------------------------------
+PROGRESS_INTS = ("epoch", "epochs", "iteration")
+PROGRESS_NUMS = ("maxTop1", "minTop1")
+
+
+def training_progress(annotation: str | None) -> dict[str, Any]:
+    """``status.progress`` from rank 0's pod annotation (``gen5nas.train.progress_report``).
+    Raises ValueError naming what is wrong: a bad value would make the API server refuse the
+    whole status patch, so nothing unchecked is copied."""
+    try:
+        doc = json.loads(annotation or "")
+    except ValueError:
+        raise ValueError(f"not JSON: {str(annotation)[:80]!r}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"a JSON object is expected, got {type(doc).__name__}")
+    out: dict[str, Any] = {}
+    for key in PROGRESS_INTS:
+        value = doc.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{key}: a whole number >= 0 is required, got {value!r}")
+        out[key] = value
+    for key in PROGRESS_NUMS:
+        value = doc.get(key)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"{key}: a finite number is allowed, got {value!r}")
+        out[key] = value
+    updated = doc.get("updated")
+    if updated is not None:
+        try:
+            datetime.strptime(str(updated), "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            raise ValueError(
+                f"updated: a UTC time like 2025-01-01T00:00:00Z is allowed, got {updated!r}"
+            ) from None
+        out["updated"] = updated
     return out

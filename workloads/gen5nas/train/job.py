@@ -39,6 +39,7 @@ def run_supernet_training(
     from gen5nas.train.checkpoint import make_meta
     from gen5nas.train.distributed import env_from_torchrun
     from gen5nas.train.evaluate import SupernetValidator
+    from gen5nas.train.progress_report import ProgressReporter
     from gen5nas.train.sandwich import SandwichStep
     from gen5nas.train.trainer import Trainer, TrainerConfig, seed_everything
 
@@ -118,6 +119,7 @@ def run_supernet_training(
             config_file=Path(config_file) if config_file else None,
             resolved_config=resolved,
             hooks=hooks,
+            progress=ProgressReporter.from_env() if env.is_main else None,
         ),
         env=env,
         meta=meta,

@@ -20,7 +20,8 @@ iteration, per-rank RNG states, best score), then per epoch: zero grads, ``step(
 optimizer and LR step for every batch; a tqdm bar and periodic log lines on rank 0 (images/s,
 per-pass losses, ETA); validation every ``valIntervalEpochs`` and at the end; ``epoch_N.pth``,
 ``last_checkpoint``, the best file (``best_prefix`` + epoch, a hard link to the epoch file),
-metrics as JSON lines in ``work_dir/metrics.jsonl`` and TensorBoard scalars when available.
+metrics as JSON lines in ``work_dir/metrics.jsonl``, TensorBoard scalars when available, and
+(``config.progress``) rank 0's progress on its pod for ``kubectl get`` (``progress_report``).
 Rank 0 writes files; every rank reads the checkpoint it resumes from, and all ranks refuse to
 go on unless they found the same one (a work dir not on a shared filesystem). The best file is
 linked before the pointer moves, so a kill never leaves a checkpoint whose best file is missing
@@ -73,6 +74,7 @@ from gen5nas.train.checkpoint import (
 from gen5nas.train.distributed import DistEnv, all_reduce_sum, barrier, unwrap, wrap_ddp
 from gen5nas.train.evaluate import Validator
 from gen5nas.train.optim import build_optimizer, build_scheduler
+from gen5nas.train.progress_report import ProgressReporter
 from gen5nas.train.sandwich import StepContext, StepOutput, TrainStep
 
 log = logging.getLogger(__name__)
@@ -107,6 +109,7 @@ class TrainerConfig:
     config_file: Path | None = None  # copied into the work dir (the seed does)
     resolved_config: dict[str, Any] | None = None  # written to the log folder
     hooks: Sequence[StepHook] = field(default_factory=tuple)
+    progress: ProgressReporter | None = None  # rank 0's progress on its pod (kubectl get)
 
 
 @dataclass
@@ -471,6 +474,7 @@ class Trainer:
         try:
             if self.epoch >= epochs and self.env.is_main:
                 log.info("all %d epochs are already done in %s", epochs, self.work_dir)
+            self._report_progress(force=True)
             while self.epoch < epochs:
                 self._train_epoch()
                 self.epoch += 1
@@ -488,6 +492,7 @@ class Trainer:
                         best_file = self._best_path(self.epoch)
                 elif new_best:
                     best_file = self._save_best_state()
+                self._report_progress(force=True)
         finally:
             self._close_outputs()
         if best_file is None and self.best_epoch is not None:
@@ -503,6 +508,18 @@ class Trainer:
             self.last_metrics,
             self.log_dir,
             self.model,
+        )
+
+    def _report_progress(self, force: bool = False) -> None:
+        if self.cfg.progress is None or not self.env.is_main:
+            return
+        self.cfg.progress.report(
+            self.epoch,
+            self.cfg.schedule.epochs,
+            self.iteration,
+            self.last_metrics.get("max/accuracy_top1"),
+            self.last_metrics.get("min/accuracy_top1"),
+            force=force,
         )
 
     def _validate(self) -> bool:
@@ -599,6 +616,7 @@ class Trainer:
         values = {f"loss/{k}": v for k, v in losses.items()}
         values.update({"lr": lr, "images_per_s": rate})
         self._record("train", values, self.epoch + 1)
+        self._report_progress()  # throttled: at most every few seconds mid-epoch
         if self.env.is_main:
             bar.set_postfix(
                 {**{k: f"{v:.3f}" for k, v in losses.items()}, "img/s": f"{rate:.0f}"},
