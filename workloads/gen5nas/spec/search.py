@@ -60,7 +60,12 @@ class SamplerSpec(SpecModel):
 
 
 class EvaluationSpec(SpecModel):
-    calib_batches: int = Field(default=64, ge=1, description="BN recalibration batches")
+    calib_batches: int = Field(
+        default=64,
+        ge=1,
+        description="BN recalibration batches of batchSize images (64 x 64 = 4096 images, the "
+        "calibration size of mmrazor's and AttentiveNAS's searches)",
+    )
     val_batches: int | None = Field(default=None, ge=1, description="default: whole val set")
     batch_size: int | None = Field(default=None, ge=1, description="default: dataset.batchSize")
     cache_mib: int = Field(
