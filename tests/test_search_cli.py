@@ -169,6 +169,40 @@ spec:
     assert load_spec(camel, KIND, NASSearchSpec)[1] == spec
 
 
+def test_a_stopped_search_still_writes_what_it_scored(
+    tmp_path: Path, ckpt: Path, digits: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import gen5nas.search.job as job
+
+    real_build = job.build_evaluator
+
+    def failing_after_three(*args: object, **kwargs: object) -> Evaluator:
+        evaluator = real_build(*args, **kwargs)
+        evaluate, calls = evaluator.evaluate, [0]
+
+        def evaluate_or_fail(arch: object) -> object:
+            calls[0] += 1
+            if calls[0] > 3:  # the estimator went away for good, say
+                raise TrialFailed("estimator unreachable")
+            return evaluate(arch)
+
+        evaluator.evaluate = evaluate_or_fail  # type: ignore[method-assign]
+        return evaluator
+
+    monkeypatch.setattr(job, "build_evaluator", failing_after_three)
+    manifest = _manifest(tmp_path, digits, maxTrials=10, evaluation={"maxConsecutiveFailures": 2})
+    work = tmp_path / "work"
+    argv = ["search", "-f", str(manifest), "--checkpoint", str(ckpt), "--work-dir", str(work)]
+    assert main(argv) == 2  # stopped: two failures in a row
+    study = optuna.load_study(study_name="t", storage=f"sqlite:///{work / 'study.db'}")
+    assert len(study.get_trials(states=[TrialState.COMPLETE])) == 3
+    rows = read_csv(work / "subnets.csv")  # written although the search stopped
+    assert sorted(int(r["trial"]) for r in rows if r["state"] == "COMPLETE") == sorted(
+        t.number for t in study.get_trials(states=[TrialState.COMPLETE])
+    )
+    assert (work / "pareto_front.html").exists()
+
+
 def _run_bad(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
     assert main(argv) == 2
     return capsys.readouterr().err

@@ -532,14 +532,18 @@ def run_search(settings: SearchSettings) -> SearchResult:
                 work_dir,
             )
             failed: list[tuple[str, int | None]] = []
-            if settings.workers == 1:
-                run_worker(settings, 0)
-            else:
-                from gen5nas.data.loaders import prepare_dataset
+            try:
+                if settings.workers == 1:
+                    run_worker(settings, 0)
+                else:
+                    from gen5nas.data.loaders import prepare_dataset
 
-                # Generated datasets (digits, synthetic) are written once, before the workers.
-                prepare_dataset(spec.dataset, work_dir, space.max_resolution())
-                failed = _run_processes(settings)
+                    # Generated datasets (digits, synthetic) are written once, before the workers.
+                    prepare_dataset(spec.dataset, work_dir, space.max_resolution())
+                    failed = _run_processes(settings)
+            except BaseException:  # stopped (Ctrl-C, too many failures): keep what was scored
+                _write_outputs_before_leaving(settings, space, study)
+                raise
         # Written whatever the workers did: the study is the truth, stale files are not.
         try:
             records, paths = write_outputs(settings, space, study)
@@ -564,6 +568,16 @@ def run_search(settings: SearchSettings) -> SearchResult:
     finally:
         close_log_dir(handler)
     return result
+
+
+def _write_outputs_before_leaving(settings: SearchSettings, space: SearchSpace, study: Any) -> None:
+    """Outputs from whatever the study holds, on the way out of a stopped search; a failure
+    here is logged, not raised over the reason the search stopped."""
+    try:
+        write_outputs(settings, space, study)
+        log.info("outputs written from the study as it stands; rerun the command to resume")
+    except Exception as exc:
+        log.warning("could not write the outputs on the way out: %s", exc)
 
 
 def _run_processes(settings: SearchSettings) -> list[tuple[str, int | None]]:
