@@ -18,7 +18,7 @@ from export_helpers import (
 )
 
 from gen5nas.errors import ArchError, CheckpointError, SpecError
-from gen5nas.export.export import export_subnet, max_opset, write_verified_onnx
+from gen5nas.export.export import export_subnet, max_opset, verified_onnx
 from gen5nas.export.resolve import resolve_subnet
 from gen5nas.spec import save_arch
 
@@ -149,12 +149,12 @@ def test_opset_beyond_the_exporter_is_refused_before_any_work(
     _no_onnx(tmp_path)
 
 
-def test_write_verified_onnx_refuses_the_opset_too(tmp_path: Path) -> None:
+def test_verified_onnx_refuses_the_opset_too(tmp_path: Path) -> None:
     import torch
 
     out = tmp_path / "m.onnx"
     with pytest.raises(SpecError) as info:
-        write_verified_onnx(
+        verified_onnx(
             torch.nn.Conv2d(3, 4, 3), (1, 3, 8, 8), out, torch.randn(1, 3, 8, 8), opset=99
         )
     assert info.value.field == "opset"

@@ -21,7 +21,7 @@ from export_helpers import (
 from torch import nn
 
 from gen5nas.data import build_loaders
-from gen5nas.export.export import ExportError, export_subnet, write_verified_onnx
+from gen5nas.export.export import ExportError, export_subnet, verified_onnx
 from gen5nas.export.onnx_card import card_path_for, file_sha256, read_card, verify_card
 from gen5nas.export.prepare import load_and_resolve, prepare_subnet
 from gen5nas.spec.common import DatasetSpec
@@ -158,7 +158,7 @@ def test_parity_failure_writes_nothing_and_keeps_the_old_file(tmp_path: Path) ->
     out.write_bytes(b"previous export")
     images = torch.randn(4, 3, 8, 8)
     with pytest.raises(ExportError, match="differs from PyTorch"):
-        write_verified_onnx(_TraceDiffers(), (1, 3, 8, 8), out, images)
+        verified_onnx(_TraceDiffers(), (1, 3, 8, 8), out, images)
     assert out.read_bytes() == b"previous export"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model.onnx"]  # no temp left
 

@@ -5,7 +5,7 @@ the subnet (arch file, inline arch or study trial) and check it against the chec
 space, check the input shape, cut the static subnet out and recalibrate its BN (or take the
 retrained one when ``retrain.enabled``), then :func:`verified_onnx`, the card, and the writes.
 
-Guarantees of :func:`verified_onnx` / :func:`write_verified_onnx`: the model is exported in
+Guarantees of :func:`verified_onnx` and the write in ``export_subnet``: the model is exported in
 memory (opset 17 up to the newest this torch exports, optionally a dynamic batch axis), passes
 ``onnx.checker`` with ``full_check=True``, and onnxruntime (CPU) run on REAL images agrees with
 PyTorch within ``atol x max(1, max |torch|)`` (default ``atol`` 1e-4, see
@@ -202,28 +202,6 @@ def _log_written(output: Path, section: dict[str, Any]) -> None:
         section["parity"]["max_abs_diff"],
         section["parity"]["images"],
     )
-
-
-def write_verified_onnx(
-    model: nn.Module,
-    input_shape: tuple[int, int, int, int],
-    output: str | Path,
-    images: torch.Tensor,
-    *,
-    opset: int = MIN_OPSET,
-    dynamic_batch: bool = False,
-    atol: float = DEFAULT_PARITY_ATOL,
-) -> tuple[bytes, dict[str, Any]]:
-    """:func:`verified_onnx`, then atomically write ``output``.
-
-    Returns the ONNX bytes and the card's ``onnx`` section.
-    """
-    data, section = verified_onnx(
-        model, input_shape, output, images, opset=opset, dynamic_batch=dynamic_batch, atol=atol
-    )
-    atomic_write_bytes(output, data)
-    _log_written(Path(output), section)
-    return data, section
 
 
 # ---- estimated hardware cost ----------------------------------------------------------------
