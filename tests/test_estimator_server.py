@@ -5,8 +5,6 @@ from __future__ import annotations
 import dataclasses
 import signal
 import threading
-import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +16,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
+from realparts._proc import wait_until
 
 from gen5nas.estimator._proto import estimator_pb2 as pb
 from gen5nas.estimator._proto import estimator_pb2_grpc as pb_grpc
@@ -139,13 +138,6 @@ def test_measured_backend_through_grpc(server) -> None:
     assert resp.layers and all(x.latency_ms >= 0 for x in resp.layers)
 
 
-def _wait_until(condition: Callable[[], bool], what: str, timeout_s: float = 60.0) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not condition():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        time.sleep(0.01)
-
-
 class _GatedEngine(EstimatorEngine):
     """Holds every request until the test opens the gate: one is surely in flight while the
     server stops."""
@@ -171,7 +163,7 @@ def test_graceful_shutdown_drains_in_flight_requests() -> None:
 
     worker = threading.Thread(target=request)
     worker.start()
-    _wait_until(lambda: handle.servicer.in_flight == 1, "the request to arrive")
+    wait_until("the request to arrive", lambda: handle.servicer.in_flight == 1, 60, [], 0.01)
     stopper = threading.Thread(target=handle.stop, kwargs={"grace": 60, "drain_delay": 0.5})
     stopper.start()
 
@@ -182,12 +174,16 @@ def test_graceful_shutdown_drains_in_flight_requests() -> None:
             return exc.code()
 
     # First NOT_SERVING while still accepting (probes notice), then no new calls at all ...
-    _wait_until(lambda: health_status() != health_pb2.HealthCheckResponse.SERVING, "draining")
+    wait_until(
+        "draining", lambda: health_status() != health_pb2.HealthCheckResponse.SERVING, 60, [], 0.01
+    )
     assert health_status() in (
         health_pb2.HealthCheckResponse.NOT_SERVING,
         grpc.StatusCode.UNAVAILABLE,
     )
-    _wait_until(lambda: health_status() == grpc.StatusCode.UNAVAILABLE, "the server to close")
+    wait_until(
+        "the server to close", lambda: health_status() == grpc.StatusCode.UNAVAILABLE, 60, [], 0.01
+    )
     # ... while the request that was in flight is still served in full.
     assert worker.is_alive() and stopper.is_alive()
     engine.gate.set()
@@ -230,8 +226,12 @@ def test_deadline_is_respected_and_the_server_keeps_serving(tmp_path) -> None:
             stub.Estimate(slow, timeout=0.5)
         assert err.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
         # The server stops measuring at the deadline (not a million runs later) ...
-        _wait_until(
-            lambda: handle.servicer.stats["error:DEADLINE_EXCEEDED"] == 1, "the server to give up"
+        wait_until(
+            "the server to give up",
+            lambda: handle.servicer.stats["error:DEADLINE_EXCEEDED"] == 1,
+            60,
+            [],
+            0.01,
         )
         assert handle.servicer.in_flight == 0
         # ... and serves the next request, a measured one too (the measurer is free again).
@@ -254,7 +254,9 @@ def test_bounded_concurrency_refuses_and_the_client_goes_elsewhere() -> None:
     worker = threading.Thread(target=request)
     worker.start()
     try:
-        _wait_until(lambda: busy.servicer.in_flight == 1, "the first request to arrive")
+        wait_until(
+            "the first request to arrive", lambda: busy.servicer.in_flight == 1, 60, [], 0.01
+        )
         # The one slot is taken: a second call is refused at once, not queued.
         with pytest.raises(grpc.RpcError) as err:
             stub.Estimate(pb.EstimateRequest(onnx=MODEL), timeout=30)
