@@ -12,6 +12,7 @@ values; calibrate again before evaluating another one.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import torch
@@ -55,9 +56,8 @@ def recalibrate_bn(
             bn.reset_running_stats()
             bn.momentum = None  # cumulative average over the calibration batches
             bn.train()
-        for i, batch in enumerate(batches):
-            if num_batches is not None and i >= num_batches:
-                break
+        # islice stops before asking for batch num_batches + 1 (a loop with a break loads it).
+        for batch in itertools.islice(batches, num_batches):
             images = batch.images if isinstance(batch, Batch) else batch
             if images.shape[0] == 0:
                 continue
@@ -85,11 +85,7 @@ class BatchCache:
     step calibrates every candidate on the same images (comparable scores, no reloading)."""
 
     def __init__(self, batches: Iterable[Batch], num_batches: int) -> None:
-        self.batches: list[Batch] = []
-        for batch in batches:
-            if len(self.batches) >= num_batches:
-                break
-            self.batches.append(batch)
+        self.batches: list[Batch] = list(itertools.islice(batches, num_batches))
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.batches)
