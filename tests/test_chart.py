@@ -46,9 +46,16 @@ def one(docs: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
     return doc
 
 
-def test_helm_lint_is_clean(helm_bin: Path) -> None:
-    out = helm(helm_bin, "lint", "--strict", str(CHART))
-    assert "0 chart(s) failed" in out
+EVERYTHING_ON = (
+    "postgres.bundled.enabled=true,dashboard.enabled=true,metrics.serviceMonitor.enabled=true,"
+    "createWorkloadNamespaces=true,resultsPvc.create=true,datasetPvc.create=true"
+)
+
+
+@pytest.mark.parametrize("sets", [(), ("--set", EVERYTHING_ON)], ids=["defaults", "everything-on"])
+def test_helm_lint_is_clean(helm_bin: Path, sets: tuple[str, ...]) -> None:
+    out = helm(helm_bin, "lint", "--strict", str(CHART), *sets)
+    assert "0 chart(s) failed" in out and "[WARNING]" not in out and "[ERROR]" not in out
 
 
 def test_template_cluster_wide(helm_bin: Path) -> None:
