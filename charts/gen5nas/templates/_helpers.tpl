@@ -33,3 +33,47 @@ app.kubernetes.io/component: operator
 {{- .Release.Namespace -}}
 {{- end -}}
 {{- end -}}
+
+{{/* Namespaces that hold the workloads (and their DSN Secret, PVCs). */}}
+{{- define "gen5nas.workloadNamespaces" -}}
+{{- if .Values.workloadNamespaces -}}
+{{- join "," (uniq .Values.workloadNamespaces) -}}
+{{- else -}}
+{{- .Release.Namespace -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "gen5nas.postgresName" -}}
+{{- printf "%s-postgresql" (include "gen5nas.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{/* The bundled server's password: the one an earlier install stored (so upgrades keep it),
+     else a new random one. */}}
+{{- define "gen5nas.postgresPassword" -}}
+{{- $existing := lookup "v1" "Secret" .Release.Namespace (include "gen5nas.postgresName" .) -}}
+{{- if and $existing $existing.data (index $existing.data "password") -}}
+{{- index $existing.data "password" | b64dec -}}
+{{- else -}}
+{{- randAlphaNum 32 -}}
+{{- end -}}
+{{- end -}}
+
+{{- define "gen5nas.postgresDsn" -}}
+{{- $pg := .root.Values.postgres.bundled -}}
+{{- printf "postgresql+psycopg2://%s:%s@%s.%s.svc:%d/%s" $pg.username .password (include "gen5nas.postgresName" .root) .root.Release.Namespace (int $pg.port) $pg.database -}}
+{{- end -}}
+
+{{- define "gen5nas.componentLabels" -}}
+app.kubernetes.io/name: gen5nas
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+app.kubernetes.io/version: {{ .root.Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .root.Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .root.Chart.Name .root.Chart.Version }}
+{{- end -}}
+
+{{- define "gen5nas.componentSelector" -}}
+app.kubernetes.io/name: gen5nas
+app.kubernetes.io/instance: {{ .root.Release.Name }}
+app.kubernetes.io/component: {{ .component }}
+{{- end -}}
