@@ -23,8 +23,8 @@ from gen5nas.data import write_synthetic
 from gen5nas.spec.training import SupernetTrainingSpec
 from gen5nas.train import progress_report as pr
 from gen5nas.train.job import run_supernet_training
-from gen5nas_operator import builders as b
-from gen5nas_operator import status as s
+from gen5nas_operator.kinds.training.children import WORKLOAD_SERVICE_ACCOUNT, workload_identity
+from gen5nas_operator.kinds.training.status import training_progress
 
 LOGGER = "gen5nas.train.progress_report"
 
@@ -46,14 +46,14 @@ def pod(kube_cluster: Any) -> tuple[str, str]:
     ns = f"progress-{secrets.token_hex(3)}"
     kube_cluster.kubectl("create", "namespace", ns)
     kube_cluster.kubectl(
-        "apply", "-f", "-", input=yaml.safe_dump_all(b.workload_identity(ns))
+        "apply", "-f", "-", input=yaml.safe_dump_all(workload_identity(ns))
     )  # fmt: skip
     manifest = {
         "apiVersion": "v1",
         "kind": "Pod",
         "metadata": {"name": "st-train-0-abcde", "namespace": ns},
         "spec": {
-            "serviceAccountName": b.WORKLOAD_SERVICE_ACCOUNT,
+            "serviceAccountName": WORKLOAD_SERVICE_ACCOUNT,
             "containers": [{"name": "main", "image": "reg/workload:1"}],
         },
     }
@@ -101,7 +101,7 @@ def test_the_workload_account_writes_what_the_operator_reads_throttled(
 ) -> None:
     ns, name = pod
     clock = Clock()
-    rep = reporter(pod_env(kube_cluster, tmp_path, ns, name, b.WORKLOAD_SERVICE_ACCOUNT), clock)
+    rep = reporter(pod_env(kube_cluster, tmp_path, ns, name, WORKLOAD_SERVICE_ACCOUNT), clock)
     assert rep.report(1, 10, 500, 71.23456, 60.4, force=True)
     doc = annotation(kube_cluster, ns, name)
     assert doc is not None
@@ -109,7 +109,7 @@ def test_the_workload_account_writes_what_the_operator_reads_throttled(
         "epoch": 1, "epochs": 10, "iteration": 500, "maxTop1": 71.23, "minTop1": 60.4,
     }  # fmt: skip
     # the operator copies it into status.progress as it is
-    assert s.training_progress(json.dumps(doc)) == doc
+    assert training_progress(json.dumps(doc)) == doc
 
     clock.now += pr.MIN_INTERVAL_S / 2  # mid-epoch reports are throttled...
     assert not rep.report(1, 10, 550, 71.2, 60.4)
@@ -144,7 +144,7 @@ def test_forbidden_or_unreachable_warns_once_and_never_raises(
 
     caplog.clear()
     dead = f"https://127.0.0.1:{free_port()}"
-    env = pod_env(kube_cluster, tmp_path, ns, name, b.WORKLOAD_SERVICE_ACCOUNT, server=dead)
+    env = pod_env(kube_cluster, tmp_path, ns, name, WORKLOAD_SERVICE_ACCOUNT, server=dead)
     with caplog.at_level(logging.WARNING, logger=LOGGER):
         assert not reporter(env).report(1, 10, 5, force=True)
     assert len(caplog.records) == 1 and "could not report" in caplog.text
@@ -171,7 +171,7 @@ def test_a_training_run_reports_every_epoch_on_its_pod(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     ns, name = pod
-    for key, value in pod_env(kube_cluster, tmp_path, ns, name, b.WORKLOAD_SERVICE_ACCOUNT).items():
+    for key, value in pod_env(kube_cluster, tmp_path, ns, name, WORKLOAD_SERVICE_ACCOUNT).items():
         monkeypatch.setenv(key, value)
     data = write_synthetic(tmp_path / "data", num_classes=4, train_per_class=8, val_per_class=3)
     torch.set_num_threads(1)

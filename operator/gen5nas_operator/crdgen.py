@@ -8,7 +8,9 @@ fields and kubectl's strict field validation rejects them). Defaults stay in the
 CLI applies them) and are shown in descriptions so ``kubectl explain`` tells them.
 
 Run ``python -m gen5nas_operator.crdgen --out crds/`` after changing a spec model; it also
-syncs ``charts/gen5nas/crds/``. ``tests/test_operator_crdgen.py`` fails when either drifts.
+syncs ``charts/gen5nas/crds/``. ``tests/operator/test_operator_crdgen.py`` fails when either drifts. What each kind contributes
+(names, spec model, immutable fields, printer columns, status schema) is its row in
+``gen5nas_operator.kinds``; this module only translates and renders.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ import argparse
 import copy
 import json
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +26,11 @@ import yaml
 from pydantic import BaseModel
 
 from gen5nas.spec.common import API_GROUP, API_VERSION
-from gen5nas.spec.export import SubnetExportSpec
-from gen5nas.spec.search import NASSearchSpec
-from gen5nas.spec.training import SupernetTrainingSpec
+from gen5nas_operator.common.kind import Kind
+from gen5nas_operator.common.status_schema import COMMON_STATUS
+from gen5nas_operator.kinds import KINDS
 
 CATEGORY = "gen5nas"
-PHASES = ["Waiting", "Pending", "Running", "Succeeded", "Failed"]
 # Arrays/maps with no bound in the models get one here: the API server's CEL cost estimator
 # needs bounds to accept ``self == oldSelf`` on them, and nothing sane comes near these.
 DEFAULT_MAX_ITEMS = 256
@@ -45,223 +45,6 @@ _KEEP = {
 }  # fmt: skip
 _DROP = {"title", "default", "examples", "propertyNames", "readOnly", "writeOnly", "deprecated"}
 _FORMATS = {"date-time", "date", "int32", "int64", "float", "double", "byte", "uri"}
-
-
-@dataclass(frozen=True)
-class Kind:
-    kind: str
-    plural: str
-    short_names: list[str]
-    spec_model: type[BaseModel]
-    immutable: list[str]  # dotted paths under spec: fixed once the resource exists
-    columns: list[dict[str, Any]]
-    status_extra: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def singular(self) -> str:
-        return self.kind.lower()
-
-    @property
-    def crd_name(self) -> str:
-        return f"{self.plural}.{API_GROUP}"
-
-
-# ---- status schemas: what the operator writes (status.py); kept so pruning never eats it ----
-def _obj(props: dict[str, Any], desc: str | None = None) -> dict[str, Any]:
-    out: dict[str, Any] = {"type": "object", "properties": props}
-    if desc:
-        out["description"] = desc
-    return out
-
-
-_STR: dict[str, Any] = {"type": "string"}
-_INT: dict[str, Any] = {"type": "integer"}
-_NUM: dict[str, Any] = {"type": "number"}
-_BOOL: dict[str, Any] = {"type": "boolean"}
-_TIME: dict[str, Any] = {"type": "string", "format": "date-time"}
-
-CONDITION = _obj(
-    {
-        "type": _STR,
-        "status": {"type": "string", "enum": ["True", "False", "Unknown"]},
-        "reason": _STR,
-        "message": _STR,
-        "lastTransitionTime": _TIME,
-        "observedGeneration": _INT,
-    }
-)
-CONDITION["required"] = ["type", "status"]
-
-COMMON_STATUS: dict[str, Any] = {
-    "phase": {"type": "string", "enum": PHASES},
-    "message": _STR,
-    "observedGeneration": _INT,
-    "conditions": {
-        "type": "array",
-        "items": CONDITION,
-        "x-kubernetes-list-type": "map",
-        "x-kubernetes-list-map-keys": ["type"],
-    },
-    "workDir": {"type": "string", "description": "this resource's directory on the results PVC"},
-    "children": {
-        "type": "object",
-        "additionalProperties": _STR,
-        "description": "names of the objects the operator created, by role",
-    },
-    "startTime": _TIME,
-    "completionTime": _TIME,
-}
-
-TRAINING_STATUS: dict[str, Any] = {
-    "backend": {"type": "string", "enum": ["PyTorchJob", "IndexedJob"]},
-    "checkpoint": {"type": "string", "description": "supernet checkpoint on the results PVC"},
-    "progress": _obj(
-        {
-            "epoch": {"type": "integer", "description": "epochs completed"},
-            "epochs": _INT,
-            "iteration": {"type": "integer", "description": "optimizer steps completed"},
-            "maxTop1": {"type": "number", "description": "largest subnet's top-1 (%), last val"},
-            "minTop1": {"type": "number", "description": "smallest subnet's top-1 (%), last val"},
-            "updated": _TIME,
-        },
-        "as rank 0 last reported it (its pod's annotation gen5nas.io/progress)",
-    ),
-}
-
-FRONT_ENTRY = _obj(
-    {"trial": _INT, "accuracy": _NUM, "cost": _NUM, "arch": _STR},
-)
-SEARCH_STATUS: dict[str, Any] = {
-    "studyName": _STR,
-    "checkpoint": _STR,
-    "progress": {"type": "string", "description": "complete/maxTrials"},
-    "trials": _obj(
-        {k: _INT for k in ("complete", "running", "failed", "pruned", "waiting", "total", "target")}
-    ),
-    "front": _obj(
-        {
-            "size": _INT,
-            "bestAccuracy": _NUM,
-            "lowestCost": _NUM,
-            "costKey": _STR,
-            "top": {"type": "array", "items": FRONT_ENTRY},
-        },
-        "the Pareto front (accuracy up, cost down); top entries only, the full front is on the PVC",
-    ),
-    "outputs": {"type": "object", "additionalProperties": _STR},
-    "estimator": _obj(
-        {"service": _STR, "endpoints": {"type": "array", "items": _STR}, "removed": _BOOL}
-    ),
-}
-
-EXPORT_STATUS: dict[str, Any] = {
-    "checkpoint": _STR,
-    "trial": _INT,
-    "arch": _STR,
-    "onnx": _obj({"path": _STR, "sha256": _STR, "sizeBytes": _INT}),
-    "parity": _obj({"passed": _BOOL, "maxAbsDiff": _NUM, "message": _STR}),
-    "cost": _obj({"latencyMs": _NUM, "energyMj": _NUM, "profile": _STR}),
-}
-
-
-def _col(name: str, path: str, type_: str = "string", priority: int = 0, **kw: Any) -> dict:
-    col = {"name": name, "type": type_, "jsonPath": path, **kw}
-    if priority:
-        col["priority"] = priority
-    return col
-
-
-_PHASE_COL = _col("Phase", ".status.phase")
-_AGE_COL = _col("Age", ".metadata.creationTimestamp", "date")
-
-KINDS: list[Kind] = [
-    Kind(
-        kind="SupernetTraining",
-        plural="supernettrainings",
-        short_names=["st"],
-        spec_model=SupernetTrainingSpec,
-        immutable=["task", "searchSpace", "dataset", "model", "distillation"],
-        columns=[
-            _PHASE_COL,
-            _col("Epoch", ".status.progress.epoch", "integer"),
-            _col("Epochs", ".spec.schedule.epochs", "integer"),
-            _col("Max-Top1", ".status.progress.maxTop1", "number"),
-            _col("Min-Top1", ".status.progress.minTop1", "number"),
-            _col("Iteration", ".status.progress.iteration", "integer", priority=1),
-            _col("Workers", ".spec.runtime.workers", "integer", priority=1),
-            _col("GPUs", ".spec.runtime.gpusPerWorker", "integer", priority=1),
-            _col("Checkpoint", ".status.checkpoint", priority=1),
-            _col("Message", ".status.message", priority=1),
-            _AGE_COL,
-        ],
-        status_extra=TRAINING_STATUS,
-    ),
-    Kind(
-        kind="NASSearch",
-        plural="nassearches",
-        short_names=["nas"],
-        spec_model=NASSearchSpec,
-        immutable=[
-            "searchSpace",
-            "supernetTraining",
-            "checkpoint",
-            "dataset",
-            "costKey",
-            "estimator.profile",
-            "estimator.hwConfig",
-            "sampler",
-            "evaluation",
-            "constraints",
-            "storage",
-            "studyName",
-        ],
-        columns=[
-            _PHASE_COL,
-            _col("Trials", ".status.progress"),
-            _col("Front", ".status.front.size", "integer"),
-            _col("Best-Acc", ".status.front.bestAccuracy", "number"),
-            _col("Min-Cost", ".status.front.lowestCost", "number"),
-            _col("Cost-Key", ".spec.costKey", priority=1),
-            _col("Study", ".status.studyName", priority=1),
-            _col("Message", ".status.message", priority=1),
-            _AGE_COL,
-        ],
-        status_extra=SEARCH_STATUS,
-    ),
-    Kind(
-        kind="SubnetExport",
-        plural="subnetexports",
-        short_names=["sx"],
-        spec_model=SubnetExportSpec,
-        immutable=[
-            "supernetTraining",
-            "checkpoint",
-            "nasSearch",
-            "trial",
-            "archFile",
-            "arch",
-            "inputShape",
-            "opset",
-            "dynamicBatch",
-            "dataset",
-            "retrain",
-            "profile",
-            "hwConfig",
-        ],
-        columns=[
-            _PHASE_COL,
-            _col("Search", ".spec.nasSearch"),
-            _col("Trial", ".spec.trial", "integer"),
-            _col("Parity", ".status.parity.passed", "boolean"),
-            _col("Latency-ms", ".status.cost.latencyMs", "number", priority=1),
-            _col("ONNX", ".status.onnx.path", priority=1),
-            _col("Message", ".status.message", priority=1),
-            _AGE_COL,
-        ],
-        status_extra=EXPORT_STATUS,
-    ),
-]
-KINDS_BY_NAME = {k.kind: k for k in KINDS}
 
 
 # ---- JSON Schema (pydantic) -> structural OpenAPI v3 ----------------------------------------

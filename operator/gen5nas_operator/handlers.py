@@ -1,6 +1,6 @@
-"""kopf handlers: a few lines each. The logic is in ``reconcile`` (one function per kind),
-``builders`` (spec -> children), ``status`` (children + study -> status) and ``resync`` (apply an
-outcome; the periodic loop).
+"""kopf handlers: a few lines each. The logic is per kind in ``kinds/<kind>/`` (its reconcile,
+its children, its status), dispatched by ``reconcile``; ``resync`` applies an outcome and runs
+the periodic loop.
 
 Every kind gets the same sync (``resync.sync``) from four triggers: create, resume (operator
 restart), update of the spec, and the operator's own resync loop (child Jobs and the study change
@@ -18,9 +18,9 @@ import kopf
 
 from gen5nas.spec.common import API_GROUP, API_VERSION
 from gen5nas_operator import resync
-from gen5nas_operator.crdgen import KINDS
+from gen5nas_operator.kinds import KINDS, KINDS_BY_NAME
+from gen5nas_operator.kinds.search.reconcile import dsn_secret_of
 from gen5nas_operator.kube import Kube
-from gen5nas_operator.reconcile import dsn_secret_of
 from gen5nas_operator.settings import Settings, configure_kopf
 from gen5nas_operator.study import StudyUnavailable, delete_study
 
@@ -77,7 +77,7 @@ for _kind in KINDS:
 # The one finalizer, only where cleanup outside Kubernetes is asked for: kopf adds it to the
 # NASSearch objects this handler's `when` filter matches (deleteStudyOnDelete: true), no others.
 @kopf.on.delete(
-    API_GROUP, API_VERSION, "nassearches", id="delete-study",
+    API_GROUP, API_VERSION, KINDS_BY_NAME["NASSearch"].plural, id="delete-study",
     when=lambda spec, **_: bool(spec.get("deleteStudyOnDelete")),
 )  # fmt: skip
 def delete_study_on_delete(

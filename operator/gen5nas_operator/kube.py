@@ -1,6 +1,6 @@
 """A small REST layer over the official kubernetes client: get/create/patch/delete/list any
 object by apiVersion and kind, and ask discovery whether an API is served. Manifests are plain
-dicts, as the builders make them."""
+dicts, as the kinds' ``children`` modules make them."""
 
 from __future__ import annotations
 
@@ -12,7 +12,9 @@ from typing import Any
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-# kind -> plural, for every kind the operator touches.
+from gen5nas_operator.kinds import KINDS
+
+# kind -> plural, for every kind the operator touches: the built-in ones and the table of kinds.
 PLURALS = {
     "ConfigMap": "configmaps",
     "Secret": "secrets",
@@ -25,9 +27,7 @@ PLURALS = {
     "Job": "jobs",
     "Deployment": "deployments",
     "PyTorchJob": "pytorchjobs",
-    "SupernetTraining": "supernettrainings",
-    "NASSearch": "nassearches",
-    "SubnetExport": "subnetexports",
+    **{k.kind: k.plural for k in KINDS},
 }
 DISCOVERY_TTL_S = 300.0
 

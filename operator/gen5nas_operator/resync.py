@@ -19,8 +19,8 @@ import weakref
 from typing import Any
 
 from gen5nas.spec.common import GROUP_VERSION
-from gen5nas_operator import status as s
-from gen5nas_operator.crdgen import KINDS
+from gen5nas_operator.common.conditions import FAILED, TERMINAL, now_iso
+from gen5nas_operator.kinds import KINDS
 from gen5nas_operator.kube import Kube
 from gen5nas_operator.reconcile import Outcome, run
 from gen5nas_operator.settings import Settings
@@ -41,7 +41,7 @@ _locks_guard = threading.Lock()
 def settled(body: dict[str, Any]) -> bool:
     """Terminal and up to date: periodic reconciling has nothing left to do."""
     st = body.get("status") or {}
-    return st.get("phase") in s.TERMINAL and st.get("observedGeneration") == body["metadata"].get(
+    return st.get("phase") in TERMINAL and st.get("observedGeneration") == body["metadata"].get(
         "generation"
     )
 
@@ -79,7 +79,7 @@ def apply(kube: Kube, body: dict[str, Any], outcome: Outcome) -> None:
     for child in outcome.deleted:
         post_event(kube, body, "Normal", "Deleted", f"deleted {child}")
     if new.get("phase") != old.get("phase"):
-        failed = new.get("phase") == s.FAILED
+        failed = new.get("phase") == FAILED
         post_event(kube, body, "Warning" if failed else "Normal", str(new.get("phase")),
                    str(new.get("message") or new["phase"]))  # fmt: skip
         log.info("%s %s/%s: phase %s -> %s", body["kind"], meta["namespace"], meta["name"],
@@ -100,7 +100,7 @@ def _cut(message: str) -> str:
 def post_event(kube: Kube, body: dict[str, Any], type_: str, reason: str, message: str) -> None:
     """A core/v1 Event on the resource (`kubectl describe`, `kubectl get events`)."""
     meta = body["metadata"]
-    now = s.now_iso()
+    now = now_iso()
     event = {
         "apiVersion": "v1",
         "kind": "Event",

@@ -1,7 +1,7 @@
 """``python -m gen5nas_operator.termination WORK_DIR``: the export pod's last step. It copies the
 newest ONNX card under WORK_DIR, compacted to what the operator puts in status, into the
 container's termination message (kept under the kubelet's 4 KiB cap), where the operator reads
-it (``status.export_report``) without mounting the results PVC."""
+it (``kinds.export.status.export_report``) without mounting the results PVC."""
 
 from __future__ import annotations
 

@@ -8,8 +8,10 @@ the operator (no numpy) summarises fronts with them too.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TypeVar
 
 Point = tuple[float, float]
+T = TypeVar("T")
 
 
 def dominates(a: Point, b: Point) -> bool:
@@ -54,3 +56,14 @@ def hypervolume(points: Sequence[Point], reference: Point) -> float:
         area += (acc - ref_acc) * (prev_cost - cost)
         prev_cost = cost
     return area
+
+
+def spread(items: Sequence[T], n: int) -> list[T]:
+    """At most ``n`` items evenly spaced along ``items``, both ends included: a capped front
+    still shows the whole trade-off, from the cheapest to the most accurate subnet."""
+    if len(items) <= n:
+        return list(items)
+    if n == 1:
+        return [items[-1]]
+    idx = sorted({round(i * (len(items) - 1) / (n - 1)) for i in range(n)})
+    return [items[i] for i in idx]

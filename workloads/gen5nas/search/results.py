@@ -22,6 +22,7 @@ from optuna.trial import FrozenTrial, TrialState
 from gen5nas.errors import ArchError
 from gen5nas.search.encoding import params_to_arch
 from gen5nas.search.pareto import non_dominated
+from gen5nas.spec.search import ConstraintsSpec
 from gen5nas.spec.space import Arch, SearchSpace
 
 SURPLUS_ATTR = "gen5nas_surplus"
@@ -73,9 +74,19 @@ def _reason(t: FrozenTrial) -> str:
     return str(t.user_attrs.get(REASON_ATTR, ""))
 
 
-def to_record(t: FrozenTrial, space: SearchSpace, constraints: dict[str, float]) -> TrialRecord:
+def constraint_limits(spec: ConstraintsSpec) -> dict[str, float]:
+    """``{"latency_ms": max, "energy_mj": max}`` for the constraints that are set."""
+    limits = {"latency_ms": spec.max_latency_ms, "energy_mj": spec.max_energy_mj}
+    return {k: v for k, v in limits.items() if v is not None}
+
+
+def to_record(
+    t: FrozenTrial, space: SearchSpace | None, constraints: dict[str, float]
+) -> TrialRecord:
+    """The trial's record. ``space`` None leaves ``arch`` undecoded (the operator, which shows
+    the ``arch_summary`` attr, has no search space at hand)."""
     try:
-        arch = params_to_arch(space, t.params) if t.params else None
+        arch = params_to_arch(space, t.params) if t.params and space is not None else None
     except (ArchError, KeyError, ValueError):
         arch = None  # params of another space: the study identity check prevents this
     ua = t.user_attrs
@@ -115,6 +126,12 @@ def collect(
     return records
 
 
+def pareto_front(records: Sequence[TrialRecord], cost_key: str) -> list[TrialRecord]:
+    """The records ``mark_pareto`` flagged, cheapest first (ties: the most accurate first)."""
+    front = [r for r in records if r.pareto]
+    return sorted(front, key=lambda r: (r.cost(cost_key), -(r.accuracy or 0.0)))  # type: ignore[arg-type,return-value]
+
+
 def mark_pareto(records: Sequence[TrialRecord], cost_key: str) -> None:
     candidates = [
         r
@@ -132,4 +149,8 @@ def mark_pareto(records: Sequence[TrialRecord], cost_key: str) -> None:
 
 
 def _float(value: object) -> float | None:
-    return None if value is None else float(value)  # type: ignore[arg-type]
+    """A number attr, or None when missing or not a number (a study another tool wrote)."""
+    try:
+        return None if value is None else float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None

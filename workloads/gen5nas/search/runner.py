@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from gen5nas.errors import Gen5NasError
 from gen5nas.search.encoding import arch_to_params, suggest_arch
 from gen5nas.search.evaluate import Outcome, TrialFailed
+from gen5nas.search.pareto import spread
 from gen5nas.search.results import (
     COST_ATTRS,
     REASON_ATTR,
@@ -33,20 +34,17 @@ from gen5nas.search.results import (
     TrialRecord,
     collect,
     counted_trials,
+    pareto_front,
 )
+
+# Imported from here by search.job; its home is results, beside is_feasible.
+from gen5nas.search.results import constraint_limits as constraint_limits
 from gen5nas.search.study import quiet_experimental, retry_callback
-from gen5nas.spec.search import ConstraintsSpec
 from gen5nas.spec.space import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
 
 BUDGET_STATES = (TrialState.COMPLETE, TrialState.RUNNING, TrialState.WAITING)
-
-
-def constraint_limits(spec: ConstraintsSpec) -> dict[str, float]:
-    """``{"latency_ms": max, "energy_mj": max}`` for the constraints that are set."""
-    limits = {"latency_ms": spec.max_latency_ms, "energy_mj": spec.max_energy_mj}
-    return {k: v for k, v in limits.items() if v is not None}
 
 
 def seed_extremes(study: optuna.Study, space: SearchSpace) -> None:
@@ -228,10 +226,10 @@ class Worker:
         )
         done = sum(r.state == "COMPLETE" for r in records)
         failed = sum(r.state == "FAIL" for r in records)
-        front = sorted((r for r in records if r.pareto), key=lambda r: r.cost(self.cost_key) or 0)
+        front = pareto_front(records, self.cost_key)
         attr = COST_ATTRS[self.cost_key]
         best = ", ".join(
-            f"#{r.number} {r.accuracy:.1f}%@{getattr(r, attr):.4g}" for r in _spread(front, 3)
+            f"#{r.number} {r.accuracy:.1f}%@{getattr(r, attr):.4g}" for r in spread(front, 3)
         )
         if trial.state == TrialState.COMPLETE:
             what = (
@@ -255,14 +253,6 @@ class Worker:
         )
         if self.on_progress is not None:
             self.on_progress(records)
-
-
-def _spread(items: list[TrialRecord], k: int) -> list[TrialRecord]:
-    """Up to ``k`` items spread over the list (cheapest, middle, most accurate)."""
-    if len(items) <= k:
-        return items
-    step = (len(items) - 1) / (k - 1)
-    return [items[round(i * step)] for i in range(k)]
 
 
 def _fail_stale(study: optuna.Study) -> None:

@@ -7,12 +7,23 @@ import re
 
 import optuna
 import pytest
-from operator_kit import sample_arch, trial_user_attrs
 from optuna.trial import TrialState, create_trial
+from search_study import sample_arch, trial_user_attrs
 
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas.spec.space import parse_model
-from gen5nas_operator import status as s
+from gen5nas_operator.common.child_state import job_state
+from gen5nas_operator.common.conditions import (
+    FAILED,
+    PENDING,
+    RUNNING,
+    SUCCEEDED,
+    invalid_spec,
+    set_condition,
+)
+from gen5nas_operator.kinds.export.status import export_report
+from gen5nas_operator.kinds.search.status import study_status
+from gen5nas_operator.kinds.training.status import pytorchjob_state, training_progress
 from gen5nas_operator.settings import Settings
 
 
@@ -21,37 +32,37 @@ def _job(**st: object) -> dict:
 
 
 def test_job_state_phases() -> None:
-    assert s.job_state(None).phase == s.PENDING
-    assert s.job_state(_job(active=2, ready=0)).phase == s.PENDING
-    assert s.job_state(_job(active=2, ready=1)).phase == s.RUNNING
-    assert s.job_state(_job(active=1)).phase == s.RUNNING  # clusters without `ready`
+    assert job_state(None).phase == PENDING
+    assert job_state(_job(active=2, ready=0)).phase == PENDING
+    assert job_state(_job(active=2, ready=1)).phase == RUNNING
+    assert job_state(_job(active=1)).phase == RUNNING  # clusters without `ready`
     done = _job(conditions=[{"type": "Complete", "status": "True"}], completionTime="t")
-    assert s.job_state(done).phase == s.SUCCEEDED and s.job_state(done).completion_time == "t"
-    failed = s.job_state(_job(conditions=[
+    assert job_state(done).phase == SUCCEEDED and job_state(done).completion_time == "t"
+    failed = job_state(_job(conditions=[
         {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded", "message": "boom"}
     ]))  # fmt: skip
     assert (failed.phase, failed.reason, failed.message) == (
-        s.FAILED,
+        FAILED,
         "BackoffLimitExceeded",
         "boom",
     )
     pj = {"status": {"conditions": [{"type": "Created", "status": "True"},
                                     {"type": "Running", "status": "True"}]}}  # fmt: skip
-    assert s.pytorchjob_state(pj).phase == s.RUNNING
+    assert pytorchjob_state(pj).phase == RUNNING
 
 
 def test_conditions_keep_transition_time_until_status_flips() -> None:
-    c1 = s.set_condition([], "Ready", True, "A", now="t1")
-    c2 = s.set_condition(c1, "Ready", True, "B", now="t2")
+    c1 = set_condition([], "Ready", True, "A", now="t1")
+    c2 = set_condition(c1, "Ready", True, "B", now="t2")
     assert c2[0]["lastTransitionTime"] == "t1" and c2[0]["reason"] == "B"
-    c3 = s.set_condition(c2, "Ready", False, "C", now="t3")
+    c3 = set_condition(c2, "Ready", False, "C", now="t3")
     assert c3[0]["lastTransitionTime"] == "t3" and c3[0]["status"] == "False"
 
 
 def test_invalid_spec_condition() -> None:
-    st = s.invalid_spec(None, "spec.dataset.kind: bad", generation=3)
+    st = invalid_spec(None, "spec.dataset.kind: bad", generation=3)
     ready = {c["type"]: c for c in st["conditions"]}["Ready"]
-    assert st["phase"] == s.FAILED and ready["status"] == "False"
+    assert st["phase"] == FAILED and ready["status"] == "False"
     assert ready["reason"] == "InvalidSpec" and "dataset.kind" in ready["message"]
     assert st["observedGeneration"] == 3
 
@@ -84,7 +95,7 @@ def test_study_status_counts_and_front() -> None:
         _trial(70, 2.0), _trial(60, 1.0), _trial(65, 3.0), _trial(80, 4.0),
         _trial(0, 0, TrialState.RUNNING), _trial(0, 0, TrialState.FAIL),
     ])  # fmt: skip
-    st = s.study_status(trials, _spec(), top=10)
+    st = study_status(trials, _spec(), top=10)
     assert st["trials"] == {
         "complete": 4, "running": 1, "failed": 1, "pruned": 0, "waiting": 0, "total": 6, "target": 10,
     }  # fmt: skip
@@ -99,12 +110,12 @@ def test_study_status_counts_and_front() -> None:
 
 def test_front_cap_keeps_both_ends_and_constraints_filter() -> None:
     trials = _numbered([_trial(50 + i, 1.0 + i) for i in range(20)])
-    st = s.study_status(trials, _spec(), top=Settings().front_top // 2)
+    st = study_status(trials, _spec(), top=Settings().front_top // 2)
     top = [e["trial"] for e in st["front"]["top"]]
     assert len(top) == 5 and top[0] == 0 and top[-1] == 19 and st["front"]["size"] == 20
-    capped = s.study_status(trials, _spec(constraints={"maxLatencyMs": 5.5}), top=10)
+    capped = study_status(trials, _spec(constraints={"maxLatencyMs": 5.5}), top=10)
     assert capped["front"]["size"] == 5 and capped["front"]["bestAccuracy"] == 54
-    energy = s.study_status(trials, _spec(costKey="energy"), top=10)
+    energy = study_status(trials, _spec(costKey="energy"), top=10)
     assert energy["front"]["lowestCost"] == 3.0 and energy["front"]["costKey"].startswith("energy")
 
 
@@ -116,7 +127,7 @@ def test_export_report_from_the_onnx_card() -> None:
         "cost": {"latency_ms": 1.5, "energy_mj": 3.0, "profile": "rcar-gen5-npu"},
         "arch_summary": "32x32 f16",
     }  # fmt: skip
-    out = s.export_report(json.dumps(card))
+    out = export_report(json.dumps(card))
     assert out is not None
     assert out["onnx"] == {
         "path": "/results/ns/sx/model.onnx",
@@ -125,7 +136,7 @@ def test_export_report_from_the_onnx_card() -> None:
     }
     assert out["parity"] == {"passed": True, "maxAbsDiff": 2e-6}
     assert out["cost"]["latencyMs"] == 1.5 and out["arch"] == "32x32 f16"
-    assert s.export_report("Traceback: boom") is None and s.export_report(None) is None
+    assert export_report("Traceback: boom") is None and export_report(None) is None
 
 
 def test_termination_message_round_trip(tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -143,7 +154,7 @@ def test_termination_message_round_trip(tmp_path) -> None:  # type: ignore[no-un
     msg = tmp_path / "termination-log"
     assert termination.main([str(tmp_path), str(msg)]) == 0
     assert len(msg.read_text()) < 4096  # the kubelet's cap
-    out = s.export_report(msg.read_text())
+    out = export_report(msg.read_text())
     assert out is not None
     assert out["onnx"]["path"] == str(tmp_path / "out" / "subnet.onnx")
     assert out["parity"] == {"passed": False, "maxAbsDiff": 0.5}  # the check failed
@@ -168,7 +179,7 @@ def test_training_progress_refuses_what_the_status_schema_would(
     annotation: str, error: str
 ) -> None:
     with pytest.raises(ValueError, match=re.escape(error)):
-        s.training_progress(annotation)
+        training_progress(annotation)
 
 
 def test_training_progress_keeps_known_fields_only() -> None:
@@ -179,4 +190,4 @@ def test_training_progress_keeps_known_fields_only() -> None:
         "maxTop1": 70,
         "updated": "2025-01-01T00:00:00Z",
     }
-    assert s.training_progress(json.dumps({**doc, "extra": "x"})) == doc
+    assert training_progress(json.dumps({**doc, "extra": "x"})) == doc

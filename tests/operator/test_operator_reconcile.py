@@ -24,17 +24,17 @@ import optuna
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
-from operator_kit import outputs_attr, sample_arch, trial_user_attrs, write_study
+from search_study import outputs_attr, sample_arch, trial_user_attrs, write_study
 
 from gen5nas.search.study import DIRECTIONS, open_storage
 from gen5nas.spec.common import GROUP_VERSION
 from gen5nas_operator import reconcile as r
 from gen5nas_operator import resync, termination
-from gen5nas_operator import status as s
+from gen5nas_operator.common.conditions import FAILED, PENDING, RUNNING, SUCCEEDED, WAITING
 from gen5nas_operator.kube import PLURALS, Kube, path
 from gen5nas_operator.settings import Settings
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 NS = "team-a"
 SETTINGS = Settings()
 
@@ -204,18 +204,16 @@ def search_spec(**extra: Any) -> dict[str, Any]:
 def test_search_waits_for_its_secret_and_makes_nothing(kube: MemoryKube, dsn: str) -> None:
     add_cr(kube, "NASSearch", "nas", search_spec(storage={"secretName": "db", "secretKey": "url"}))
     out = reconcile(kube, "NASSearch", "nas")
-    assert (
-        out.status["phase"] == s.WAITING and cond(out.status, "Ready")["reason"] == "SecretMissing"
-    )
+    assert out.status["phase"] == WAITING and cond(out.status, "Ready")["reason"] == "SecretMissing"
     assert "Secret db with key 'url'" in out.status["message"] and NS in out.status["message"]
     assert out.created == [] and kube.names("batch/v1", "Job") == []
 
     add_secret(kube, dsn, "db", "dsn")  # the Secret, but not the key
-    assert reconcile(kube, "NASSearch", "nas").status["phase"] == s.WAITING
+    assert reconcile(kube, "NASSearch", "nas").status["phase"] == WAITING
     add_secret(kube, dsn, "db2", "url")
     kube.patch(GROUP_VERSION, "NASSearch", NS, "nas", {"spec": {"storage": {"secretName": "db2"}}})
     out = reconcile(kube, "NASSearch", "nas")
-    assert out.status["phase"] == s.PENDING and "Job/nas-search" in out.created
+    assert out.status["phase"] == PENDING and "Job/nas-search" in out.created
     job = kube.get("batch/v1", "Job", NS, "nas-search")
     env = {e["name"]: e for e in job["spec"]["template"]["spec"]["containers"][0]["env"]}
     assert env["GEN5NAS_STORAGE_URL"]["valueFrom"]["secretKeyRef"] == {"name": "db2", "key": "url"}
@@ -226,7 +224,7 @@ def test_storage_url_in_the_spec_is_invalid_and_never_shown(kube: MemoryKube) ->
     add_cr(kube, "NASSearch", "nas", search_spec(storage={"url": url}))
     out = reconcile(kube, "NASSearch", "nas")
     ready = cond(out.status, "Ready")
-    assert out.status["phase"] == s.FAILED and ready["reason"] == "InvalidSpec"
+    assert out.status["phase"] == FAILED and ready["reason"] == "InvalidSpec"
     assert "spec.storage.url" in ready["message"] and "secretName" in ready["message"]
     shown = [
         kube.get(GROUP_VERSION, "NASSearch", NS, "nas")["status"],
@@ -240,12 +238,12 @@ def test_storage_url_in_the_spec_is_invalid_and_never_shown(kube: MemoryKube) ->
 
 def test_search_dependency_failed(kube: MemoryKube, dsn: str) -> None:
     add_secret(kube, dsn)
-    add_cr(kube, "SupernetTraining", "st", {}, status={"phase": s.FAILED})
+    add_cr(kube, "SupernetTraining", "st", {}, status={"phase": FAILED})
     spec = search_spec(supernetTraining="st")
     del spec["checkpoint"]
     add_cr(kube, "NASSearch", "nas", spec)
     out = reconcile(kube, "NASSearch", "nas")
-    assert out.status["phase"] == s.FAILED
+    assert out.status["phase"] == FAILED
     assert cond(out.status, "Failed")["reason"] == "DependencyFailed"
     assert out.status["message"] == "SupernetTraining st failed"
     assert kube.names("batch/v1", "Job") == []
@@ -262,7 +260,7 @@ def test_search_failed_job_fails_and_removes_the_estimator(kube: MemoryKube, dsn
 
     job_failed(kube, "nas-search", "worker exited 1")
     out = reconcile(kube, "NASSearch", "nas")
-    assert out.status["phase"] == s.FAILED and out.status["message"] == "worker exited 1"
+    assert out.status["phase"] == FAILED and out.status["message"] == "worker exited 1"
     assert cond(out.status, "Failed")["reason"] == "BackoffLimitExceeded"
     assert sorted(out.deleted) == ["Deployment/nas-estimator", "Service/nas-estimator"]
     assert kube.names("apps/v1", "Deployment") == [] and out.status["estimator"]["removed"]
@@ -279,7 +277,7 @@ def test_search_job_complete_without_complete_trials_fails(kube: MemoryKube, dsn
     st.set_user_attr("outputs", outputs_attr("/w"))  # outputs alone do not make a success
     job_complete(kube, "nas-search")
     out = reconcile(kube, "NASSearch", "nas")
-    assert out.status["phase"] == s.FAILED
+    assert out.status["phase"] == FAILED
     assert cond(out.status, "Failed")["reason"] == "NoCompleteTrials"
     assert study in out.status["message"] and out.status["trials"]["failed"] == 1
 
@@ -291,7 +289,7 @@ def test_search_succeeds_only_with_its_outputs_recorded(kube: MemoryKube, dsn: s
     archs = write_study(dsn, st["studyName"], 3)  # trials, but the search step never finished
     job_complete(kube, "nas-search")
     out = reconcile(kube, "NASSearch", "nas")
-    assert out.status["phase"] == s.FAILED
+    assert out.status["phase"] == FAILED
     assert cond(out.status, "Failed")["reason"] == "NoOutputs"
     assert "'outputs'" in out.status["message"] and "paretoHtml" in out.status["message"]
 
@@ -303,7 +301,7 @@ def test_search_succeeds_only_with_its_outputs_recorded(kube: MemoryKube, dsn: s
 
     write_study(dsn, st["studyName"], 0, work_dir=st["workDir"])  # the search step's last act
     out = reconcile(kube, "NASSearch", "nas")
-    assert out.status["phase"] == s.SUCCEEDED and out.status["message"] == ""
+    assert out.status["phase"] == SUCCEEDED and out.status["message"] == ""
     assert out.status["outputs"] == outputs_attr(st["workDir"])
     assert out.status["front"]["top"][0]["arch"] == archs[0].summary()
 
@@ -318,7 +316,7 @@ def test_name_taken_by_a_stranger_is_a_conflict_and_left_alone(kube: MemoryKube,
     kube.create(stranger)
     add_cr(kube, "NASSearch", "nas", search_spec())
     out = reconcile(kube, "NASSearch", "nas")
-    assert out.status["phase"] == s.FAILED
+    assert out.status["phase"] == FAILED
     assert cond(out.status, "Failed")["reason"] == "NameConflict"
     assert "Job nas-search already exists" in out.status["message"]
     job = kube.get("batch/v1", "Job", NS, "nas-search")
@@ -333,18 +331,18 @@ def export_spec(**extra: Any) -> dict[str, Any]:
 def test_export_waits_for_its_nassearch(kube: MemoryKube, dsn: str) -> None:
     add_cr(kube, "SubnetExport", "sx", export_spec())
     out = reconcile(kube, "SubnetExport", "sx")
-    assert out.status["phase"] == s.WAITING
+    assert out.status["phase"] == WAITING
     assert cond(out.status, "Ready")["reason"] == "WaitingForDependency"
     assert out.status["message"] == "waiting for NASSearch nas (not found)"
 
-    add_cr(kube, "NASSearch", "nas", search_spec(), status={"phase": s.RUNNING})
+    add_cr(kube, "NASSearch", "nas", search_spec(), status={"phase": RUNNING})
     out = reconcile(kube, "SubnetExport", "sx")
-    assert out.status["phase"] == s.WAITING and "(now Running)" in out.status["message"]
+    assert out.status["phase"] == WAITING and "(now Running)" in out.status["message"]
     assert out.created == [] and kube.names("batch/v1", "Job") == []
 
-    kube.put_status(GROUP_VERSION, "NASSearch", "nas", {"phase": s.FAILED})
+    kube.put_status(GROUP_VERSION, "NASSearch", "nas", {"phase": FAILED})
     out = reconcile(kube, "SubnetExport", "sx")
-    assert out.status["phase"] == s.FAILED
+    assert out.status["phase"] == FAILED
     assert cond(out.status, "Failed")["reason"] == "DependencyFailed"
     assert kube.names("batch/v1", "Job") == []
 
@@ -366,11 +364,11 @@ def test_export_success_status_from_the_termination_message(
     add_secret(kube, dsn, "db", "url")
     add_cr(
         kube, "NASSearch", "nas", search_spec(storage={"secretName": "db", "secretKey": "url"}),
-        status={"phase": s.SUCCEEDED, "studyName": "team-a.nas.1234", "checkpoint": "/results/ck"},
+        status={"phase": SUCCEEDED, "studyName": "team-a.nas.1234", "checkpoint": "/results/ck"},
     )  # fmt: skip
     add_cr(kube, "SubnetExport", "sx", export_spec())
     out = reconcile(kube, "SubnetExport", "sx")
-    assert out.status["phase"] == s.PENDING and "Job/sx-export" in out.created
+    assert out.status["phase"] == PENDING and "Job/sx-export" in out.created
     doc = yaml.safe_load(kube.get("v1", "ConfigMap", NS, "sx-spec")["data"]["spec.yaml"])
     assert doc["spec"]["studyName"] == "team-a.nas.1234" and doc["spec"]["trial"] == 1
     assert doc["spec"]["checkpoint"] == "/results/ck"
@@ -380,7 +378,7 @@ def test_export_success_status_from_the_termination_message(
 
     job_complete(kube, "sx-export")
     out = reconcile(kube, "SubnetExport", "sx")
-    assert out.status["phase"] == s.SUCCEEDED
+    assert out.status["phase"] == SUCCEEDED
     assert (
         out.status["message"]
         == "the export Job succeeded but left no report in its termination message"
@@ -400,7 +398,7 @@ def test_export_success_status_from_the_termination_message(
     kube.create(_pod("sx-export-new", "2025-01-01T00:05:00Z", (tmp_path / "msg").read_text()))
     out = reconcile(kube, "SubnetExport", "sx")
     st = out.status
-    assert st["phase"] == s.SUCCEEDED and st["trial"] == 1
+    assert st["phase"] == SUCCEEDED and st["trial"] == 1
     assert st["onnx"] == {
         "path": str(tmp_path / "trial_1.onnx"),
         "sha256": "ab" * 32,
@@ -432,7 +430,7 @@ def test_resync_pass_syncs_the_active_skips_the_settled_and_goes_on_past_a_failu
     add_cr(kube, "SupernetTraining", "st-going", TRAINING)
     kube.patch(GROUP_VERSION, "SupernetTraining", NS, "st-going",
                {"metadata": {"deletionTimestamp": "2025-01-01T00:00:00Z"}})  # fmt: skip
-    settled = {"phase": s.SUCCEEDED, "observedGeneration": 1, "message": "done"}
+    settled = {"phase": SUCCEEDED, "observedGeneration": 1, "message": "done"}
     add_cr(kube, "NASSearch", "nas-done", search_spec(), status=settled)
     add_cr(
         kube, "NASSearch", "nas-stale", search_spec(), status={**settled, "observedGeneration": 0}
@@ -445,9 +443,9 @@ def test_resync_pass_syncs_the_active_skips_the_settled_and_goes_on_past_a_failu
     assert "SupernetTraining team-a/st-broken failed" in caplog.text
 
     st = kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["status"]
-    assert st["phase"] == s.PENDING and st["backend"] == "IndexedJob"
+    assert st["phase"] == PENDING and st["backend"] == "IndexedJob"
     assert ("PATCH", path(GROUP_VERSION, "SupernetTraining", NS, "st") + "/status") in kube.calls
-    assert events_of(kube, "st") == [("Normal", "Created")] * 3 + [("Normal", s.PENDING)]
+    assert events_of(kube, "st") == [("Normal", "Created")] * 3 + [("Normal", PENDING)]
     uid = kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["metadata"]["uid"]
     assert {e["involvedObject"]["uid"] for e in kube.list("v1", "Event", NS)
             if e["involvedObject"]["name"] == "st"} == {uid}  # fmt: skip
@@ -461,12 +459,12 @@ def test_resync_pass_syncs_the_active_skips_the_settled_and_goes_on_past_a_failu
     # The API server is back: st-broken is synced; st has nothing new to report.
     kube.fail.clear()
     assert resync.resync_pass(kube, settings) == 3
-    assert events_of(kube, "st") == [("Normal", "Created")] * 3 + [("Normal", s.PENDING)]
-    assert events_of(kube, "st-broken") == [("Normal", "Created")] * 3 + [("Normal", s.PENDING)]
+    assert events_of(kube, "st") == [("Normal", "Created")] * 3 + [("Normal", PENDING)]
+    assert events_of(kube, "st-broken") == [("Normal", "Created")] * 3 + [("Normal", PENDING)]
     job_complete(kube, "st-train")
     resync.resync_pass(kube, settings)
-    assert kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["status"]["phase"] == s.SUCCEEDED
-    assert events_of(kube, "st")[-1] == ("Normal", s.SUCCEEDED)
+    assert kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["status"]["phase"] == SUCCEEDED
+    assert events_of(kube, "st")[-1] == ("Normal", SUCCEEDED)
 
 
 def test_resync_loop_keeps_going_after_failures_and_stops_when_cancelled(
@@ -497,7 +495,7 @@ def test_resync_loop_keeps_going_after_failures_and_stops_when_cancelled(
         await until("two failed listings", lambda: kube.calls.count(("GET", listing)) >= 2)
         assert phase() is None
         kube.fail.clear()
-        await until("st synced", lambda: phase() == s.PENDING)
+        await until("st synced", lambda: phase() == PENDING)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
             await task
@@ -566,7 +564,7 @@ def test_training_status_shows_rank_0s_latest_progress(
     for api, kind in (("v1", "ServiceAccount"), (rbac, "Role"), (rbac, "RoleBinding")):
         assert kube.names(api, kind) == ["gen5nas-workload"]
         assert "ownerReferences" not in kube.get(api, kind, NS, "gen5nas-workload")["metadata"]
-    assert events_of(kube, "st") == [("Normal", "Created")] * 3 + [("Normal", s.PENDING)]
+    assert events_of(kube, "st") == [("Normal", "Created")] * 3 + [("Normal", PENDING)]
     uid = kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["metadata"]["uid"]
     assert "progress" not in kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["status"]
 
@@ -595,7 +593,7 @@ def test_training_status_shows_rank_0s_latest_progress(
     job_complete(kube, "st-train")
     reconcile(kube, "SupernetTraining", "st")
     st = kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["status"]
-    assert st["phase"] == s.SUCCEEDED and st["progress"]["epoch"] == 2
+    assert st["phase"] == SUCCEEDED and st["progress"]["epoch"] == 2
 
 
 def test_training_with_its_own_service_account_gets_no_workload_identity(
@@ -605,7 +603,7 @@ def test_training_with_its_own_service_account_gets_no_workload_identity(
           "metadata": {"name": "gen5nas-workload", "namespace": NS, "labels": {"mine": "yes"}}}  # fmt: skip
     kube.create(sa)  # an administrator's own: left as it is, no NameConflict
     add_cr(kube, "SupernetTraining", "st", TRAINING)
-    assert reconcile(kube, "SupernetTraining", "st").status["phase"] == s.PENDING
+    assert reconcile(kube, "SupernetTraining", "st").status["phase"] == PENDING
     assert kube.get("v1", "ServiceAccount", NS, "gen5nas-workload")["metadata"]["labels"] == {
         "mine": "yes"
     }

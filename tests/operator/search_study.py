@@ -1,4 +1,4 @@
-"""Helpers shared by the operator tests (not a test module): studies and trials in the shapes
+"""Operator test helpers (not a test module): studies and trials in the shapes
 the search step writes, so the operator is tested against what it will really read."""
 
 from __future__ import annotations

@@ -6,536 +6,37 @@ own ServiceAccount token bound to operator/rbac/clusterrole.yaml, so RBAC is exe
 
 from __future__ import annotations
 
-import base64
 import json
-import os
-import re
 import secrets
-import signal
-import subprocess
-import sys
-import threading
-import time
-import urllib.parse
-from collections.abc import Callable, Iterator
-from datetime import UTC, datetime
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
-from operator_kit import write_study
+from e2e_support import (
+    EXAMPLES,
+    Cluster,
+    History,
+    LocalPod,
+    OperatorProcess,
+    contains,
+    event_reasons,
+    export,
+    finalizers,
+    grpc_probe_ok,
+    owned_by,
+    phases,
+    pod_names,
+    rank0_pod,
+    report_as_rank0,
+    search,
+    training,
+    wait_for,
+)
+from search_study import write_study
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
-
-ROOT = Path(__file__).resolve().parents[1]
-CRDS = ROOT / "crds"
-EXAMPLES = ROOT / "examples"
-GROUP_KINDS = ("supernettraining", "nassearch", "subnetexport")
-
-
-def wait_for(what: str, fn: Callable[[], Any], timeout: float = 60.0, every: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while time.monotonic() < deadline:
-        last = fn()
-        if last:
-            return last
-        time.sleep(every)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
-
-
-def now() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-class Cluster:
-    """kubectl helpers bound to one namespace."""
-
-    def __init__(self, kube: Any, namespace: str) -> None:
-        self.kube = kube
-        self.ns = namespace
-
-    def kubectl(self, *args: str, input: str | None = None, check: bool = True):
-        return self.kube.kubectl("-n", self.ns, *args, input=input, check=check)
-
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        res = self.kubectl("get", kind, name, "-o", "json", check=False)
-        return json.loads(res.stdout) if res.returncode == 0 else None
-
-    def items(self, kind: str, selector: str) -> list[dict[str, Any]]:
-        res = self.kubectl("get", kind, "-l", selector, "-o", "json")
-        return json.loads(res.stdout)["items"]
-
-    def apply(self, doc: dict[str, Any] | str, check: bool = True):
-        text = doc if isinstance(doc, str) else yaml.safe_dump(doc)
-        return self.kubectl("apply", "-f", "-", input=text, check=check)
-
-    def status(self, kind: str, name: str) -> dict[str, Any]:
-        return (self.get(kind, name) or {}).get("status") or {}
-
-    def wait_phase(self, kind: str, name: str, phase: str, timeout: float = 60) -> dict:
-        return wait_for(
-            f"{kind}/{name} phase {phase}",
-            lambda: (st := self.status(kind, name)).get("phase") == phase and st,
-            timeout,
-        )
-
-    def patch_status(self, kind: str, name: str, status: dict[str, Any]) -> None:
-        self.kubectl(
-            "patch", kind, name, "--subresource=status", "--type=merge",
-            "-p", json.dumps({"status": status}),
-        )  # fmt: skip
-
-    def job_running(self, name: str, active: int = 1) -> None:
-        """Pods started: with a Job controller, mark its pods Ready (it derives the Job's
-        counts from them); without one, write the counts on the Job directly."""
-        if not self.kube.has_controller_manager:
-            job = self.get("job", name) or {}
-            start = (job.get("status") or {}).get("startTime") or now()
-            self.patch_status("job", name, {"startTime": start, "active": active, "ready": active})
-            return
-        pods = wait_for(
-            f"{active} pods of {name}",
-            lambda: (
-                len(p := self.items("pods", f"batch.kubernetes.io/job-name={name}")) >= active and p
-            ),
-        )
-        for pod in pods:
-            c = pod["spec"]["containers"][0]
-            self.patch_status(
-                "pod", pod["metadata"]["name"],
-                {
-                    "phase": "Running", "startTime": now(),
-                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now()}],
-                    "containerStatuses": [
-                        {"name": c["name"], "image": c["image"], "imageID": "", "ready": True,
-                         "started": True, "restartCount": 0,
-                         "state": {"running": {"startedAt": now()}}},
-                    ],
-                },
-            )  # fmt: skip
-
-    def job_complete(self, name: str, completions: int = 1, indexed: bool = False) -> None:
-        job = self.get("job", name) or {}
-        start = (job.get("status") or {}).get("startTime") or now()
-        st: dict[str, Any] = {
-            "startTime": start, "completionTime": now(), "active": 0, "ready": 0,
-            "succeeded": completions, "terminating": 0,
-            "conditions": [
-                {"type": "SuccessCriteriaMet", "status": "True", "reason": "CompletionsReached",
-                 "message": "Reached expected number of succeeded pods",
-                 "lastTransitionTime": now(), "lastProbeTime": now()},
-                {"type": "Complete", "status": "True", "reason": "CompletionsReached",
-                 "message": "Reached expected number of succeeded pods",
-                 "lastTransitionTime": now(), "lastProbeTime": now()},
-            ],
-        }  # fmt: skip
-        if indexed:
-            st["completedIndexes"] = "0" if completions == 1 else f"0-{completions - 1}"
-        self.patch_status("job", name, st)
-
-    def job_failed(self, name: str, message: str) -> None:
-        job = self.get("job", name) or {}
-        start = (job.get("status") or {}).get("startTime") or now()
-        self.patch_status(
-            "job", name,
-            {
-                "startTime": start, "active": 0, "ready": 0, "failed": 1, "terminating": 0,
-                "conditions": [
-                    {"type": "FailureTarget", "status": "True", "reason": "BackoffLimitExceeded",
-                     "message": message, "lastTransitionTime": now(), "lastProbeTime": now()},
-                    {"type": "Failed", "status": "True", "reason": "BackoffLimitExceeded",
-                     "message": message, "lastTransitionTime": now(), "lastProbeTime": now()},
-                ],
-            },
-        )  # fmt: skip
-
-
-class OperatorProcess:
-    """`python -m gen5nas_operator` with a ServiceAccount's kubeconfig; restartable."""
-
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
-        self.env = {
-            **os.environ,
-            "KUBECONFIG": str(kubeconfig),
-            "GEN5NAS_NAMESPACES": namespace,
-            "GEN5NAS_RECONCILE_INTERVAL_S": "1",
-            "GEN5NAS_FRONT_TOP": "3",
-        }
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-
-    def start(self) -> None:
-        out = self.log.open("ab")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "gen5nas_operator", "--liveness", ""],
-            env=self.env, stdout=out, stderr=subprocess.STDOUT, cwd=ROOT,
-        )  # fmt: skip
-
-    def stop(self) -> None:
-        if self.proc and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        self.proc = None
-
-    def text(self) -> str:
-        return self.log.read_text(errors="replace")
-
-
-def event_reasons(cluster: Cluster, name: str) -> set[str]:
-    res = cluster.kubectl(
-        "get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json"
-    )
-    return {e.get("reason") for e in json.loads(res.stdout)["items"]}
-
-
-class History:
-    """Every version of one kind's objects in the namespace from now on, as the API server sends
-    them: watches from a list's resourceVersion, each resuming where the last ended, so no
-    version written after this call is missed (polling could step over a version that carried a
-    finalizer for a moment)."""
-
-    def __init__(self, cluster: Cluster, plural: str) -> None:
-        from kubernetes import client, watch
-
-        api = client.CustomObjectsApi(cluster.kube.api_client())
-        args = ("gen5nas.io", "v1alpha1", cluster.ns, plural)
-        since = api.list_namespaced_custom_object(*args)["metadata"]["resourceVersion"]
-        self.cluster = cluster
-        self.seen: list[dict[str, Any]] = []
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-
-        def record() -> None:
-            nonlocal since
-            try:
-                while not self._stop.is_set():  # short watches: stop() takes effect soon
-                    stream = watch.Watch().stream(
-                        api.list_namespaced_custom_object, *args, resource_version=since,
-                        timeout_seconds=5,
-                    )  # fmt: skip
-                    for event in stream:
-                        self.seen.append(event["object"])
-                        since = event["object"]["metadata"]["resourceVersion"]
-            except BaseException as exc:  # surfaced by versions()
-                self.error = exc
-
-        self._thread = threading.Thread(target=record, daemon=True)
-        self._thread.start()
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=30)
-
-    def versions(self, kind: str, name: str) -> list[dict[str, Any]]:
-        """All versions of ``name`` up to the one the API server holds now."""
-        current = (self.cluster.get(kind, name) or {})["metadata"]["resourceVersion"]
-
-        def caught_up() -> bool:
-            if self.error is not None:
-                raise AssertionError(f"the watch failed: {self.error!r}")
-            return any(o["metadata"]["resourceVersion"] == current for o in list(self.seen))
-
-        wait_for(f"the watch to reach {kind}/{name}@{current}", caught_up)
-        return [o for o in list(self.seen) if o["metadata"]["name"] == name]
-
-
-def finalizers(versions: list[dict[str, Any]]) -> set[str]:
-    return {f for o in versions for f in o["metadata"].get("finalizers") or []}
-
-
-def phases(versions: list[dict[str, Any]]) -> set[str]:
-    return {(o.get("status") or {}).get("phase") for o in versions} - {None}
-
-
-# ---- fixtures ------------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def crds(kube_cluster: Any) -> Any:
-    kube_cluster.kubectl("apply", "--server-side", "-f", str(CRDS))
-    kube_cluster.kubectl("wait", "--for=condition=Established", "crd", "--all", "--timeout=60s")
-    return kube_cluster
-
-
-@pytest.fixture(scope="module")
-def namespace(crds: Any) -> str:
-    ns = f"e2e-{secrets.token_hex(3)}"
-    crds.kubectl("create", "namespace", ns)
-    return ns
-
-
-@pytest.fixture(scope="module")
-def cluster(crds: Any, namespace: str) -> Cluster:
-    return Cluster(crds, namespace)
-
-
-def _service_account_kubeconfig(kube: Any, namespace: str, out: Path) -> Path:
-    """The operator's own identity: a ServiceAccount bound to the shipped ClusterRole."""
-    sa_ns = f"{namespace}-system"
-    kube.kubectl("create", "namespace", sa_ns)
-    docs = [
-        d for d in yaml.safe_load_all((ROOT / "operator/rbac/clusterrole.yaml").read_text()) if d
-    ]
-    for doc in docs:
-        doc["metadata"]["name"] = f"gen5nas-operator-{namespace}"
-        if doc["kind"] == "ClusterRoleBinding":
-            doc["roleRef"]["name"] = doc["metadata"]["name"]
-            doc["subjects"][0]["namespace"] = sa_ns
-    kube.kubectl("create", "serviceaccount", "gen5nas-operator", "-n", sa_ns)
-    kube.kubectl("apply", "-f", "-", input=yaml.safe_dump_all(docs))
-    token = kube.kubectl("create", "token", "gen5nas-operator", "-n", sa_ns,
-                         "--duration=2h").stdout.strip()  # fmt: skip
-    cfg = yaml.safe_load(kube.kubeconfig.read_text())
-    cfg["users"] = [{"name": "operator", "user": {"token": token}}]
-    cfg["contexts"][0]["context"]["user"] = "operator"
-    out.write_text(yaml.safe_dump(cfg))
-    return out
-
-
-@pytest.fixture(scope="module")
-def operator(crds: Any, namespace: str, tmp_path_factory: Any) -> Iterator[OperatorProcess]:
-    work = tmp_path_factory.mktemp("operator")
-    kubeconfig = _service_account_kubeconfig(crds, namespace, work / "kubeconfig")
-    op = OperatorProcess(kubeconfig, namespace, work / "operator.log")
-    op.start()
-    try:
-        yield op
-    finally:
-        op.stop()
-        print(op.text()[-5000:])
-
-
-@pytest.fixture
-def history(cluster: Cluster) -> Iterator[Callable[[str], History]]:
-    """``history(plural)``: a History of that kind, stopped when the test ends."""
-    made: list[History] = []
-
-    def make(plural: str) -> History:
-        made.append(History(cluster, plural))
-        return made[-1]
-
-    yield make
-    for h in made:
-        h.stop()
-
-
-@pytest.fixture(scope="module")
-def dsn(postgres_server: Any, cluster: Cluster) -> str:
-    url = postgres_server.new_database("operator")
-    cluster.kubectl("create", "secret", "generic", "gen5nas-postgres", f"--from-literal=dsn={url}")
-    return url
-
-
-# ---- manifests -----------------------------------------------------------------------------
-def training(name: str, **runtime: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "gen5nas.io/v1alpha1",
-        "kind": "SupernetTraining",
-        "metadata": {"name": name},
-        "spec": {
-            "searchSpace": {"name": "mobilenetv2_tiny"},
-            "dataset": {"kind": "digits"},
-            "schedule": {"epochs": 2},
-            "runtime": runtime,
-        },
-    }
-
-
-def search(name: str, training_name: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "apiVersion": "gen5nas.io/v1alpha1",
-        "kind": "NASSearch",
-        "metadata": {"name": name},
-        "spec": {
-            "supernetTraining": training_name,
-            "dataset": {"kind": "digits"},
-            "maxTrials": 6,
-            "parallelism": 2,
-            "estimator": {"replicas": 2, "ports": [50051, 50052]},
-            "runtime": {"gpusPerWorker": 1},
-            **extra,
-        },
-    }
-
-
-def export(name: str, search_name: str, trial: int) -> dict[str, Any]:
-    return {
-        "apiVersion": "gen5nas.io/v1alpha1",
-        "kind": "SubnetExport",
-        "metadata": {"name": name},
-        "spec": {"nasSearch": search_name, "trial": trial, "runtime": {"gpusPerWorker": 0}},
-    }
-
-
-def _owned_by(obj: dict[str, Any], owner: dict[str, Any]) -> bool:
-    refs = obj["metadata"].get("ownerReferences") or []
-    return any(r["uid"] == owner["metadata"]["uid"] and r.get("controller") for r in refs)
-
-
-def _contains(actual: Any, expected: Any, where: str = "spec") -> None:
-    """Every value of ``expected`` is in ``actual`` (dicts compared key by key: the API server
-    and the operator may add keys, but must not change or drop what the manifest says; an
-    explicit null may be dropped, as the API server prunes nulls)."""
-    if isinstance(expected, dict):
-        assert isinstance(actual, dict), f"{where}: {actual!r} is not a mapping"
-        for key, value in expected.items():
-            assert key in actual or value is None, f"{where}.{key} missing"
-            _contains(actual.get(key), value, f"{where}.{key}")
-    else:
-        assert actual == expected, f"{where}: {actual!r} != {expected!r}"
-
-
-# ---- playing the kubelet: a Job's pod run here -----------------------------------------------
-def secret_value(cluster: Cluster, name: str, key: str) -> str:
-    secret = cluster.get("secret", name)
-    assert secret is not None, f"Secret {name} not found"
-    return base64.b64decode(secret["data"][key]).decode()
-
-
-def pod_names(cluster: Cluster, job: str, count: int) -> list[str]:
-    """The Job's pods' names: the Job controller's when one runs, else names in its style."""
-    if not cluster.kube.has_controller_manager:
-        return [f"{job}-{secrets.token_hex(3)}" for _ in range(count)]
-    pods = cluster.items("pods", f"batch.kubernetes.io/job-name={job}")
-    assert len(pods) >= count, f"{len(pods)} pods of {job}, expected {count}"
-    return sorted(p["metadata"]["name"] for p in pods)[:count]
-
-
-_VAR_REF = re.compile(r"\$\$|\$\((\w+)\)")
-
-
-def expand(text: str, env: dict[str, str]) -> str:
-    """The kubelet's ``$(VAR)`` expansion: defined variables replaced, others kept, ``$$`` is $."""
-
-    def one(m: re.Match[str]) -> str:
-        if m.group(0) == "$$":
-            return "$"
-        return env.get(m.group(1), m.group(0))
-
-    return _VAR_REF.sub(one, text)
-
-
-class LocalPod:
-    """One pod of a Job run here as the kubelet would start it: the container's env resolved
-    (``secretKeyRef`` read from its Secret), ``$(VAR)`` expanded, HOSTNAME the pod's name, the
-    in-cluster KUBERNETES_SERVICE_* set; each volume a local directory (a PVC one per claim
-    under ``root``, shared by the pods as a ReadWriteMany claim is; a ConfigMap's keys written
-    as files; an emptyDir a fresh one). Only paths under a mount point are rewritten (to the
-    local directory), and the image's ``gen5nas`` entry point runs as ``python -m gen5nas``."""
-
-    def __init__(self, cluster: Cluster, job: dict[str, Any], name: str, root: Path) -> None:
-        pod = job["spec"]["template"]["spec"]
-        (container,) = pod["containers"]
-        server = urllib.parse.urlsplit(cluster.kube.server)
-        self.name = name
-        self.env = {
-            "HOSTNAME": name,
-            "KUBERNETES_SERVICE_HOST": server.hostname or "",
-            "KUBERNETES_SERVICE_PORT": str(server.port or 443),
-        }
-        for var in container.get("env") or []:
-            if "value" in var:
-                self.env[var["name"]] = expand(var["value"], self.env)
-                continue
-            ref = (var.get("valueFrom") or {}).get("secretKeyRef")
-            assert ref, f"env {var['name']}: only value and secretKeyRef are played here: {var}"
-            self.env[var["name"]] = secret_value(cluster, ref["name"], ref["key"])
-        volumes = {v["name"]: v for v in pod["volumes"]}
-        self.mounts: dict[str, Path] = {}
-        for mount in container.get("volumeMounts") or []:
-            volume = volumes[mount["name"]]
-            if "persistentVolumeClaim" in volume:
-                local = root / "pvc" / volume["persistentVolumeClaim"]["claimName"]
-            else:
-                local = root / name / mount["name"]
-            local.mkdir(parents=True, exist_ok=True)
-            if "configMap" in volume:
-                cm = cluster.get("configmap", volume["configMap"]["name"])
-                assert cm is not None, f"ConfigMap {volume['configMap']['name']} not found"
-                for key, text in cm["data"].items():
-                    (local / key).write_text(text)
-            self.mounts[mount["mountPath"].rstrip("/")] = local
-        words = [expand(w, self.env) for w in [*container["command"], *container.get("args", [])]]
-        if words[0] == "gen5nas":
-            words[:1] = [sys.executable, "-m", "gen5nas"]
-        self.command = [self._local_arg(w) for w in words]
-
-    def local(self, path: str) -> Path:
-        """Where a path inside the pod is here (it must lie under a mount)."""
-        for mount in sorted(self.mounts, key=len, reverse=True):
-            if path == mount or path.startswith(mount + "/"):
-                return self.mounts[mount] / path[len(mount) :].lstrip("/")
-        raise AssertionError(f"{path} is under no volume mount of pod {self.name}")
-
-    def _local_arg(self, word: str) -> str:
-        flag, eq, value = word.partition("=") if word.startswith("--") else ("", "", word)
-        if value.startswith("/") and any(
-            value == m or value.startswith(m + "/") for m in self.mounts
-        ):
-            value = str(self.local(value))
-        return f"{flag}{eq}{value}"
-
-    def start(self, log: Path) -> subprocess.Popen[bytes]:
-        with log.open("wb") as out:
-            return subprocess.Popen(
-                self.command, env={**os.environ, **self.env}, stdout=out,
-                stderr=subprocess.STDOUT, cwd=log.parent,
-            )  # fmt: skip
-
-
-def grpc_probe_ok(port: int, service: str = "") -> bool:
-    """The kubelet's gRPC probe: grpc.health.v1 Check answers SERVING."""
-    import grpc
-    from grpc_health.v1 import health_pb2, health_pb2_grpc
-
-    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-        reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=service), timeout=5
-        )
-    return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-
-
-# ---- tests ---------------------------------------------------------------------------------
-def rank0_pod(cluster: Cluster, job_name: str) -> dict[str, Any]:
-    """The Job's index-0 pod: the Job controller's, else one made from the Job's template (the
-    test plays the controller too)."""
-    selector = f"batch.kubernetes.io/job-name={job_name},batch.kubernetes.io/job-completion-index=0"
-    if not cluster.kube.has_controller_manager:
-        template = (cluster.get("job", job_name) or {})["spec"]["template"]
-        labels = {**template["metadata"]["labels"], "batch.kubernetes.io/job-name": job_name,
-                  "batch.kubernetes.io/job-completion-index": "0"}  # fmt: skip
-        cluster.apply({"apiVersion": "v1", "kind": "Pod", "spec": template["spec"],
-                       "metadata": {"name": f"{job_name}-0-test", "labels": labels}})  # fmt: skip
-    return wait_for(f"pod 0 of {job_name}", lambda: (p := cluster.items("pods", selector)) and p[0])
-
-
-def report_as_rank0(cluster: Cluster, pod: dict[str, Any], work: Path, **progress: Any) -> None:
-    """What rank 0 does in that pod: the real reporter, with the pod's downward-API names and
-    a token of the pod's ServiceAccount (so the operator-made Role is what allows the patch)."""
-    from urllib.parse import urlsplit
-
-    from gen5nas.train.progress_report import ProgressReporter
-
-    account = pod["spec"]["serviceAccountName"]
-    token = wait_for(
-        f"ServiceAccount {account}",
-        lambda: (r := cluster.kubectl("create", "token", account, check=False)).returncode == 0
-        and r.stdout.strip(),
-    )  # fmt: skip
-    work.mkdir(parents=True, exist_ok=True)
-    (work / "token").write_text(token)
-    (work / "ca.crt").write_bytes(cluster.kube.ca_file.read_bytes())
-    server = urlsplit(cluster.kube.server)
-    reporter = ProgressReporter.from_env({
-        "GEN5NAS_POD_NAME": pod["metadata"]["name"], "GEN5NAS_POD_NAMESPACE": cluster.ns,
-        "KUBERNETES_SERVICE_HOST": str(server.hostname),
-        "KUBERNETES_SERVICE_PORT": str(server.port), "GEN5NAS_SERVICEACCOUNT_DIR": str(work),
-    })  # fmt: skip
-    assert reporter is not None and reporter.report(**progress, force=True)
 
 
 def test_training_children_status_and_restart(
@@ -558,7 +59,7 @@ def test_training_children_status_and_restart(
     cr = cluster.get("supernettraining", "st-a")
     assert cr is not None
     job = wait_for("train Job", lambda: cluster.get("job", "st-a-train"))
-    assert _owned_by(job, cr)
+    assert owned_by(job, cr)
     spec = job["spec"]
     assert spec["completionMode"] == "Indexed" and spec["completions"] == 2
     pod = spec["template"]["spec"]
@@ -580,9 +81,9 @@ def test_training_children_status_and_restart(
     }  # fmt: skip
     assert pod["serviceAccountName"] == "gen5nas-workload"
     svc = cluster.get("service", "st-a-rdzv")
-    assert svc is not None and svc["spec"]["clusterIP"] == "None" and _owned_by(svc, cr)
+    assert svc is not None and svc["spec"]["clusterIP"] == "None" and owned_by(svc, cr)
     cm = cluster.get("configmap", "st-a-spec")
-    assert cm is not None and _owned_by(cm, cr)
+    assert cm is not None and owned_by(cm, cr)
     document = yaml.safe_load(cm["data"]["spec.yaml"])
     assert document["kind"] == "SupernetTraining"
     assert document["spec"]["searchSpace"] == {"name": "mobilenetv2_tiny"}
@@ -669,7 +170,7 @@ def test_search_waits_runs_reports_front_and_cleans_up(
 
     cr = cluster.get("nassearch", "nas-b")
     job = wait_for("search Job", lambda: cluster.get("job", "nas-b-search"))
-    assert _owned_by(job, cr) and job["spec"]["parallelism"] == 2
+    assert owned_by(job, cr) and job["spec"]["parallelism"] == 2
     container = job["spec"]["template"]["spec"]["containers"][0]
     env = {e["name"]: e for e in container["env"]}
     assert env["GEN5NAS_STORAGE_URL"]["valueFrom"]["secretKeyRef"] == {
@@ -679,7 +180,7 @@ def test_search_waits_runs_reports_front_and_cleans_up(
     ckpt = container["command"][container["command"].index("--checkpoint") + 1]
     assert ckpt.endswith(f"/{cluster.ns}/st-b")
     dep = cluster.get("deployment", "nas-b-estimator")
-    assert dep is not None and _owned_by(dep, cr) and dep["spec"]["replicas"] == 2
+    assert dep is not None and owned_by(dep, cr) and dep["spec"]["replicas"] == 2
     est = dep["spec"]["template"]["spec"]["containers"][0]
     assert est["readinessProbe"]["grpc"]["port"] == 50051
     assert est["livenessProbe"]["grpc"]["port"] == 50051
@@ -840,7 +341,7 @@ def test_delete_removes_children_and_the_study_when_asked(
         wait_for("children gone", lambda: cluster.get("job", "nas-d-search") is None, 60)
         wait_for("deployment gone", lambda: cluster.get("deployment", "nas-d-estimator") is None)
     else:
-        assert _owned_by(job, cr)
+        assert owned_by(job, cr)
 
 
 def test_deleting_an_active_resource_needs_no_running_operator(
@@ -994,7 +495,7 @@ def test_examples_make_the_children_they_describe(
     cr = cluster.get("supernettraining", tr_name)
     assert cr is not None
     job = wait_for("train Job", lambda: cluster.get("job", f"{tr_name}-train"))
-    assert _owned_by(job, cr)
+    assert owned_by(job, cr)
     assert job["spec"]["completionMode"] == "Indexed"
     assert job["spec"]["completions"] == job["spec"]["parallelism"] == rt.workers
     pod = job["spec"]["template"]["spec"]
@@ -1014,13 +515,13 @@ def test_examples_make_the_children_they_describe(
         "metadata.annotations['batch.kubernetes.io/job-completion-index']"
     )
     svc = cluster.get("service", f"{tr_name}-rdzv")
-    assert svc is not None and _owned_by(svc, cr) and svc["spec"]["clusterIP"] == "None"
+    assert svc is not None and owned_by(svc, cr) and svc["spec"]["clusterIP"] == "None"
     assert pod["subdomain"] == svc["metadata"]["name"]
     pod_labels = job["spec"]["template"]["metadata"]["labels"]
     assert svc["spec"]["selector"].items() <= pod_labels.items()
     cm = cluster.get("configmap", f"{tr_name}-spec")
-    assert cm is not None and _owned_by(cm, cr)
-    _contains(yaml.safe_load(cm["data"]["spec.yaml"])["spec"], tr["spec"])
+    assert cm is not None and owned_by(cm, cr)
+    contains(yaml.safe_load(cm["data"]["spec.yaml"])["spec"], tr["spec"])
 
     # NASSearch and SubnetExport wait: no Job before the step they need has succeeded.
     st = cluster.wait_phase("nassearch", se_name, "Waiting")
@@ -1038,7 +539,7 @@ def test_examples_make_the_children_they_describe(
     cr = cluster.get("nassearch", se_name)
     assert cr is not None
     job = wait_for("search Job", lambda: cluster.get("job", f"{se_name}-search"))
-    assert _owned_by(job, cr) and job["spec"]["parallelism"] == se["spec"]["parallelism"]
+    assert owned_by(job, cr) and job["spec"]["parallelism"] == se["spec"]["parallelism"]
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
     _check_resources(container, srt)
@@ -1053,7 +554,7 @@ def test_examples_make_the_children_they_describe(
     assert command[command.index("--checkpoint") + 1] == checkpoint
     assert command[command.index("--work-dir") + 1] == f"{srt.results_mount_path}/{ns}/{se_name}"
     dep = wait_for("estimator", lambda: cluster.get("deployment", f"{se_name}-estimator"))
-    assert _owned_by(dep, cr) and dep["spec"]["replicas"] == est["replicas"]
+    assert owned_by(dep, cr) and dep["spec"]["replicas"] == est["replicas"]
     template = dep["spec"]["template"]
     assert dep["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
     (server,) = template["spec"]["containers"]
@@ -1064,18 +565,18 @@ def test_examples_make_the_children_they_describe(
         assert server[probe]["grpc"]["port"] == est["ports"][0], probe
         assert server[probe]["grpc"].get("service", "") == "", probe
     svc = cluster.get("service", f"{se_name}-estimator")
-    assert svc is not None and _owned_by(svc, cr) and svc["spec"]["clusterIP"] == "None"
+    assert svc is not None and owned_by(svc, cr) and svc["spec"]["clusterIP"] == "None"
     assert [p["port"] for p in svc["spec"]["ports"]] == est["ports"]
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     cm = cluster.get("configmap", f"{se_name}-spec")
-    assert cm is not None and _owned_by(cm, cr)
+    assert cm is not None and owned_by(cm, cr)
     document = yaml.safe_load(cm["data"]["spec.yaml"])["spec"]
     assert document["checkpoint"] == checkpoint
     assert document["estimator"]["servers"] == [
         {"host": f"{se_name}-estimator.{ns}.svc", "ports": est["ports"]}
     ]
     assert "url" not in document["storage"]
-    _contains(
+    contains(
         document, {**se["spec"], "estimator": {**est, "servers": document["estimator"]["servers"]}}
     )
     cluster.wait_phase("nassearch", se_name, "Pending")

@@ -12,12 +12,12 @@ from typing import Any
 
 import pytest
 import yaml
-from test_operator_e2e import (
+from e2e_support import (
     Cluster,
     OperatorProcess,
-    _owned_by,
-    _service_account_kubeconfig,
     now,
+    owned_by,
+    service_account_kubeconfig,
     training,
     wait_for,
 )
@@ -52,7 +52,7 @@ PYTORCHJOB_CRD = {
 
 @pytest.fixture(scope="module")
 def kubeflow_cluster(kube_cluster: Any) -> Iterator[Any]:
-    from test_operator_e2e import CRDS
+    from e2e_support import CRDS
 
     kube_cluster.kubectl("apply", "--server-side", "-f", str(CRDS))
     kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(PYTORCHJOB_CRD))
@@ -73,7 +73,7 @@ def cluster(kubeflow_cluster: Any) -> Cluster:
 @pytest.fixture(scope="module")
 def operator(cluster: Cluster, tmp_path_factory: Any) -> Iterator[OperatorProcess]:
     work = tmp_path_factory.mktemp("operator-ptj")
-    kubeconfig = _service_account_kubeconfig(cluster.kube, cluster.ns, work / "kubeconfig")
+    kubeconfig = service_account_kubeconfig(cluster.kube, cluster.ns, work / "kubeconfig")
     op = OperatorProcess(kubeconfig, cluster.ns, work / "operator.log")
     op.start()
     try:
@@ -104,7 +104,7 @@ def test_training_becomes_a_pytorchjob_and_follows_it(
     cr = cluster.get("supernettraining", "st-ptj")
     assert cr is not None
     job = wait_for("PyTorchJob", lambda: cluster.get("pytorchjob", "st-ptj-train"))
-    assert _owned_by(job, cr)
+    assert owned_by(job, cr)
     replicas = job["spec"]["pytorchReplicaSpecs"]
     assert set(replicas) == {"Master", "Worker"}
     assert replicas["Master"]["replicas"] + replicas["Worker"]["replicas"] == 2

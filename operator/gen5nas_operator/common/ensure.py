@@ -1,0 +1,108 @@
+"""Steps every kind's reconcile shares: read the body, parse the spec, wait on another
+resource, create the children that are missing (``ensure``: by name, so a restart creates no
+duplicates, and never over a stranger's object), and the ``Outcome`` a reconcile returns."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+
+from gen5nas.errors import Gen5NasError
+from gen5nas.spec.common import GROUP_VERSION
+from gen5nas.spec.space import parse_model
+from gen5nas_operator.common.child_state import ChildState
+from gen5nas_operator.common.conditions import FAILED, SUCCEEDED, WAITING, phase_status
+from gen5nas_operator.common.ownership import Owner
+
+if TYPE_CHECKING:
+    from gen5nas_operator.kube import Kube
+
+
+@dataclass
+class Outcome:
+    status: dict[str, Any]
+    created: list[str] = field(default_factory=list)  # "Kind/name" of children made now
+    deleted: list[str] = field(default_factory=list)
+
+
+class NameConflict(Gen5NasError):
+    """An object with a child's name exists and belongs to something else."""
+
+
+def parse_spec(model: type, body: dict[str, Any]) -> Any:
+    """The spec model, or a Gen5NasError naming the field."""
+    try:
+        return parse_model(model, body.get("spec") or {}, source="spec")
+    except ValidationError as exc:  # parse_model raises SpecError; belt and braces
+        raise Gen5NasError(str(exc)) from None
+
+
+def ensure(kube: Kube, owner: Owner, manifests: list[dict[str, Any]]) -> list[str]:
+    """Create what is missing; keep ConfigMaps in step with the spec; never touch what is not
+    ours. Returns the children created by this call."""
+    created = []
+    for m in manifests:
+        meta = m["metadata"]
+        existing = kube.get(m["apiVersion"], m["kind"], meta["namespace"], meta["name"])
+        if existing is None:
+            existing, made = kube.create(m)
+            if made:
+                created.append(f"{m['kind']}/{meta['name']}")
+        refs = existing.get("metadata", {}).get("ownerReferences") or []
+        if not any(r.get("uid") == owner.uid for r in refs):
+            raise NameConflict(
+                f"{m['kind']} {meta['name']} already exists and is not owned by this "
+                f"{owner.kind}; delete or rename it"
+            )
+        if m["kind"] == "ConfigMap" and existing.get("data") != m["data"]:
+            kube.patch("v1", "ConfigMap", meta["namespace"], meta["name"], {"data": m["data"]})
+    return created
+
+
+def child_roles(manifests: list[dict[str, Any]]) -> dict[str, str]:
+    role = {"ConfigMap": "spec", "Job": "job", "PyTorchJob": "job", "Deployment": "estimator"}
+    out = {}
+    for m in manifests:
+        key = role.get(m["kind"]) or (
+            "estimatorService" if "estimator" in m["metadata"]["name"] else "service"
+        )
+        out[key] = m["metadata"]["name"]
+    return out
+
+
+def with_times(st: dict[str, Any], state: ChildState) -> dict[str, Any]:
+    if state.start_time:
+        st["startTime"] = state.start_time
+    if state.completion_time:
+        st["completionTime"] = state.completion_time
+    return st
+
+
+def dependency(
+    kube: Kube, owner: Owner, kind: str, name: str
+) -> tuple[dict[str, Any] | None, str | None, str]:
+    """(the resource, a phase to wait in or fail with, why)."""
+    dep = kube.get(GROUP_VERSION, kind, owner.namespace, name)
+    if dep is None:
+        return None, WAITING, f"waiting for {kind} {name} (not found)"
+    phase = (dep.get("status") or {}).get("phase")
+    if phase == FAILED:
+        return dep, FAILED, f"{kind} {name} failed"
+    if phase != SUCCEEDED:
+        return dep, WAITING, f"waiting for {kind} {name} to succeed (now {phase or 'new'})"
+    return dep, None, ""
+
+
+def blocked(old: dict, phase: str, why: str, gen: int | None) -> Outcome:
+    reason = "WaitingForDependency" if phase == WAITING else "DependencyFailed"
+    return Outcome(phase_status(old, phase, reason, why, gen))
+
+
+def read_body(body: dict[str, Any]) -> tuple[Owner, dict[str, Any], int | None]:
+    return (
+        Owner.from_body(body),
+        dict(body.get("status") or {}),
+        body["metadata"].get("generation"),
+    )

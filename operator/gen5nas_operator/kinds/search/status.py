@@ -1,0 +1,104 @@
+"""A NASSearch's status from its study: trial counts and the Pareto front, built from the same
+records the search's own outputs use (``gen5nas.search.results``), and the schema of the
+status fields only this kind writes."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from optuna.trial import FrozenTrial
+
+from gen5nas.search.pareto import spread
+from gen5nas.search.results import (
+    COST_ATTRS,
+    constraint_limits,
+    counted_trials,
+    mark_pareto,
+    pareto_front,
+    to_record,
+)
+from gen5nas.spec.search import NASSearchSpec
+from gen5nas_operator.common.status_schema import BOOL, INT, NUM, STR, obj
+
+FRONT_ENTRY = obj(
+    {"trial": INT, "accuracy": NUM, "cost": NUM, "arch": STR},
+)
+STATUS_SCHEMA: dict[str, Any] = {
+    "studyName": STR,
+    "checkpoint": STR,
+    "progress": {"type": "string", "description": "complete/maxTrials"},
+    "trials": obj(
+        {k: INT for k in ("complete", "running", "failed", "pruned", "waiting", "total", "target")}
+    ),
+    "front": obj(
+        {
+            "size": INT,
+            "bestAccuracy": NUM,
+            "lowestCost": NUM,
+            "costKey": STR,
+            "top": {"type": "array", "items": FRONT_ENTRY},
+        },
+        "the Pareto front (accuracy up, cost down); top entries only, the full front is on the PVC",
+    ),
+    "outputs": {"type": "object", "additionalProperties": STR},
+    "estimator": obj(
+        {"service": STR, "endpoints": {"type": "array", "items": STR}, "removed": BOOL}
+    ),
+}
+
+
+_STATE_KEYS = {
+    "COMPLETE": "complete", "RUNNING": "running", "FAIL": "failed", "PRUNED": "pruned",
+    "WAITING": "waiting",
+}  # fmt: skip
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(float(value), digits)
+
+
+def study_status(trials: Sequence[FrozenTrial], spec: NASSearchSpec, top: int) -> dict[str, Any]:
+    """Trial counts and the Pareto front (feasible COMPLETE trials, accuracy up, cost down),
+    from the user attrs a search worker records (see ``gen5nas.search.results``)."""
+    counted = counted_trials(trials)
+    counts = {k: 0 for k in ("complete", "running", "failed", "pruned", "waiting")}
+    for t in counted:
+        key = _STATE_KEYS.get(t.state.name)
+        if key:
+            counts[key] += 1
+    # The operator has no search space at hand: records keep arch None and the front shows
+    # the one-line "arch_summary" the worker records beside the full "arch" dict.
+    limits = constraint_limits(spec.constraints)
+    records = [to_record(t, None, limits) for t in counted]
+    summaries = {t.number: str(t.user_attrs.get("arch_summary", ""))[:120] for t in counted}
+    cost_key = spec.cost_key.value
+    mark_pareto(records, cost_key)
+    front = pareto_front(records, cost_key)
+    done = [
+        r for r in records
+        if r.state == "COMPLETE" and r.feasible and r.accuracy is not None
+        and r.cost(cost_key) is not None
+    ]  # fmt: skip
+    finished = counts["complete"] + counts["failed"] + counts["pruned"]
+    out: dict[str, Any] = {
+        "trials": {**counts, "total": len(counted), "target": spec.max_trials},
+        "progress": f"{finished}/{spec.max_trials}",
+        "front": {
+            "size": len(front),
+            "costKey": f"{cost_key} ({COST_ATTRS[cost_key].rsplit('_', 1)[-1]})",
+            "top": [
+                {
+                    "trial": r.number,
+                    "accuracy": _round(r.accuracy),
+                    "cost": _round(r.cost(cost_key)),
+                    "arch": summaries.get(r.number, ""),
+                }
+                for r in spread(front, top)
+            ],
+        },
+    }
+    if done:
+        out["front"]["bestAccuracy"] = _round(max(r.accuracy for r in done))  # type: ignore[type-var]
+        out["front"]["lowestCost"] = _round(min(r.cost(cost_key) for r in done))  # type: ignore[type-var]
+    return out

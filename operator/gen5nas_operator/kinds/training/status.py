@@ -1,0 +1,93 @@
+"""A SupernetTraining's status: its PyTorchJob's state (an Indexed Job's is
+``common.child_state.job_state``), the progress rank 0 reports in its pod's annotation, and the
+schema of the status fields only this kind writes."""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime
+from typing import Any
+
+from gen5nas_operator.common.child_state import ChildState
+from gen5nas_operator.common.conditions import FAILED, PENDING, RUNNING, SUCCEEDED
+from gen5nas_operator.common.status_schema import INT, TIME, obj
+
+STATUS_SCHEMA: dict[str, Any] = {
+    "backend": {"type": "string", "enum": ["PyTorchJob", "IndexedJob"]},
+    "checkpoint": {"type": "string", "description": "supernet checkpoint on the results PVC"},
+    "progress": obj(
+        {
+            "epoch": {"type": "integer", "description": "epochs completed"},
+            "epochs": INT,
+            "iteration": {"type": "integer", "description": "optimizer steps completed"},
+            "maxTop1": {"type": "number", "description": "largest subnet's top-1 (%), last val"},
+            "minTop1": {"type": "number", "description": "smallest subnet's top-1 (%), last val"},
+            "updated": TIME,
+        },
+        "as rank 0 last reported it (its pod's annotation gen5nas.io/progress)",
+    ),
+}
+
+
+def pytorchjob_state(job: dict[str, Any] | None) -> ChildState:
+    """A Kubeflow PyTorchJob's state from its latest true condition."""
+    if job is None:
+        return ChildState(PENDING, "NotCreated")
+    st = job.get("status") or {}
+    conds = [c for c in st.get("conditions") or [] if c.get("status") == "True"]
+    start, end = st.get("startTime"), st.get("completionTime")
+    kinds = {c.get("type"): c for c in conds}
+    if "Failed" in kinds:
+        c = kinds["Failed"]
+        return ChildState(
+            FAILED, c.get("reason") or "PyTorchJobFailed", c.get("message", ""), start, end
+        )
+    if "Succeeded" in kinds:
+        return ChildState(SUCCEEDED, "PyTorchJobSucceeded", "", start, end)
+    if "Running" in kinds or "Restarting" in kinds:
+        return ChildState(RUNNING, "PyTorchJobRunning", "", start)
+    return ChildState(PENDING, "PyTorchJobCreated", "", start)
+
+
+PROGRESS_INTS = ("epoch", "epochs", "iteration")
+PROGRESS_NUMS = ("maxTop1", "minTop1")
+
+
+def training_progress(annotation: str | None) -> dict[str, Any]:
+    """``status.progress`` from rank 0's pod annotation (``gen5nas.train.progress_report``).
+    Raises ValueError naming what is wrong: a bad value would make the API server refuse the
+    whole status patch, so nothing unchecked is copied."""
+    try:
+        doc = json.loads(annotation or "")
+    except ValueError:
+        raise ValueError(f"not JSON: {str(annotation)[:80]!r}") from None
+    if not isinstance(doc, dict):
+        raise ValueError(f"a JSON object is expected, got {type(doc).__name__}")
+    out: dict[str, Any] = {}
+    for key in PROGRESS_INTS:
+        value = doc.get(key)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{key}: a whole number >= 0 is required, got {value!r}")
+        out[key] = value
+    for key in PROGRESS_NUMS:
+        value = doc.get(key)
+        if value is None:
+            continue
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or not math.isfinite(value)
+        ):
+            raise ValueError(f"{key}: a finite number is allowed, got {value!r}")
+        out[key] = value
+    updated = doc.get("updated")
+    if updated is not None:
+        try:
+            datetime.strptime(str(updated), "%Y-%m-%dT%H:%M:%SZ")
+        except ValueError:
+            raise ValueError(
+                f"updated: a UTC time like 2025-01-01T00:00:00Z is allowed, got {updated!r}"
+            ) from None
+        out["updated"] = updated
+    return out
