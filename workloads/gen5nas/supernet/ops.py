@@ -30,6 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gen5nas.spec.plan import Activation, check_activation
+
 T = TypeVar("T")
 
 
@@ -301,20 +303,17 @@ def drop_path(x: Tensor, p: float) -> Tensor:
     return x * mask.div_(keep)
 
 
+_ACTIVATION_MODULES: dict[Activation, type[nn.Module]] = {
+    Activation.relu6: nn.ReLU6,
+    Activation.relu: nn.ReLU,
+    Activation.hswish: nn.Hardswish,
+    Activation.silu: nn.SiLU,
+}
+
+
 def make_activation(name: str) -> nn.Module:
-    """A fresh activation module by name (relu6, relu, hswish, silu)."""
-    factories: dict[str, type[nn.Module]] = {
-        "relu6": nn.ReLU6,
-        "relu": nn.ReLU,
-        "hswish": nn.Hardswish,
-        "silu": nn.SiLU,
-    }
-    if name not in factories:
-        raise ValueError(f"unknown activation {name!r}; use one of {sorted(factories)}")
-    return factories[name](inplace=True)
-
-
-ACTIVATIONS = ("relu6", "relu", "hswish", "silu")
+    """A fresh activation module by name (one of :data:`gen5nas.spec.plan.ACTIVATIONS`)."""
+    return _ACTIVATION_MODULES[check_activation(name)](inplace=True)
 
 
 def copy_activation(act: nn.Module) -> nn.Module:
