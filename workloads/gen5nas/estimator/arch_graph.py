@@ -30,7 +30,7 @@ zeros. Real weights come only from a checkpoint, through ``gen5nas.export``.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, assert_never
 
 import onnx
 from onnx import TensorProto, helper
@@ -41,6 +41,7 @@ from gen5nas.spec.plan import (
     IMAGE_CHANNELS,
     STEM_KERNEL,
     STEM_STRIDE,
+    Activation,
     BlockPlan,
     check_activation,
     network_plan,
@@ -100,16 +101,20 @@ class _GraphBuilder:
         )
 
     def activation(self, scope: str, x: str, activation: str) -> str:
-        if activation == "relu6":
+        """The nodes torch's exporter writes for each :class:`Activation`."""
+        act = Activation(activation)
+        if act is Activation.relu6:
             lo = self.scalar(scope, 0.0, "")
             hi = self.scalar(scope, 6.0, "_1")
             return self.node(scope, "Clip", [x, lo, hi])
-        if activation == "relu":
+        if act is Activation.relu:
             return self.node(scope, "Relu", [x])
-        if activation == "hswish":
+        if act is Activation.hswish:
             return self.node(scope, "HardSwish", [x])
-        gate = self.node(scope, "Sigmoid", [x])  # silu: torch exports x * sigmoid(x)
-        return self.node(scope, "Mul", [x, gate])
+        if act is Activation.silu:
+            gate = self.node(scope, "Sigmoid", [x])  # torch exports x * sigmoid(x)
+            return self.node(scope, "Mul", [x, gate])
+        assert_never(act)
 
     def conv_bn_act(  # type: ignore[no-untyped-def]
         self,

@@ -26,9 +26,9 @@ STEM_KERNEL = 3
 STEM_STRIDE = 2
 
 
+# The activations a supernet may use (one per network, after every conv but the project). No
+# docstring: pydantic would put it in the CRDs as the field's description.
 class Activation(StrEnum):
-    """The activations a supernet may use (one per network, after every conv but the project)."""
-
     relu6 = "relu6"
     relu = "relu"
     hswish = "hswish"
