@@ -2,8 +2,9 @@
 
 Each dynamic op wraps the full-size static layer and uses a slice of it. The *input* width is
 read from the incoming tensor, so ops compose without bookkeeping; only the *output* width
-(and the kernel size) is set from outside, explicitly, by :meth:`Supernet.set_active`. There
-are no class-level flags: every bit of context lives on the instance or is an argument.
+(and the kernel size) is set from outside, explicitly, by :meth:`Supernet.set_active` from the
+arch's plan (:mod:`gen5nas.spec.plan`). There are no class-level flags: every bit of context
+lives on the instance or is an argument. The torch module of each activation name is here too.
 
 Each op has ``to_static(...)`` (mmrazor's idea) returning a plain ``nn.Conv2d`` /
 ``nn.BatchNorm2d`` / ``nn.Linear`` with copied weights, so extracting a subnet is a walk of the
