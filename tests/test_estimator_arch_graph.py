@@ -27,7 +27,7 @@ from gen5nas.estimator.onnx_graph import analyze, analyze_model
 from gen5nas.estimator.profiles import ProfileRegistry
 from gen5nas.spec import load_space
 from gen5nas.supernet import Supernet, extract_subnet, onnx_bytes
-from gen5nas.supernet.ops import ACTIVATIONS as SUPERNET_ACTIVATIONS
+from gen5nas.supernet.ops import make_activation
 
 CLASSES = 10
 PROFILES = ProfileRegistry()
@@ -82,8 +82,13 @@ def _assert_same_estimates(space_name: str, activation: str, n_random: int) -> N
             assert (got.total_macs, got.total_bytes) == (want.total_macs, want.total_bytes)
 
 
-def test_activations_are_the_supernets() -> None:
-    assert tuple(ACTIVATIONS) == tuple(SUPERNET_ACTIVATIONS)
+def test_every_activation_name_has_a_torch_module() -> None:
+    # One list of names (gen5nas.spec.plan): the torch modules are keyed by it.
+    assert ACTIVATIONS == ("relu6", "relu", "hswish", "silu")
+    modules = [type(make_activation(name)) for name in ACTIVATIONS]
+    assert modules == [torch.nn.ReLU6, torch.nn.ReLU, torch.nn.Hardswish, torch.nn.SiLU]
+    with pytest.raises(ValueError, match=r"unknown activation 'gelu'.*relu6"):
+        make_activation("gelu")
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)

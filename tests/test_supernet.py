@@ -12,8 +12,8 @@ from torch import Tensor, nn
 
 from gen5nas.errors import ArchError
 from gen5nas.spec import Arch, load_space
+from gen5nas.spec.plan import make_divisible
 from gen5nas.supernet import Supernet, count_macs, count_params, extract_subnet
-from gen5nas.supernet.model import make_divisible
 from gen5nas.supernet.ops import (
     DynamicBatchNorm2d,
     DynamicConv2d,
@@ -311,15 +311,6 @@ def test_expand_conv_exists_iff_max_ratio_above_one(net: Supernet) -> None:
     assert block.expand is not None
     want = make_divisible(arch.stages[0].num_out_channels * arch.stages[1].expand_ratio)
     assert block.expand.conv.active_out == want
-
-
-def test_make_divisible() -> None:
-    assert make_divisible(32 * 6) == 192
-    assert make_divisible(8 * 3) == 24
-    assert make_divisible(3) == 8
-    assert make_divisible(9) == 16  # rounding down to 8 would lose more than 10%
-    values = [make_divisible(v / 4) for v in range(1, 2000)]
-    assert values == sorted(values)  # monotonic: a smaller subnet never gets more channels
 
 
 def test_dropout_can_be_switched_off() -> None:

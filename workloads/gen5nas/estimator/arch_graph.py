@@ -1,9 +1,10 @@
 """The ONNX graph of an arch's static subnet, built directly with ``onnx.helper`` (no torch).
 
-Costing an arch used to mean building a randomly initialised static subnet with torch and
-tracing it through ``torch.onnx.export``: 0.25-1 s of CPU per new arch, on the cores a local
-search shares with its accuracy evaluation. The analytical model reads only the graph's
-structure and tensor shapes, so this module writes that graph directly, in a few milliseconds.
+Tracing a randomly initialised static subnet through ``torch.onnx.export`` costs 0.25-1 s of
+CPU per new arch, on the cores a local search shares with its accuracy evaluation. The
+analytical model reads only the graph's structure and tensor shapes, so this module writes that
+graph directly, in a few milliseconds. Its layers come from the same plan as the supernet's
+(:func:`gen5nas.spec.plan.network_plan`): only the ONNX spelling of each layer is written here.
 
 The graph is node for node what the TorchScript exporter emits for
 ``extract_subnet(Supernet(space, num_classes, activation), arch)`` in eval mode (opset 17, BN
@@ -29,28 +30,30 @@ zeros. Real weights come only from a checkpoint, through ``gen5nas.export``.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, assert_never
 
 import onnx
 from onnx import TensorProto, helper
 
 from gen5nas.spec import Arch, SearchSpace
+from gen5nas.spec.plan import (
+    ACTIVATIONS,
+    IMAGE_CHANNELS,
+    STEM_KERNEL,
+    STEM_STRIDE,
+    Activation,
+    BlockPlan,
+    check_activation,
+    network_plan,
+)
+
+__all__ = ["ACTIVATIONS", "arch_model", "arch_onnx"]
 
 OPSET = 17
 IR_VERSION = 8  # what torch's exporter writes for opset 17; onnxruntime loads it everywhere
 INPUT_NAME = "input"  # = gen5nas.supernet.onnx_export.INPUT_NAME / OUTPUT_NAME
 OUTPUT_NAME = "output"
-ACTIVATIONS = ("relu6", "relu", "hswish", "silu")  # = gen5nas.supernet.ops.ACTIVATIONS
 Weights = Literal["zeros", "none"]
-
-
-def make_divisible(value: float, divisor: int = 8) -> int:
-    """gen5nas.supernet.model.make_divisible, repeated here because that module imports torch;
-    the torch-vs-builder test would catch any drift (the expand widths would differ)."""
-    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
-    if rounded < 0.9 * value:
-        rounded += divisor
-    return rounded
 
 
 class _GraphBuilder:
@@ -98,16 +101,20 @@ class _GraphBuilder:
         )
 
     def activation(self, scope: str, x: str, activation: str) -> str:
-        if activation == "relu6":
+        """The nodes torch's exporter writes for each :class:`Activation`."""
+        act = Activation(activation)
+        if act is Activation.relu6:
             lo = self.scalar(scope, 0.0, "")
             hi = self.scalar(scope, 6.0, "_1")
             return self.node(scope, "Clip", [x, lo, hi])
-        if activation == "relu":
+        if act is Activation.relu:
             return self.node(scope, "Relu", [x])
-        if activation == "hswish":
+        if act is Activation.hswish:
             return self.node(scope, "HardSwish", [x])
-        gate = self.node(scope, "Sigmoid", [x])  # silu: torch exports x * sigmoid(x)
-        return self.node(scope, "Mul", [x, gate])
+        if act is Activation.silu:
+            gate = self.node(scope, "Sigmoid", [x])  # torch exports x * sigmoid(x)
+            return self.node(scope, "Mul", [x, gate])
+        assert_never(act)
 
     def conv_bn_act(  # type: ignore[no-untyped-def]
         self,
@@ -123,6 +130,23 @@ class _GraphBuilder:
         """A Sequential(conv, bn[, act]) at ``scope`` (e.g. ``/stem/stem``): BN folds away."""
         out = self.conv(f"{scope}.0", x, c_in, c_out, kernel, stride, groups)
         return self.activation(f"{scope}.2", out, activation) if activation else out
+
+    def mbconv(self, block: BlockPlan, x: str, activation: str) -> str:
+        """A StaticMBConv at ``/stage{i}/stage{i}.{j}``: Sequential(layers) then the skip."""
+        scope = f"/stage{block.stage}/stage{block.stage}.{block.index}"
+
+        def part(k: int) -> str:
+            return f"{scope}/layers/layers.{k}/layers.{k}"
+
+        k, h = 0, x
+        if block.expand:
+            c_in, mid = block.in_channels, block.mid_channels
+            h = self.conv_bn_act(part(k), h, c_in, mid, 1, 1, 1, activation)
+            k += 1
+        mid, kernel = block.mid_channels, block.kernel_size
+        h = self.conv_bn_act(part(k), h, mid, mid, kernel, block.stride, mid, activation)
+        h = self.conv_bn_act(part(k + 1), h, mid, block.out_channels, 1, 1, 1, None)
+        return self.node(scope, "Add", [h, x]) if block.residual else h
 
 
 def _state_dict_prefix(scope: str) -> str:
@@ -149,53 +173,25 @@ def arch_model(
 
     Raises :class:`gen5nas.errors.ArchError` for an arch outside ``space``, ``ValueError`` for
     an unknown activation or a non-positive class count or batch size."""
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"unknown activation {activation!r}; use one of {list(ACTIVATIONS)}")
+    check_activation(activation)
     if num_classes < 1 or batch_size < 1:
         raise ValueError(f"num_classes ({num_classes}) and batch_size ({batch_size}) must be >= 1")
-    space.check(arch)
-    setting = space.arch_setting
+    plan = network_plan(space, arch)
     g = _GraphBuilder(weights)
-    width = arch.first_num_out_channels
-    x = g.conv_bn_act("/stem/stem", INPUT_NAME, 3, width, 3, 2, 1, activation)
-    for i, stage in enumerate(arch.stages):
-        # The expand conv exists when the stage's largest ratio is > 1, whatever the active one
-        # (as the supernet's DynamicMBConv has it).
-        has_expand = max(setting.expand_ratio[i].values()) > 1
-        for j in range(stage.num_blocks):
-            block = f"/stage{i}/stage{i}.{j}"
-            stride = setting.stride[i] if j == 0 else 1
-            part, h, mid = 0, x, width
-            if has_expand:
-                mid = make_divisible(width * stage.expand_ratio)
-                h = g.conv_bn_act(
-                    f"{block}/layers/layers.0/layers.0", h, width, mid, 1, 1, 1, activation
-                )
-                part = 1
-            h = g.conv_bn_act(
-                f"{block}/layers/layers.{part}/layers.{part}",
-                h,
-                mid,
-                mid,
-                stage.kernel_size,
-                stride,
-                mid,
-                activation,
-            )
-            h = g.conv_bn_act(
-                f"{block}/layers/layers.{part + 1}/layers.{part + 1}",
-                h,
-                mid,
-                stage.num_out_channels,
-                1,
-                1,
-                1,
-                None,
-            )
-            if stride == 1 and width == stage.num_out_channels:
-                h = g.node(block, "Add", [h, x])
-            x, width = h, stage.num_out_channels
-    last = arch.last_num_out_channels
+    x = g.conv_bn_act(
+        "/stem/stem",
+        INPUT_NAME,
+        IMAGE_CHANNELS,
+        plan.stem_channels,
+        STEM_KERNEL,
+        STEM_STRIDE,
+        1,
+        activation,
+    )
+    for block in plan.blocks:
+        x = g.mbconv(block, x, activation)
+    width = plan.features_channels
+    last = plan.last_channels
     x = g.conv_bn_act("/last/last", x, width, last, 1, 1, 1, activation)
     x = g.node("/pool", "GlobalAveragePool", [x])
     x = g.node("/flatten", "Flatten", [x], axis=1)
@@ -212,7 +208,7 @@ def arch_model(
             transB=1,
         )
     )
-    h_in, w_in = arch.resolution
+    h_in, w_in = plan.resolution
     graph = helper.make_graph(
         g.nodes,
         "main_graph",

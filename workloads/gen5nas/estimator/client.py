@@ -20,7 +20,6 @@ import itertools
 import json
 import threading
 import time
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from gen5nas.estimator._proto import estimator_pb2 as pb
 from gen5nas.estimator._proto import estimator_pb2_grpc as pb_grpc
 from gen5nas.estimator.errors import EstimatorRequestError, EstimatorUnavailable
 from gen5nas.estimator.result import Estimate, LayerEstimate
+from gen5nas.lru import LRU
 
 DEFAULT_PORT = 50051
 _BOUNDS = {pb.BOUND_COMPUTE: "compute", pb.BOUND_MEMORY: "memory", pb.BOUND_NONE: "none"}
@@ -236,9 +236,8 @@ class EstimatorClient:
             self._endpoints.append(_Endpoint(target, channel, pb_grpc.EstimatorStub(channel)))
         self._lock = threading.Lock()
         self._turn = itertools.count()
-        self._cache: OrderedDict[tuple, Estimate] = OrderedDict()
+        self._cache: LRU[tuple, Estimate] = LRU(cache_size)
         self._pending: dict[tuple, Future] = {}
-        self._cache_size = cache_size
         self.stats = {"requests": 0, "cache_hits": 0, "rpcs": 0, "retries": 0}
 
     # ---- public API -----------------------------------------------------------------------
@@ -321,10 +320,10 @@ class EstimatorClient:
     def _cached(self, key: tuple, make_request: Any) -> Estimate:
         with self._lock:
             self.stats["requests"] += 1
-            if key in self._cache:
-                self._cache.move_to_end(key)
+            cached = self._cache.get(key)
+            if cached is not None:
                 self.stats["cache_hits"] += 1
-                return self._cache[key]
+                return cached
             pending = self._pending.get(key)
             owner = pending is None
             if owner:
@@ -344,9 +343,7 @@ class EstimatorClient:
             pending.set_exception(exc)
             raise
         with self._lock:
-            self._cache[key] = est
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+            self._cache.put(key, est)
             self._pending.pop(key, None)
         pending.set_result(est)
         return est

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
-from typing import Any, TypeVar
+from collections.abc import Hashable, Iterable, Mapping, Sequence
+from typing import Any
 
 import yaml
 
@@ -26,29 +25,10 @@ from gen5nas.estimator.errors import DeadlineExceeded, InvalidRequest, NotFound
 from gen5nas.estimator.onnx_graph import GraphWork, analyze, analyze_model, model_sha256
 from gen5nas.estimator.profiles import ProfileRegistry
 from gen5nas.estimator.result import Estimate, LayerEstimate
+from gen5nas.lru import LRU
 
 ESTIMATOR_VERSION = f"gen5nas-estimator/{__version__}"
 DEFAULT_MAX_MODEL_BYTES = 256 * 2**20
-T = TypeVar("T")
-
-
-class LRU:
-    def __init__(self, capacity: int) -> None:
-        self.capacity = capacity
-        self._data: OrderedDict[Hashable, Any] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get_or_compute(self, key: Hashable, compute: Callable[[], T]) -> T:
-        with self._lock:
-            if key in self._data:
-                self._data.move_to_end(key)
-                return self._data[key]  # type: ignore[no-any-return]
-        value = compute()  # outside the lock: analyses of different models run in parallel
-        with self._lock:
-            self._data[key] = value
-            while len(self._data) > self.capacity:
-                self._data.popitem(last=False)
-        return value
 
 
 class EstimatorEngine:
@@ -61,9 +41,9 @@ class EstimatorEngine:
     ) -> None:
         self.registry = registry or ProfileRegistry(profiles_dirs)
         self.max_model_bytes = max_model_bytes
-        self._graphs = LRU(cache_size)  # GraphWork: small (per-node counts)
-        self._arch_graphs = LRU(cache_size * 8)
-        self._arch_bytes = LRU(16)  # whole ONNX files with weights: a few only
+        self._graphs: LRU[Hashable, GraphWork] = LRU(cache_size)  # small (per-node counts)
+        self._arch_graphs: LRU[Hashable, GraphWork] = LRU(cache_size * 8)
+        self._arch_bytes: LRU[Hashable, bytes] = LRU(16)  # whole ONNX files with weights: a few
         self._measurer: Any = None
         self._measurer_lock = threading.Lock()
 

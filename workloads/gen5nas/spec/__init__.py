@@ -1,4 +1,12 @@
-"""Spec models shared by the CLI and the operator (pydantic, torch-free)."""
+"""Spec models shared by the CLI and the operator (pydantic, torch-free).
+
+Where things live: the search space, an arch and the spec base model in :mod:`.space`; the
+shipped spaces by name in :mod:`.spaces`; the plan of a subnet's layers (per-block widths,
+kernels, strides, skips), the activation names and ``make_divisible`` in :mod:`.plan`, which
+the supernet (:mod:`gen5nas.supernet`: elastic ops, blocks, model) and the estimator's ONNX arch
+graph both build from; the step specs in :mod:`.training`, :mod:`.search`, :mod:`.export`, with
+what they share in :mod:`.common`.
+"""
 
 from gen5nas.spec.space import Arch, ArchSetting, SearchSpace, StageArch, load_arch, save_arch
 from gen5nas.spec.spaces import load_space, named_spaces

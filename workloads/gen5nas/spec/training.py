@@ -2,22 +2,15 @@
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field
 
 from gen5nas.spec.common import DatasetSpec, RuntimeSpec, SpaceSpec, Task
+from gen5nas.spec.plan import Activation
 from gen5nas.spec.space import SpecModel
 
 KIND = "SupernetTraining"
-
-
-class Activation(StrEnum):
-    relu6 = "relu6"
-    relu = "relu"
-    hswish = "hswish"
-    silu = "silu"
 
 
 class ModelSpec(SpecModel):

@@ -1,4 +1,12 @@
-"""The supernet (elastic MobileNetV2 of MBConv blocks), subnet extraction, and ONNX export."""
+"""The supernet (an elastic MobileNetV2 of MBConv blocks), subnet extraction, and ONNX export.
+
+Where things live: the search space and an arch are in :mod:`gen5nas.spec.space`; the plan of
+a subnet's layers (widths, kernels, strides, skips, activations, ``make_divisible``) in
+:mod:`gen5nas.spec.plan`, torch-free. Here: the elastic ops (conv, BN, linear, activation
+modules, drop-path) in :mod:`.ops`; the elastic blocks built from the plan in :mod:`.blocks`;
+the model in :mod:`.model` (:class:`Supernet`); the extracted static network in :mod:`.static`
+and :mod:`.extract`; ONNX export in :mod:`.onnx_export`; parameter/MAC counts in :mod:`.profile`.
+"""
 
 from gen5nas.supernet.extract import extract_subnet
 from gen5nas.supernet.model import Supernet

@@ -1,10 +1,12 @@
-"""Cut one subnet out of the supernet as a plain static network (a walk of the tree)."""
+"""Cut one subnet out of the supernet as a plain static network: a walk of the tree the
+supernet runs, with the widths of the arch's plan (:func:`gen5nas.spec.plan.network_plan`)."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from gen5nas.spec import Arch
+from gen5nas.spec.plan import IMAGE_CHANNELS
 from gen5nas.supernet.model import Supernet
 from gen5nas.supernet.static import StaticSubnet
 
@@ -20,12 +22,13 @@ def extract_subnet(supernet: Supernet, arch: Arch) -> StaticSubnet:
     previous = supernet.active_arch
     supernet.set_active(arch)  # validates first: nothing changes on an ArchError
     try:
-        stem = supernet.stem.to_static(3)
+        plan = supernet.active_plan
+        stem = supernet.stem.to_static(IMAGE_CHANNELS)
         stages = [
-            nn.Sequential(*(block.to_static() for block in supernet.blocks(i)[: stage.num_blocks]))
-            for i, stage in enumerate(arch.stages)
+            nn.Sequential(*(block.to_static() for block in supernet.blocks(i)[:depth]))
+            for i, depth in enumerate(plan.depths)
         ]
-        last = supernet.last.to_static(arch.stages[-1].num_out_channels)
+        last = supernet.last.to_static(plan.features_channels)
         classifier = supernet.classifier.to_static(arch.last_num_out_channels)
     finally:
         supernet.set_active(previous)

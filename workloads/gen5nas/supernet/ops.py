@@ -2,8 +2,9 @@
 
 Each dynamic op wraps the full-size static layer and uses a slice of it. The *input* width is
 read from the incoming tensor, so ops compose without bookkeeping; only the *output* width
-(and the kernel size) is set from outside, explicitly, by :meth:`Supernet.set_active`. There
-are no class-level flags: every bit of context lives on the instance or is an argument.
+(and the kernel size) is set from outside, explicitly, by :meth:`Supernet.set_active` from the
+arch's plan (:mod:`gen5nas.spec.plan`). There are no class-level flags: every bit of context
+lives on the instance or is an argument. The torch module of each activation name is here too.
 
 Each op has ``to_static(...)`` (mmrazor's idea) returning a plain ``nn.Conv2d`` /
 ``nn.BatchNorm2d`` / ``nn.Linear`` with copied weights, so extracting a subnet is a walk of the
@@ -29,6 +30,8 @@ from typing import Any, Generic, TypeVar
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from gen5nas.spec.plan import Activation, check_activation
 
 T = TypeVar("T")
 
@@ -301,20 +304,17 @@ def drop_path(x: Tensor, p: float) -> Tensor:
     return x * mask.div_(keep)
 
 
+_ACTIVATION_MODULES: dict[Activation, type[nn.Module]] = {
+    Activation.relu6: nn.ReLU6,
+    Activation.relu: nn.ReLU,
+    Activation.hswish: nn.Hardswish,
+    Activation.silu: nn.SiLU,
+}
+
+
 def make_activation(name: str) -> nn.Module:
-    """A fresh activation module by name (relu6, relu, hswish, silu)."""
-    factories: dict[str, type[nn.Module]] = {
-        "relu6": nn.ReLU6,
-        "relu": nn.ReLU,
-        "hswish": nn.Hardswish,
-        "silu": nn.SiLU,
-    }
-    if name not in factories:
-        raise ValueError(f"unknown activation {name!r}; use one of {sorted(factories)}")
-    return factories[name](inplace=True)
-
-
-ACTIVATIONS = ("relu6", "relu", "hswish", "silu")
+    """A fresh activation module by name (one of :data:`gen5nas.spec.plan.ACTIVATIONS`)."""
+    return _ACTIVATION_MODULES[check_activation(name)](inplace=True)
 
 
 def copy_activation(act: nn.Module) -> nn.Module:
