@@ -100,6 +100,16 @@ class Toleration(SpecModel):
     effect: str | None = Field(default=None, pattern="^(NoSchedule|PreferNoSchedule|NoExecute)$")
 
 
+# A mount path is absolute and normalized: no '.' or '..' segment (no segment starts with a dot),
+# no '//', no trailing '/'. The API server checks it at admission; the operator's policy also
+# keeps it out of system directories and under the roots the administrator allows.
+MOUNT_PATH_PATTERN = r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$"
+MOUNT_PATH_RULE = (
+    "absolute path, segments of letters, digits, '.', '_' and '-' not starting with '.'; the "
+    "operator's policy allows only paths under its mount roots (default /data and /results)"
+)
+
+
 class RuntimeSpec(SpecModel):
     """Where and how the step's pods run in a cluster (ignored by the local CLI)."""
 
@@ -115,11 +125,15 @@ class RuntimeSpec(SpecModel):
     node_selector: dict[str, str] = Field(default_factory=dict)
     tolerations: list[Toleration] = Field(default_factory=list)
     dataset_pvc: str | None = Field(default=None, description="PVC with the dataset (read-only)")
-    dataset_mount_path: str = "/data"
+    dataset_mount_path: str = Field(
+        default="/data", pattern=MOUNT_PATH_PATTERN, description=MOUNT_PATH_RULE
+    )
     results_pvc: str | None = Field(
         default=None, description="PVC for results (default: operator setting)"
     )
-    results_mount_path: str = "/results"
+    results_mount_path: str = Field(
+        default="/results", pattern=MOUNT_PATH_PATTERN, description=MOUNT_PATH_RULE
+    )
     service_account_name: str | None = None
 
 
