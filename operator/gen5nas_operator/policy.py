@@ -1,5 +1,6 @@
 """The cluster administrator's policy on what a resource's author may choose for the pods the
-operator makes: images, service account, PVCs, mount paths, tolerations and node selectors.
+operator makes: images, service account, the DSN Secret, PVCs, mount paths, tolerations and node
+selectors.
 
 The operator runs with more rights than a resource's author needs (it creates Jobs, Roles,
 ServiceAccounts), so everything in a spec that reaches a pod is checked here first: a user who
@@ -83,8 +84,8 @@ def mount_path_problem(path: str) -> str | None:
 
 
 class Policy(BaseModel):
-    """The chart's ``policy`` values. Defaults: the project's images, no service account but the
-    operator's own, the chart's two PVCs or one labelled ``gen5nas.io/allowed=true``, GPU-node
+    """The chart's ``policy`` values. Defaults: the project's images, no service account and no
+    DSN Secret but the operator's own, the chart's two PVCs or one labelled ``gen5nas.io/allowed=true``, GPU-node
     tolerations and selectors, mounts under /data and /results."""
 
     model_config = ConfigDict(extra="forbid", populate_by_name=True)
@@ -95,6 +96,7 @@ class Policy(BaseModel):
     allowed_service_accounts: list[str] = Field(
         default_factory=list, alias="allowedServiceAccounts"
     )
+    allowed_dsn_secrets: list[str] = Field(default_factory=list, alias="allowedDsnSecrets")
     allowed_pvcs: list[str] = Field(
         default_factory=lambda: ["gen5nas-results", "gen5nas-datasets"], alias="allowedPvcs"
     )
@@ -170,6 +172,15 @@ class Policy(BaseModel):
             "(policy.allowedServiceAccounts)"
         ]
 
+    def secret_violations(self, name: str | None, own: str) -> list[str]:
+        if name is None or name == own or name in self.allowed_dsn_secrets:
+            return []
+        allowed = _describe([own, *self.allowed_dsn_secrets])
+        return [
+            f"spec.storage.secretName: Secret {name!r} is not allowed (its value would reach the "
+            f"pods); allowed: {allowed} (policy.allowedDsnSecrets)"
+        ]
+
     def pvc_violations(
         self, field: str, claim: str | None, own: str, labels: Callable[[str], dict | None]
     ) -> list[str]:
@@ -230,9 +241,11 @@ def violations(
     settings: Settings,
     runtime: RuntimeSpec,
     estimator_image: str | None,
+    dsn_secret: str | None,
     pvc_labels: Callable[[str], dict | None],
 ) -> list[str]:
-    """Everything in ``runtime`` (and a NASSearch's estimator image) the policy refuses."""
+    """Everything in ``runtime`` (and a NASSearch's estimator image and DSN Secret) the policy
+    refuses."""
     from gen5nas_operator.kinds.training.children import WORKLOAD_SERVICE_ACCOUNT
 
     own_images = (settings.workload_image, settings.estimator_image)
@@ -241,6 +254,7 @@ def violations(
         *policy.image_violations(f"{rt}.image", runtime.image, own_images),
         *policy.image_violations("spec.estimator.image", estimator_image, own_images),
         *policy.service_account_violations(runtime.service_account_name, WORKLOAD_SERVICE_ACCOUNT),
+        *policy.secret_violations(dsn_secret, settings.dsn_secret),
         *policy.pvc_violations(f"{rt}.resultsPvc", runtime.results_pvc, settings.results_pvc,
                                pvc_labels),
         *policy.pvc_violations(f"{rt}.datasetPvc", runtime.dataset_pvc, settings.results_pvc,
@@ -253,6 +267,13 @@ def violations(
     ]  # fmt: skip
 
 
+def _string_at(raw: dict[str, Any], parent: str, key: str) -> str | None:
+    """``raw[parent][key]`` when it is a string (a NASSearch's; other kinds have none)."""
+    inner = raw.get(parent)
+    value = inner.get(key) if isinstance(inner, dict) else None
+    return value if isinstance(value, str) else None
+
+
 def enforce(
     settings: Settings, raw_spec: dict[str, Any], pvc_labels: Callable[[str], dict | None]
 ) -> None:
@@ -263,10 +284,13 @@ def enforce(
         runtime = parse_model(RuntimeSpec, raw_spec.get("runtime") or {}, source="spec.runtime")
     except Gen5NasError:
         return
-    estimator = raw_spec.get("estimator")
-    image = estimator.get("image") if isinstance(estimator, dict) else None
     found = violations(
-        settings.policy, settings, runtime, image if isinstance(image, str) else None, pvc_labels
+        settings.policy,
+        settings,
+        runtime,
+        _string_at(raw_spec, "estimator", "image"),
+        _string_at(raw_spec, "storage", "secretName"),
+        pvc_labels,
     )
     if found:
         raise PolicyViolation("policy: " + "; ".join(found))

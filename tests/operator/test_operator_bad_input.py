@@ -63,6 +63,8 @@ REFUSED = [
      "spec.runtime.serviceAccountName", "gen5nas-workload"),
     ("namespace default account", {"runtime": {"serviceAccountName": "default"}},
      "spec.runtime.serviceAccountName", "allowedServiceAccounts"),
+    ("another DSN Secret", {"storage": {"secretName": "payroll-db"}}, "spec.storage.secretName",
+     "gen5nas-postgres"),
     ("unlisted results PVC", {"runtime": {"resultsPvc": "payroll"}}, "spec.runtime.resultsPvc",
      "gen5nas-results"),
     ("PVC labelled false", {"runtime": {"datasetPvc": "team-b-data"}}, "spec.runtime.datasetPvc",
@@ -119,6 +121,7 @@ ALLOWED = [
     ("the project's image", {"runtime": {"image": "ghcr.io/gen5nas/workload:0.2.0"}}),
     ("the operator's own image", {"runtime": {"image": SETTINGS.workload_image}}),
     ("the operator's account", {"runtime": {"serviceAccountName": "gen5nas-workload"}}),
+    ("the chart's DSN Secret", {"storage": {"secretName": "gen5nas-postgres", "url": None}}),
     ("labelled PVC", {"runtime": {"datasetPvc": "team-a-data", "datasetMountPath": "/data/a"}}),
     ("GPU toleration", {"runtime": {"tolerations": [
         {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]}}),

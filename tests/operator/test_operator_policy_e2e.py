@@ -96,9 +96,11 @@ def test_what_the_policy_refuses_fails_with_an_event_and_no_children(
     for what, runtime, _, _ in VIOLATIONS:
         cluster.apply(training(f"bad-{what}", **runtime))
     cluster.apply(search("bad-estimator", "bad-image", estimator={"image": "quay.io/x/est:1"}))
-    for what, _, field, allowed in [*VIOLATIONS, ("estimator", {}, "spec.estimator.image",
-                                                   "ghcr.io/gen5nas/")]:  # fmt: skip
-        kind = "nassearch" if what == "estimator" else "supernettraining"
+    cluster.apply(search("bad-secret", "bad-image", storage={"secretName": "payroll-db"}))
+    searches = [("estimator", {}, "spec.estimator.image", "ghcr.io/gen5nas/"),
+                ("secret", {}, "spec.storage.secretName", "gen5nas-postgres")]  # fmt: skip
+    for what, _, field, allowed in [*VIOLATIONS, *searches]:
+        kind = "nassearch" if (what, {}, field, allowed) in searches else "supernettraining"
         got = failed(cluster, kind, f"bad-{what}")
         message = got["status"]["message"]
         assert got["reason"] == "PolicyViolation", got
