@@ -37,8 +37,9 @@ from gen5nas_operator.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "team-a"
-# An administrator who lets resources run as their own account "x" (the workload identity test).
-SETTINGS = Settings(policy=Policy(allowedServiceAccounts=["x"]))
+# An administrator who lets resources run as their own account "x" (the workload identity test)
+# and name the DSN Secrets "db" and "db2".
+SETTINGS = Settings(policy=Policy(allowedServiceAccounts=["x"], allowedDsnSecrets=["db", "db2"]))
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
