@@ -234,3 +234,30 @@ def test_every_child_pod_passes_the_restricted_pod_security_standard(
     res = strict.kubectl("apply", "--dry-run=server", "-f", "-", input=yaml.safe_dump(bare),
                          check=False)  # fmt: skip
     assert res.returncode != 0 and 'violates PodSecurity "restricted' in res.stderr, res.stderr
+
+
+def test_a_child_refused_for_now_waits_and_is_made_once_allowed(
+    cluster: Cluster, operator: OperatorProcess
+) -> None:
+    """A quota of no Jobs in the namespace: the API server forbids the Job (403, "exceeded quota"
+    or "status unknown for quota" before the quota controller counted); the training waits with
+    that message and gets its Job on a later resync once the quota is gone. Last in the module:
+    the quota holds for the whole namespace."""
+    cluster.apply({
+        "apiVersion": "v1", "kind": "ResourceQuota", "metadata": {"name": "no-jobs"},
+        "spec": {"hard": {"count/jobs.batch": "0"}},
+    })  # fmt: skip
+    cluster.apply(training("over-quota"))
+    st = cluster.wait_phase("supernettraining", "over-quota", "Waiting")
+    assert {c["type"]: c for c in st["conditions"]}["Ready"]["reason"] == "ChildRefused"
+    assert st["message"].startswith("the API server refused to create Job over-quota-train: ")
+    assert "quota" in st["message"] and "no-jobs" in st["message"], st["message"]
+    event = wait_for(
+        "the Waiting event",
+        lambda: [e for e in events(cluster, "over-quota") if e["reason"] == "Waiting"],
+    )
+    assert event[0]["message"] == st["message"]
+    cluster.kubectl("delete", "resourcequota", "no-jobs")
+    cluster.wait_phase("supernettraining", "over-quota", "Pending")
+    assert cluster.get("job", "over-quota-train") is not None
+    assert "Traceback" not in operator.text()
