@@ -149,6 +149,8 @@ def _label(r: TrialRecord) -> str:
 
 
 def write_html(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, title: str) -> Path:
+    # The plotting libraries only when a plot is drawn: the operator imports this module for
+    # its names and paths, and draws none.
     import plotly.graph_objects as go
 
     groups = _split(records, cost_key)
@@ -187,7 +189,7 @@ def write_html(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, ti
 
 
 def write_png(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, title: str) -> Path:
-    import matplotlib
+    import matplotlib  # see write_html
 
     matplotlib.use("Agg")  # no display; kaleido would need a browser
     import matplotlib.pyplot as plt
