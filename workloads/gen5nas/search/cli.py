@@ -15,8 +15,20 @@ pareto_front.png, study.pkl, a copy of the config, and a <timestamp>/ log folder
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from gen5nas.errors import SpecError
+
+if TYPE_CHECKING:
+    from gen5nas.search.settings import SearchSettings
+    from gen5nas.spec.search import NASSearchSpec
+
+# The spec (pydantic), the study (Optuna, SQLAlchemy) and the search (torch) are imported in
+# the handlers: `gen5nas --help` imports this module and must stay instant (gen5nas.cli).
 
 
 def register(subparsers: Any) -> None:
@@ -66,9 +78,8 @@ def handle(args: argparse.Namespace) -> int:
     manifest, spec = load_spec(args.file, KIND, NASSearchSpec)
     settings = settings_from_args(args, manifest.name, spec)
 
-    import signal
-
     from gen5nas.search.job import run_search
+    from gen5nas.search.outputs import arch_file
 
     # A pod being deleted gets SIGTERM: handle it as Ctrl-C, so the running trial is
     # re-enqueued at once rather than after the heartbeat grace period.
@@ -82,15 +93,14 @@ def handle(args: argparse.Namespace) -> int:
     if best is not None:
         print(
             f"best trade-off: trial {best.number} "
-            f"({Path(settings.work_dir) / 'fix_subnets' / f'trial_{best.number}.yaml'})"
+            f"({arch_file(Path(settings.work_dir), best.number)})"
         )
     return 0
 
 
-def settings_from_args(args: argparse.Namespace, name: str, spec: Any) -> Any:
+def settings_from_args(args: argparse.Namespace, name: str, spec: NASSearchSpec) -> SearchSettings:
     """Command-line overrides applied to the spec; errors name the flag or the field."""
-    from gen5nas.errors import SpecError
-    from gen5nas.search.job import SearchSettings
+    from gen5nas.search.settings import SearchSettings
     from gen5nas.search.study import default_storage_url
 
     if args.max_trials is not None:
@@ -126,9 +136,6 @@ def default_worker_offset(workers: int) -> int:
     """The first worker index of this process, so that every worker of a study draws its own
     sampler seed: the Job's completion index in an Indexed Job, a number derived from the pod
     name in any other pod (parallel pods of one Job), else 0."""
-    import os
-    import zlib
-
     index = os.environ.get("JOB_COMPLETION_INDEX")
     if index is not None and index.isdigit():
         return int(index) * workers

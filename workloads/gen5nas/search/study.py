@@ -4,6 +4,9 @@ Locally the default is an SQLite file in the work dir; in a cluster, PostgreSQL 
 storage has heartbeats: a trial whose worker died (SIGKILL, a lost node) goes stale after the
 grace period, is marked FAIL and re-enqueued with the same params by Optuna's
 ``RetryHeartbeatStaleTrialCallback``, so no work is silently lost and no trial stays RUNNING forever.
+
+``open_search_study`` opens the study of a search: its storage, the sampler of one worker, and its
+identity (search space, cost key, task), which a resumed search must share.
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import URL, make_url
 
 from gen5nas.errors import Gen5NasError, SpecError
+from gen5nas.search.settings import SearchSettings
 from gen5nas.spec.search import StorageSpec
+from gen5nas.spec.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +200,30 @@ def open_study(
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
     return study
+
+
+def study_identity(space: SearchSpace, cost_key: str, task: str) -> dict[str, Any]:
+    """The ``IDENTITY_ATTRS`` of a search's study."""
+    return {
+        "space": space.model_dump(mode="json", by_alias=False),
+        "cost_key": cost_key,
+        "task": task,
+    }
+
+
+def open_search_study(
+    settings: SearchSettings, space: SearchSpace, task: str, worker_index: int = 0
+) -> optuna.Study:
+    """The study of ``settings``, with the sampler of worker ``worker_index`` (its own seed)."""
+    # gen5nas.search.sampler imports quiet_experimental from this module: at the top, each
+    # module would import the other half-initialised.
+    from gen5nas.search.sampler import build_sampler
+
+    spec = settings.spec
+    sampler = build_sampler(spec.sampler, worker_index=worker_index)
+    storage = open_storage(settings.storage_url, spec.storage)
+    identity = study_identity(space, spec.cost_key.value, task)
+    return open_study(storage, settings.study_name, sampler, identity)
 
 
 def _canonical(value: Any) -> Any:
