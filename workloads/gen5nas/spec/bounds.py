@@ -78,3 +78,12 @@ class Cel:
 def cel_rules(*rules: Cel) -> ConfigDict:
     """A model's ``model_config`` carrying CEL rules on the model's object (cross-field rules)."""
     return ConfigDict(json_schema_extra={"x-kubernetes-validations": [r.as_dict() for r in rules]})
+
+
+def check_flag(value: int, flag: str, high: int, low: int = 1) -> int:
+    """A command-line override of a bounded spec field (model_copy does not validate)."""
+    from gen5nas.errors import SpecError
+
+    if not low <= value <= high:
+        raise SpecError(f"must be in {low}..{high}, got {value}", field=flag)
+    return value
