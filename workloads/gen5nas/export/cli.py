@@ -196,8 +196,9 @@ def handle_export(args: argparse.Namespace) -> int:
     from gen5nas.train.distributed import shutdown
 
     check_writable_dir(work_dir, "--work-dir")
-    if args.output or spec.output:
-        check_writable_file(args.output or spec.output, "--output" if args.output else "output")
+    output = args.output or spec.output
+    if output:
+        check_writable_file(output, "--output" if args.output else "output")
     if Path(config).resolve() != (work_dir / Path(config).name).resolve():
         shutil.copyfile(config, work_dir / Path(config).name)  # as the seed keeps its config
     handler = _log_to_work_dir(work_dir, "export")

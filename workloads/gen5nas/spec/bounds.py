@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Annotated
 
-from pydantic import ConfigDict, Field, GetJsonSchemaHandler
+from pydantic import ConfigDict, Field, GetJsonSchemaHandler, JsonValue
 from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema
 
@@ -77,7 +77,8 @@ class Cel:
 
 def cel_rules(*rules: Cel) -> ConfigDict:
     """A model's ``model_config`` carrying CEL rules on the model's object (cross-field rules)."""
-    return ConfigDict(json_schema_extra={"x-kubernetes-validations": [r.as_dict() for r in rules]})
+    validations: list[JsonValue] = [dict(r.as_dict()) for r in rules]
+    return ConfigDict(json_schema_extra={"x-kubernetes-validations": validations})
 
 
 def check_flag(value: int, flag: str, high: int, low: int = 1) -> int:

@@ -12,6 +12,7 @@ import functools
 import math
 import random
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -22,12 +23,15 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     ModelWrapValidatorHandler,
     ValidationError,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
 
 from gen5nas.atomic import atomic_write_text
 from gen5nas.errors import ArchError, SpecError
@@ -104,22 +108,34 @@ _RANGE_RULES = (
 )
 
 
-def _int_range(max_value: int) -> Any:
-    """``[min, max, step]``: min and max in 1..max_value, step >= 1 landing exactly on max."""
-    # The bounds are checked by _check_range (its messages name min, max or step); the
-    # element schema carries them for the CRD.
-    bound = Annotated[int, Field(json_schema_extra={"minimum": 1, "maximum": max_value})]
-    return Annotated[
-        tuple[bound, bound, bound],
-        AfterValidator(functools.partial(_check_range, max_value=max_value)),
-        *_RANGE_RULES,
-    ]
+@dataclass(frozen=True)
+class RangeBounds:
+    """``[min, max, step]`` with min and max in 1..max_value, step >= 1 landing exactly on max
+    and at most MAX_SPACE_VALUES values: checked by :func:`_check_range` (its messages name min,
+    max or step), and carried into the JSON schema (element bounds and CEL rules) for the CRD."""
+
+    max_value: int
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        check = functools.partial(_check_range, max_value=self.max_value)
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        out = handler(schema)
+        for item in out.get("prefixItems", []):
+            item.update(minimum=1, maximum=self.max_value)
+        out.setdefault("x-kubernetes-validations", []).extend(r.as_dict() for r in _RANGE_RULES)
+        return out
 
 
-IntRange = _int_range(MAX_CHANNELS)
+IntRange = Annotated[tuple[int, int, int], RangeBounds(MAX_CHANNELS)]
 """``[min, max, step]``, all positive, and ``step`` lands exactly on ``max``."""
-DepthRange = _int_range(MAX_DEPTH)
-ChannelRange = _int_range(MAX_CHANNELS)
+DepthRange = Annotated[tuple[int, int, int], RangeBounds(MAX_DEPTH)]
+ChannelRange = IntRange
 
 
 def range_values(r: tuple[int, int, int]) -> list[int]:
@@ -138,7 +154,8 @@ def _check_kernel_range(value: tuple[int, int, int]) -> tuple[int, int, int]:
 
 
 KernelRange = Annotated[
-    _int_range(MAX_KERNEL),
+    tuple[int, int, int],
+    RangeBounds(MAX_KERNEL),
     AfterValidator(_check_kernel_range),
     Cel(
         "self[0] % 2 == 1 && (self[0] == self[1] || self[2] % 2 == 0)",

@@ -43,7 +43,7 @@ class BoundedLoader(yaml.SafeLoader):
         self._expanded = {}
         return super().compose_document()
 
-    def compose_node(self, parent: Node | None, index: Any) -> Node:
+    def compose_node(self, parent: Node | None, index: Any) -> Node | None:
         if self.check_event(yaml.AliasEvent):
             event = self.peek_event()
             target = self.anchors.get(event.anchor)
@@ -66,7 +66,8 @@ class BoundedLoader(yaml.SafeLoader):
         before = self._nodes
         node = super().compose_node(parent, index)
         self._depth -= 1
-        self._expanded[id(node)] = self._nodes - before + 1
+        if node is not None:
+            self._expanded[id(node)] = self._nodes - before + 1
         return node
 
     def _count(self, nodes: int, line: int) -> None:
