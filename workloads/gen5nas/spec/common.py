@@ -100,11 +100,16 @@ class DatasetKind(StrEnum):
     coco = "coco"  # COCO json + images, for detection
 
 
+PATH_REQUIRED = (DatasetKind.imagefolder, DatasetKind.coco)  # read from a path, not generated
+
+
 class DatasetSpec(SpecModel):
     model_config = cel_rules(
         Cel(
-            "(has(self.kind) && !(self.kind in ['imagefolder', 'coco'])) || has(self.path)",
-            "dataset.path is required for dataset kinds imagefolder (the default) and coco",
+            f"(has(self.kind) && !(self.kind in {[k.value for k in PATH_REQUIRED]})) || "
+            f"has(self.path)",
+            f"dataset.path is required for dataset kinds {[k.value for k in PATH_REQUIRED]} "
+            f"(imagefolder is the default)",
         )
     )
 
@@ -127,7 +132,7 @@ class DatasetSpec(SpecModel):
 
     @model_validator(mode="after")
     def _path_needed(self) -> DatasetSpec:
-        if self.kind in (DatasetKind.imagefolder, DatasetKind.coco) and not self.path:
+        if self.kind in PATH_REQUIRED and not self.path:
             raise ValueError(f"path is required for dataset kind {self.kind.value}")
         return self
 
