@@ -11,6 +11,7 @@ from gen5nas.spec.bounds import (
     MAX_EPOCHS,
     MAX_ITERS,
     MAX_LIST,
+    MAX_LR,
     MAX_NAME,
     MAX_RESOLUTION,
     MAX_TRIALS,
@@ -47,7 +48,7 @@ class RetrainSpec(SpecModel):
     lr: float | None = Field(
         default=None,
         gt=0,
-        le=100,
+        le=MAX_LR,
         description="default: 0.1 x batch/256 from scratch, a tenth to fine-tune",
     )
     max_iters_per_epoch: int | None = Field(
