@@ -58,16 +58,13 @@ def main() -> None:
 
     from gen5nas.estimator.engine import EstimatorEngine
     from gen5nas.estimator.server import start_server
-    from gen5nas.search.job import (
-        SearchSettings,
-        build_evaluator,
-        checkpoint_meta,
-        make_client,
-        make_cost_fn,
-        open_search_study,
-    )
+    from gen5nas.search.checkpoint_space import read_supernet
+    from gen5nas.search.cost import make_client, make_cost_fn
+    from gen5nas.search.evaluator_setup import build_evaluator
     from gen5nas.search.results import collect
     from gen5nas.search.runner import Worker, seed_extremes
+    from gen5nas.search.settings import SearchSettings
+    from gen5nas.search.study import open_search_study
     from gen5nas.spec import load_space
     from gen5nas.spec.search import NASSearchSpec
     from gen5nas.supernet import Supernet
@@ -125,8 +122,9 @@ def main() -> None:
         study_name="bench",
         servers=(("127.0.0.1", tuple(ports)),),
     )
-    meta = checkpoint_meta(ckpt)
-    study = open_search_study(settings, space, meta)
+    supernet = read_supernet(spec, ckpt)
+    meta = supernet.meta
+    study = open_search_study(settings, space, supernet.task)
     seed_extremes(study, space)
     client = make_client(spec, [{"host": "127.0.0.1", "ports": ports}])
     evaluator = build_evaluator(
@@ -241,10 +239,14 @@ def _torch_export_engine():  # type: ignore[no-untyped-def]
         """The estimator's former arch path, for the side-by-side only: a random static subnet
         built with torch and traced by torch.onnx.export, then analysed."""
 
-        def arch_work(self, space_name: str, arch_yaml: str, num_classes: int = 0) -> GraphWork:
+        def arch_work(
+            self, space_name: str, arch_yaml: str, num_classes: int = 0, activation: str = ""
+        ) -> GraphWork:
             from gen5nas.supernet import arch_onnx_bytes
 
-            _, space, arch, classes = self._resolve_arch(space_name, arch_yaml, num_classes)
+            _, space, arch, classes, _act = self._resolve_arch(
+                space_name, arch_yaml, num_classes, activation
+            )
             return self.analyze(arch_onnx_bytes(space, arch, num_classes=classes))
 
     return TorchExportEngine

@@ -14,8 +14,8 @@ from searchkit import check_outputs, fresh_checkpoint, read_csv, write_search_ma
 
 from gen5nas.cli import main
 from gen5nas.data.imagefolder import Batch
+from gen5nas.search.cost import make_client, make_cost_fn
 from gen5nas.search.evaluate import Evaluator, TrialFailed
-from gen5nas.search.job import make_client, make_cost_fn
 from gen5nas.spec import load_space
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas.supernet import Supernet
@@ -172,9 +172,9 @@ spec:
 def test_a_stopped_search_still_writes_what_it_scored(
     tmp_path: Path, ckpt: Path, digits: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import gen5nas.search.job as job
+    import gen5nas.search.workers as workers
 
-    real_build = job.build_evaluator
+    real_build = workers.build_evaluator
 
     def failing_after_three(*args: object, **kwargs: object) -> Evaluator:
         evaluator = real_build(*args, **kwargs)
@@ -189,7 +189,7 @@ def test_a_stopped_search_still_writes_what_it_scored(
         evaluator.evaluate = evaluate_or_fail  # type: ignore[method-assign]
         return evaluator
 
-    monkeypatch.setattr(job, "build_evaluator", failing_after_three)
+    monkeypatch.setattr(workers, "build_evaluator", failing_after_three)
     manifest = _manifest(tmp_path, digits, maxTrials=10, evaluation={"maxConsecutiveFailures": 2})
     work = tmp_path / "work"
     argv = ["search", "-f", str(manifest), "--checkpoint", str(ckpt), "--work-dir", str(work)]

@@ -18,10 +18,12 @@ from torch import nn
 
 from gen5nas.data import imagefolder
 from gen5nas.data.imagefolder import Batch
+from gen5nas.search.checkpoint_space import checkpoint_meta
 from gen5nas.search.evaluate import Evaluator
-from gen5nas.search.job import SearchSettings, build_evaluator, checkpoint_meta
+from gen5nas.search.evaluator_setup import build_evaluator
 from gen5nas.search.results import REASON_ATTR
 from gen5nas.search.runner import Worker, seed_extremes
+from gen5nas.search.settings import SearchSettings
 from gen5nas.search.study import default_storage_url, open_storage, open_study
 from gen5nas.spec import Arch
 from gen5nas.spec.search import NASSearchSpec

@@ -14,27 +14,20 @@ model is in operator/README.md.
 from __future__ import annotations
 
 import json
-import posixpath
+import re
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from gen5nas.errors import Gen5NasError, SpecError
-from gen5nas.spec.common import RuntimeSpec, Toleration
+from gen5nas.spec.common import MOUNT_PATH_PATTERN, RuntimeSpec, Toleration, unmountable
 from gen5nas.spec.space import parse_model
 
 if TYPE_CHECKING:
     from gen5nas_operator.settings import Settings
 
 ANY = "*"
-# Where the operator mounts its own volumes, and directories whose contents the image's code
-# depends on: a PVC mounted over one would replace what the pod runs or how.
-RESERVED_MOUNTS = ("/config", "/tmp", "/dev/shm")
-SYSTEM_DIRS = (
-    "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32", "/opt",
-    "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/usr", "/var",
-)  # fmt: skip
 
 
 class PolicyViolation(Gen5NasError):
@@ -72,14 +65,12 @@ def _describe(items: Any) -> str:
 
 
 def mount_path_problem(path: str) -> str | None:
-    """Why ``path`` cannot be a mount path whatever the roots (None: it can)."""
-    if not path.startswith("/") or posixpath.normpath(path) != path or "//" in path:
+    """Why ``path`` cannot be a mount path whatever the roots (None: it can); the spec model's
+    rule, which the CRDs carry too."""
+    if not re.fullmatch(MOUNT_PATH_PATTERN, path):
         return "must be an absolute, normalized path (no '.', '..', '//' or trailing '/')"
-    for reserved in (*RESERVED_MOUNTS, *SYSTEM_DIRS):
-        if path == reserved or path.startswith(reserved + "/"):
-            return f"lies in {reserved}, a directory the pod's image or the operator uses"
-    if path == "/":
-        return "is the root directory"
+    if directory := unmountable(path):
+        return f"lies in {directory}, a directory the pod's image or the operator uses"
     return None
 
 

@@ -299,7 +299,7 @@ def training(name: str, **runtime: Any) -> dict[str, Any]:
         "spec": {
             "searchSpace": {"name": "mobilenetv2_tiny"},
             "dataset": {"kind": "digits"},
-            "schedule": {"epochs": 2},
+            "schedule": {"epochs": 2, "warmupEpochs": 1},  # the default warmup is 5 epochs
             "runtime": runtime,
         },
     }

@@ -3,7 +3,8 @@ under its own ServiceAccount and its default policy (no GEN5NAS_POLICY, as a cha
 default values gives it, but for the PVCs it names): what the policy refuses goes Failed with
 reason PolicyViolation, a ``policy:`` message and a Warning Event, and gets no children; a child
 the API server refuses lands in status with the API server's message; an InvalidSpec is not
-reconciled again until its generation changes; admission refuses a mount path with ``..``; and
+reconciled again until its generation changes; admission refuses a mount path with ``..`` or
+over a system directory; and
 every child pod passes the ``restricted`` Pod Security Standard, enforced by the API server."""
 
 from __future__ import annotations
@@ -73,7 +74,8 @@ VIOLATIONS = [
     ("account", {"serviceAccountName": "cluster-admin-sa"}, "spec.runtime.serviceAccountName",
      "gen5nas-workload"),
     ("pvc", {"datasetPvc": "team-b-data"}, "spec.runtime.datasetPvc", "gen5nas.io/allowed=true"),
-    ("mount", {"resultsMountPath": "/usr/local/lib"}, "spec.runtime.resultsMountPath", "/usr"),
+    ("mount", {"resultsMountPath": "/mnt/results"}, "spec.runtime.resultsMountPath",
+     "/data, /results"),
     ("toleration", {"tolerations": [{"key": "node-role.kubernetes.io/control-plane",
                                      "operator": "Exists"}]},
      "spec.runtime.tolerations[0]", "nvidia.com/gpu"),
@@ -177,10 +179,13 @@ def test_an_invalid_spec_is_not_reconciled_again_until_its_generation_changes(
     assert cluster.get("job", "invalid-export") is not None
 
 
-def test_admission_refuses_a_mount_path_with_dot_dot(cluster: Cluster) -> None:
-    res = cluster.apply(training("dotdot", resultsMountPath="/results/../etc"), check=False)
-    assert res.returncode != 0 and "resultsMountPath" in res.stderr, res.stderr
-    assert cluster.get("supernettraining", "dotdot") is None
+@pytest.mark.parametrize("path", ["/results/../etc", "/usr/local/lib/python3.11", "/tmp"])
+def test_admission_refuses_a_mount_path_over_the_image_or_with_dot_dot(
+    cluster: Cluster, path: str
+) -> None:
+    res = cluster.apply(training("mount", resultsMountPath=path), check=False)
+    assert res.returncode != 0 and "spec.runtime.resultsMountPath" in res.stderr, res.stderr
+    assert cluster.get("supernettraining", "mount") is None
 
 
 def _as_pod(name: str, template: dict[str, Any]) -> dict[str, Any]:

@@ -15,8 +15,20 @@ pareto_front.png, study.pkl, a copy of the config, and a <timestamp>/ log folder
 from __future__ import annotations
 
 import argparse
+import os
+import signal
+import zlib
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from gen5nas.errors import SpecError
+
+if TYPE_CHECKING:
+    from gen5nas.search.settings import SearchSettings
+    from gen5nas.spec.search import NASSearchSpec
+
+# The spec (pydantic), the study (Optuna, SQLAlchemy) and the search (torch) are imported in
+# the handlers: `gen5nas --help` imports this module and must stay instant (gen5nas.cli).
 
 
 def register(subparsers: Any) -> None:
@@ -61,14 +73,15 @@ def register(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from gen5nas.spec.common import load_spec
+    from gen5nas.spec.output_paths import check_writable_dir
     from gen5nas.spec.search import KIND, NASSearchSpec
 
     manifest, spec = load_spec(args.file, KIND, NASSearchSpec)
     settings = settings_from_args(args, manifest.name, spec)
-
-    import signal
+    check_writable_dir(settings.work_dir, "--work-dir")
 
     from gen5nas.search.job import run_search
+    from gen5nas.search.outputs import arch_file
 
     # A pod being deleted gets SIGTERM: handle it as Ctrl-C, so the running trial is
     # re-enqueued at once rather than after the heartbeat grace period.
@@ -82,24 +95,22 @@ def handle(args: argparse.Namespace) -> int:
     if best is not None:
         print(
             f"best trade-off: trial {best.number} "
-            f"({Path(settings.work_dir) / 'fix_subnets' / f'trial_{best.number}.yaml'})"
+            f"({arch_file(Path(settings.work_dir), best.number)})"
         )
     return 0
 
 
-def settings_from_args(args: argparse.Namespace, name: str, spec: Any) -> Any:
+def settings_from_args(args: argparse.Namespace, name: str, spec: NASSearchSpec) -> SearchSettings:
     """Command-line overrides applied to the spec; errors name the flag or the field."""
-    from gen5nas.errors import SpecError
-    from gen5nas.search.job import SearchSettings
+    from gen5nas.search.settings import SearchSettings
     from gen5nas.search.study import default_storage_url
+    from gen5nas.spec.bounds import MAX_TRIALS, MAX_WORKERS, check_flag
 
     if args.max_trials is not None:
-        if args.max_trials < 1:
-            raise SpecError(f"must be >= 1, got {args.max_trials}", field="--max-trials")
+        check_flag(args.max_trials, "--max-trials", MAX_TRIALS)
         spec = spec.model_copy(update={"max_trials": args.max_trials})
     workers = args.workers if args.workers is not None else 1
-    if workers < 1:
-        raise SpecError(f"must be >= 1, got {workers}", field="--workers")
+    check_flag(workers, "--workers", MAX_WORKERS)
     checkpoint = args.checkpoint or spec.checkpoint
     if not checkpoint:
         raise SpecError(
@@ -126,9 +137,6 @@ def default_worker_offset(workers: int) -> int:
     """The first worker index of this process, so that every worker of a study draws its own
     sampler seed: the Job's completion index in an Indexed Job, a number derived from the pod
     name in any other pod (parallel pods of one Job), else 0."""
-    import os
-    import zlib
-
     index = os.environ.get("JOB_COMPLETION_INDEX")
     if index is not None and index.isdigit():
         return int(index) * workers

@@ -4,6 +4,10 @@
 ``gen5nas.spec.load_arch`` and the export step), ``subnets.csv`` (one row per trial),
 ``pareto_front.html`` (plotly, self-contained: opens with no internet), ``pareto_front.png``
 (matplotlib), ``study.pkl`` (an in-memory copy of the study: ``pickle.load`` needs no database).
+
+``StudyOutputs`` writes them all from a search's study, ``OutputRefresher`` every few trials
+while it runs, and ``record_outputs`` stores their paths in the study for the operator.
+Torch-free: the operator imports this module.
 """
 
 from __future__ import annotations
@@ -12,15 +16,16 @@ import csv
 import io
 import logging
 import pickle
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import optuna
 
 from gen5nas.atomic import atomic_write_bytes
-from gen5nas.search.results import TrialRecord
-from gen5nas.spec.space import save_arch
+from gen5nas.search.results import TrialRecord, collect, pareto_front
+from gen5nas.spec.space import SearchSpace, save_arch
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +35,7 @@ HTML_NAME = "pareto_front.html"
 PNG_NAME = "pareto_front.png"
 PICKLE_NAME = "study.pkl"
 COST_LABELS = {"latency": "latency (ms)", "energy": "energy (mJ)"}
+OUTPUTS_EVERY = 10  # trials between refreshes of the output files while a search runs
 
 # What a finished search records in its study, for the operator: the study user attr
 # OUTPUTS_ATTR maps each status.outputs key to the absolute path written (keys of write_all's
@@ -128,7 +134,7 @@ def _split(records: Sequence[TrialRecord], cost_key: str) -> dict[str, list[Tria
         if r.state == "COMPLETE" and r.accuracy is not None and r.cost(cost_key) is not None
     ]
     return {
-        "front": sorted((r for r in done if r.pareto), key=lambda r: r.cost(cost_key) or 0.0),
+        "front": pareto_front(done, cost_key),
         "other": [r for r in done if not r.pareto and r.feasible],
         "infeasible": [r for r in done if not r.feasible],
     }
@@ -143,6 +149,8 @@ def _label(r: TrialRecord) -> str:
 
 
 def write_html(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, title: str) -> Path:
+    # The plotting libraries only when a plot is drawn: the operator imports this module for
+    # its names and paths, and draws none.
     import plotly.graph_objects as go
 
     groups = _split(records, cost_key)
@@ -181,7 +189,7 @@ def write_html(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, ti
 
 
 def write_png(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, title: str) -> Path:
-    import matplotlib
+    import matplotlib  # see write_html
 
     matplotlib.use("Agg")  # no display; kaleido would need a browser
     import matplotlib.pyplot as plt
@@ -247,3 +255,62 @@ def write_all(
     write_arch_files(records, work_dir)
     out["fix_subnets"] = work_dir / FIX_SUBNETS
     return out
+
+
+def record_outputs(study: optuna.Study, paths: Mapping[str, Path]) -> None:
+    """Store the absolute paths written in the study's ``outputs`` user attr: the operator
+    reports them (and takes their presence as the search having written its outputs)."""
+    outputs = {key: str(paths[name].resolve()) for name, key in OUTPUT_STATUS_KEYS.items()}
+    outputs["fixSubnets"] += "/"  # a directory, as the operator's default shows it
+    study.set_user_attr(OUTPUTS_ATTR, outputs)
+
+
+@dataclass(frozen=True)
+class StudyOutputs:
+    """The output files of one search, written from its study into ``work_dir``."""
+
+    study: optuna.Study
+    space: SearchSpace
+    work_dir: Path
+    cost_key: str
+    limits: dict[str, float]  # the constraints (``results.constraint_limits``)
+
+    def write(
+        self, records: list[TrialRecord] | None = None
+    ) -> tuple[list[TrialRecord], dict[str, Path]]:
+        """Every output file, from ``records`` or else the study's trials as they stand."""
+        if records is None:
+            records = collect(
+                self.study.get_trials(deepcopy=False), self.space, self.cost_key, self.limits
+            )
+        paths = write_all(
+            self.study,
+            records,
+            self.work_dir,
+            cost_key=self.cost_key,
+            num_stages=self.space.arch_setting.num_stages,
+        )
+        return records, paths
+
+    def write_before_leaving(self) -> None:
+        """Outputs from whatever the study holds, on the way out of a stopped search; a failure
+        here is logged, not raised over the reason the search stopped."""
+        try:
+            self.write()
+            log.info("outputs written from the study as it stands; rerun the command to resume")
+        except Exception as exc:
+            log.warning("could not write the outputs on the way out: %s", exc)
+
+
+class OutputRefresher:
+    """Rewrites the outputs every ``OUTPUTS_EVERY`` finished trials, so a long search can be
+    inspected (and nothing is lost) before it ends (a worker's ``on_progress``)."""
+
+    def __init__(self, outputs: StudyOutputs) -> None:
+        self.outputs = outputs
+        self.seen = 0
+
+    def __call__(self, records: list[TrialRecord]) -> None:
+        self.seen += 1
+        if self.seen % OUTPUTS_EVERY == 0:
+            self.outputs.write(records)

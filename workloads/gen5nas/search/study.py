@@ -4,12 +4,16 @@ Locally the default is an SQLite file in the work dir; in a cluster, PostgreSQL 
 storage has heartbeats: a trial whose worker died (SIGKILL, a lost node) goes stale after the
 grace period, is marked FAIL and re-enqueued with the same params by Optuna's
 ``RetryHeartbeatStaleTrialCallback``, so no work is silently lost and no trial stays RUNNING forever.
+
+``open_search_study`` opens the study of a search: its storage, the sampler of one worker, and its
+identity (search space, cost key, task), which a resumed search must share.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import json
 import logging
 import sqlite3
@@ -25,7 +29,9 @@ from optuna.storages import RDBStorage, RetryHeartbeatStaleTrialCallback
 from sqlalchemy.engine import URL, make_url
 
 from gen5nas.errors import Gen5NasError, SpecError
+from gen5nas.search.settings import SearchSettings
 from gen5nas.spec.search import StorageSpec
+from gen5nas.spec.space import SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -58,9 +64,26 @@ def redact(url: str) -> str:
         return "<unparsable URL>"
 
 
+# A bare scheme names SQLAlchemy's default driver, which may not be the one installed (for
+# postgresql, psycopg 3 since SQLAlchemy 2.1): use the first one of these that imports.
+DRIVERS = {"postgresql": ("psycopg2", "psycopg"), "mysql": ("pymysql",)}
+
+
+def _installed_driver(url: URL) -> URL:
+    candidates = DRIVERS.get(url.drivername, ())
+    for driver in candidates:
+        if importlib.util.find_spec(driver) is not None:
+            return url.set(drivername=f"{url.drivername}+{driver}")
+    return url
+
+
 def parse_storage_url(url: str) -> URL:
-    """Validate an Optuna RDB URL; a bad one is a SpecError naming ``storage.url``."""
-    example = "sqlite:///path/study.db or postgresql+psycopg2://user:pass@host:5432/db"
+    """Validate an Optuna RDB URL; a bad one is a SpecError naming ``storage.url``. A bare
+    ``postgresql://`` (or ``mysql://``) gets the installed driver."""
+    example = (
+        "sqlite:///path/study.db, postgresql://user@host:5432/db or "
+        "postgresql+psycopg2://user@host:5432/db"
+    )
     try:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
@@ -73,10 +96,13 @@ def parse_storage_url(url: str) -> URL:
             f"{list(SUPPORTED_DIALECTS)}, e.g. {example}",
             field=STORAGE_FIELD,
         )
+    parsed = _installed_driver(parsed)
     try:
-        parsed.get_dialect()
+        parsed.get_dialect().import_dbapi()
     except (sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
-        raise SpecError(f"no driver for {redact(url)}: {exc}", field=STORAGE_FIELD) from None
+        raise SpecError(
+            f"no driver for {redact(url)}: {exc}; accepted forms: {example}", field=STORAGE_FIELD
+        ) from None
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise SpecError(
             "an in-memory SQLite study is lost when the process ends and is not shared by "
@@ -131,7 +157,7 @@ def open_storage(url: str, spec: StorageSpec | None = None) -> RDBStorage:
     try:
         with quiet_experimental():
             storage = RDBStorage(
-                url,
+                parsed.render_as_string(hide_password=False),
                 engine_kwargs=_engine_kwargs(parsed),
                 heartbeat_interval=spec.heartbeat_interval_s,
                 grace_period=spec.grace_period_s,
@@ -195,6 +221,30 @@ def open_study(
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
     return study
+
+
+def study_identity(space: SearchSpace, cost_key: str, task: str) -> dict[str, Any]:
+    """The ``IDENTITY_ATTRS`` of a search's study."""
+    return {
+        "space": space.model_dump(mode="json", by_alias=False),
+        "cost_key": cost_key,
+        "task": task,
+    }
+
+
+def open_search_study(
+    settings: SearchSettings, space: SearchSpace, task: str, worker_index: int = 0
+) -> optuna.Study:
+    """The study of ``settings``, with the sampler of worker ``worker_index`` (its own seed)."""
+    # gen5nas.search.sampler imports quiet_experimental from this module: at the top, each
+    # module would import the other half-initialised.
+    from gen5nas.search.sampler import build_sampler
+
+    spec = settings.spec
+    sampler = build_sampler(spec.sampler, worker_index=worker_index)
+    storage = open_storage(settings.storage_url, spec.storage)
+    identity = study_identity(space, spec.cost_key.value, task)
+    return open_study(storage, settings.study_name, sampler, identity)
 
 
 def _canonical(value: Any) -> Any:

@@ -1,0 +1,122 @@
+"""The hardware cost of an arch: the estimator servers, their client, and the ``CostFn``.
+
+A search costs every arch through the gRPC estimator (``gen5nas.estimator``): by name when the
+servers know the search space, else by the arch's ONNX graph built here without torch. With no
+``estimator.servers`` in the spec, ``estimator_servers`` starts one in this process.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+from typing import Any
+
+from gen5nas.errors import Gen5NasError
+from gen5nas.estimator.client import EstimatorClient
+from gen5nas.estimator.errors import EstimatorRequestError, EstimatorUnavailable
+from gen5nas.search.checkpoint_space import SupernetInfo
+from gen5nas.search.evaluate import CostFn
+from gen5nas.search.settings import Servers
+from gen5nas.spec.search import NASSearchSpec
+from gen5nas.spec.space import Arch, SearchSpace
+
+log = logging.getLogger(__name__)
+
+
+def server_list(servers: Servers) -> list[dict[str, Any]]:
+    """``servers`` as ``EstimatorClient`` takes them: ``[{"host": ..., "ports": [...]}]``."""
+    return [{"host": host, "ports": list(ports)} for host, ports in servers]
+
+
+@contextlib.contextmanager
+def estimator_servers(spec: NASSearchSpec, ports: int = 1) -> Iterator[Servers]:
+    """The spec's servers; when it names none, an estimator server started in this process on
+    ``ports`` free loopback ports (one per search worker), stopped on exit."""
+    if spec.estimator.servers:
+        yield tuple((s.host, tuple(s.ports)) for s in spec.estimator.servers)
+        return
+    # The server (engine, profiles: ~0.5 s to import) only when this process starts one:
+    # spawned workers import this module and never do.
+    from gen5nas.estimator.server import start_server
+
+    server = start_server([0] * max(1, ports), host="127.0.0.1")
+    log.info("estimator: started in-process on %s", ", ".join(server.addresses))
+    try:
+        yield (("127.0.0.1", tuple(server.ports)),)
+    finally:
+        server.stop(grace=1.0)
+
+
+def make_client(spec: NASSearchSpec, servers: list[dict[str, Any]]) -> EstimatorClient:
+    est = spec.estimator
+    return EstimatorClient(
+        servers,
+        est.profile,
+        dict(est.hw_config),
+        timeout_s=est.timeout_s,
+        retries=est.retries,
+        with_layers=False,
+    )
+
+
+def make_cost_fn(
+    client: EstimatorClient,
+    space: SearchSpace,
+    name: str | None,
+    num_classes: int,
+    activation: str,
+) -> CostFn:
+    """arch -> (latency_ms, energy_mj): by name when the server knows the space, else the ONNX
+    of the arch (built here, without torch)."""
+
+    def cost(arch: Arch) -> tuple[float, float]:
+        if name is not None:
+            est = client.estimate_arch(name, arch, num_classes=num_classes, activation=activation)
+        else:
+            # onnx (~0.4 s to import) only for a custom space: a shipped one is costed by name.
+            from gen5nas.estimator.arch_graph import arch_onnx
+
+            est = client.estimate(
+                arch_onnx(space, arch, num_classes=num_classes, activation=activation)
+            )
+        if est.latency_ms is None or est.energy_mj is None:
+            raise Gen5NasError(f"the estimator answered without latency/energy: {est}")
+        return float(est.latency_ms), float(est.energy_mj)
+
+    return cost
+
+
+def supernet_cost_fn(client: EstimatorClient, supernet: SupernetInfo) -> CostFn:
+    """The cost of the archs of ``supernet`` (its space, classes and activation)."""
+    return make_cost_fn(
+        client, supernet.space, supernet.space_name, supernet.num_classes, supernet.activation
+    )
+
+
+def check_estimator(spec: NASSearchSpec, servers: Servers, supernet: SupernetInfo) -> None:
+    """Cost the smallest subnet once through a client of its own (closed again)."""
+    client = make_client(spec, server_list(servers))
+    try:
+        probe_estimator(supernet_cost_fn(client, supernet), supernet.space, server_list(servers))
+    finally:
+        client.close()
+
+
+def probe_estimator(cost_fn: CostFn, space: SearchSpace, servers: list[dict[str, Any]]) -> None:
+    """One request before any trial: an unreachable or misconfigured estimator is reported
+    now, and the study is left untouched."""
+    where = ", ".join(f"{s['host']}:{p}" for s in servers for p in s["ports"])
+    try:
+        cost_fn(space.min())
+    except EstimatorUnavailable as exc:
+        raise Gen5NasError(
+            f"estimator.servers: no estimator answers at {where}: {exc}. Start one "
+            "(`gen5nas estimator serve --port ...`) or leave estimator.servers empty to start "
+            "one in-process"
+        ) from None
+    except EstimatorRequestError as exc:
+        raise Gen5NasError(
+            f"estimator (at {where}) refused the request: {exc}; check "
+            "estimator.profile and estimator.hwConfig"
+        ) from None
