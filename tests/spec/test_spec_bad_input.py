@@ -359,3 +359,25 @@ def test_the_cli_refuses_an_unwritable_work_dir_and_huge_overrides(tmp_path: Pat
     res = _cli("train", "-f", str(manifest), "--epochs", str(10**15), cwd=tmp_path)
     assert res.returncode != 0 and "--epochs: must be in 1..10000" in res.stderr
     assert not (tmp_path / "work_dirs").exists()  # refused before anything was made
+
+
+def test_default_warmup_fits_a_short_run() -> None:
+    """The default warmup (5 epochs) is cut to a 2-epoch run, not refused; a written one is."""
+    import torch
+
+    from gen5nas.spec.space import parse_model
+    from gen5nas.train.optim import build_scheduler
+
+    doc = copy.deepcopy(TRAINING)
+    doc["schedule"] = {"epochs": 2}
+    spec = parse_model(SupernetTrainingSpec, doc, source="spec")
+    assert spec.schedule.warmup_epochs > spec.schedule.epochs
+
+    opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
+    sched = build_scheduler(opt, spec.schedule, iters_per_epoch=10)
+    lrs = []
+    for _ in range(20):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    assert max(lrs) == pytest.approx(1.0)  # the warmup ended inside the run

@@ -40,7 +40,7 @@ MAX_OPSET = 30  # a bound for the spec; export.check_opset knows what this torch
 
 
 class RetrainSpec(SpecModel):
-    model_config = cel_rules(warmup_within_epochs(10, 0))
+    model_config = cel_rules(warmup_within_epochs(10))
 
     enabled: bool = Field(default=False, description="export: retrain first (gen5nas retrain)")
     from_scratch: bool = Field(default=False, description="false: fine-tune inherited weights")
@@ -64,7 +64,7 @@ class RetrainSpec(SpecModel):
 
     @model_validator(mode="after")
     def _warmup(self) -> RetrainSpec:
-        check_warmup(self.epochs, self.warmup_epochs)
+        check_warmup(self.epochs, self.warmup_epochs, "warmup_epochs" in self.model_fields_set)
         return self
 
 

@@ -52,17 +52,19 @@ class OptimizerSpec(SpecModel):
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)
 
 
-def warmup_within_epochs(default_epochs: int, default_warmup: float) -> Cel:
+def warmup_within_epochs(default_epochs: int) -> Cel:
     """CEL of :func:`check_warmup` (for the schedule and the retrain spec)."""
     return Cel(
-        f"(has(self.warmupEpochs) ? self.warmupEpochs : {float(default_warmup)!r}) <= "
+        "!has(self.warmupEpochs) || self.warmupEpochs <= "
         f"double(has(self.epochs) ? self.epochs : {default_epochs})",
         "warmupEpochs must not exceed epochs",
     )
 
 
-def check_warmup(epochs: int, warmup_epochs: float) -> None:
-    if warmup_epochs > epochs:
+def check_warmup(epochs: int, warmup_epochs: float, explicit: bool) -> None:
+    """A warmup the user wrote must fit the run; the default one is cut to the run instead
+    (``build_scheduler``), so a short run needs no warmup setting."""
+    if explicit and warmup_epochs > epochs:
         raise ValueError(
             f"warmupEpochs ({warmup_epochs}) must not exceed epochs ({epochs}); allowed: "
             f"0..{epochs}"
@@ -70,7 +72,7 @@ def check_warmup(epochs: int, warmup_epochs: float) -> None:
 
 
 class ScheduleSpec(SpecModel):
-    model_config = cel_rules(warmup_within_epochs(360, 5))
+    model_config = cel_rules(warmup_within_epochs(360))
 
     epochs: Epochs = 360
     warmup_epochs: float = Field(default=5, ge=0, le=MAX_EPOCHS)
@@ -86,7 +88,7 @@ class ScheduleSpec(SpecModel):
 
     @model_validator(mode="after")
     def _warmup(self) -> ScheduleSpec:
-        check_warmup(self.epochs, self.warmup_epochs)
+        check_warmup(self.epochs, self.warmup_epochs, "warmup_epochs" in self.model_fields_set)
         return self
 
 
