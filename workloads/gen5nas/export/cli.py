@@ -31,8 +31,6 @@ fine-tunes the subnet's inherited weights (or trains it from scratch with
 from __future__ import annotations
 
 import argparse
-import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -156,16 +154,6 @@ def spec_from_config(
     return manifest.name, parse_model(SubnetExportSpec, data, source=f"{config} + arguments")
 
 
-def _log_to_work_dir(work_dir: Path, name: str) -> logging.Handler:
-    from gen5nas.logdir import new_log_dir
-
-    log_dir = new_log_dir(work_dir)
-    handler = logging.FileHandler(log_dir / f"{name}.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("gen5nas").addHandler(handler)
-    return handler
-
-
 # ---- handlers ---------------------------------------------------------------------------------
 def handle_export(args: argparse.Namespace) -> int:
     from gen5nas.errors import SpecError
@@ -192,12 +180,10 @@ def handle_export(args: argparse.Namespace) -> int:
         )
 
     from gen5nas.export.export import export_subnet
+    from gen5nas.run_outputs import RunOutputs
     from gen5nas.train.distributed import shutdown
 
-    work_dir.mkdir(parents=True, exist_ok=True)
-    if Path(config).resolve() != (work_dir / Path(config).name).resolve():
-        shutil.copyfile(config, work_dir / Path(config).name)  # as the seed keeps its config
-    handler = _log_to_work_dir(work_dir, "export")
+    outputs = RunOutputs(work_dir, "export", config_file=config)
     try:
         result = export_subnet(
             spec,
@@ -210,8 +196,7 @@ def handle_export(args: argparse.Namespace) -> int:
             config_file=config,
         )
     finally:
-        logging.getLogger("gen5nas").removeHandler(handler)
-        handler.close()
+        outputs.close()
         shutdown()
     if result.card:
         card = result.card
