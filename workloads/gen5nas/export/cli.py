@@ -246,11 +246,13 @@ def handle_retrain(args: argparse.Namespace) -> int:
     finally:
         shutdown()
     if outcome.is_main:
-        inherited = outcome.prepared.inherited["accuracy_top1"]
-        retrained = outcome.retrained.get("accuracy_top1", float("nan"))
+        metric = outcome.task.metric
+        inherited = outcome.prepared.inherited[metric.key]
+        retrained = outcome.retrained.get(metric.key, float("nan"))
         print(
-            f"top-1: inherited {inherited:.2f}% -> retrained {retrained:.2f}% "
-            f"({retrained - inherited:+.2f}) after {outcome.result.epochs_completed} epoch(s)"
+            f"{metric.title}: inherited {metric.format(inherited)} -> retrained "
+            f"{metric.format(retrained)} ({outcome.gain:+.2f}) after "
+            f"{outcome.result.epochs_completed} epoch(s)"
         )
         print(f"checkpoint: {outcome.result.last_checkpoint}")
         print(f"report: {outcome.work_dir / REPORT_FILE}")

@@ -53,6 +53,8 @@ from gen5nas.data.loaders import ShardSampler
 from gen5nas.errors import Gen5NasError
 from gen5nas.run_outputs import RunOutputs
 from gen5nas.spec.training import CheckpointSpec, OptimizerSpec, ScheduleSpec
+from gen5nas.tasks.base import Task
+from gen5nas.tasks.classification import CLASSIFICATION
 from gen5nas.train.checkpoint import (
     BEST_PREFIX,
     rng_state,
@@ -90,7 +92,8 @@ class TrainerConfig:
     optimizer: OptimizerSpec
     checkpoint: CheckpointSpec
     elastic: bool = True  # a supernet: DDP must tolerate unused parameters
-    score_key: str = "max/accuracy_top1"  # higher is better; picks the best checkpoint
+    task: Task = CLASSIFICATION  # its metric ranks the checkpoints and is reported
+    score_key: str | None = None  # higher is better; picks the best checkpoint (max/<metric>)
     best_prefix: str = BEST_PREFIX
     precision: str = "fp32"
     channels_last: bool = False
@@ -346,8 +349,8 @@ class Trainer:
             self.epoch,
             self.cfg.schedule.epochs,
             self.iteration,
-            self.last_metrics.get("max/accuracy_top1"),
-            self.last_metrics.get("min/accuracy_top1"),
+            self.last_metrics.get(f"max/{self.cfg.task.metric.key}"),
+            self.last_metrics.get(f"min/{self.cfg.task.metric.key}"),
             force=force,
         )
 
@@ -357,12 +360,14 @@ class Trainer:
         metrics = self.validator(self._ddp)
         self.last_metrics = metrics
         self._record("val", metrics, self.epoch)
-        score = metrics.get(self.cfg.score_key)
+        score = metrics.get(self.cfg.score_key or f"max/{self.cfg.task.metric.key}")
         new_best = score is not None and (self.best_score is None or score > self.best_score)
         if new_best:
             self.best_score, self.best_epoch = score, self.epoch
         if self.env.is_main:
-            shown = {k: v for k, v in metrics.items() if "accuracy" in k or k.endswith("loss")}
+            task = self.cfg.task
+            names = {task.metric.key, *task.extra_metrics, "loss"}
+            shown = {k: v for k, v in metrics.items() if k.rsplit("/", 1)[-1] in names}
             log.info(
                 "epoch %d validation (%.1f s): %s%s",
                 self.epoch,
