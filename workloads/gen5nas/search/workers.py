@@ -23,10 +23,10 @@ import torch
 
 from gen5nas.data.loaders import prepare_dataset
 from gen5nas.errors import Gen5NasError
+from gen5nas.logdir import LogFile
 from gen5nas.search.checkpoint_space import read_supernet
 from gen5nas.search.cost import make_client, server_list, supernet_cost_fn
-from gen5nas.search.evaluate import Evaluator
-from gen5nas.search.evaluator_setup import build_evaluator
+from gen5nas.search.evaluate import Evaluator, build_evaluator
 from gen5nas.search.outputs import OutputRefresher, StudyOutputs
 from gen5nas.search.results import TrialRecord, constraint_limits
 from gen5nas.search.runner import Worker, WorkerReport
@@ -125,15 +125,11 @@ def _worker_main(
     )
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # requeue the trial, then exit
     if settings.log_file:
-        handler = logging.FileHandler(settings.log_file)  # appends whole lines, as the parent
-        handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s w{worker_index} %(name)s: %(message)s")
+        # The parent's file: LogFile appends whole lines, so the workers can share it.
+        LogFile(
+            settings.log_file,
+            fmt=f"%(asctime)s %(levelname)s w{worker_index} %(name)s: %(message)s",
         )
-        handler.setLevel(logging.INFO)
-        logger = logging.getLogger("gen5nas")
-        logger.addHandler(handler)
-        if logger.getEffectiveLevel() > logging.INFO:
-            logger.setLevel(logging.INFO)
     try:
         run_worker(settings, worker_index, start)
     except Gen5NasError as exc:
