@@ -41,6 +41,12 @@ class DeadlineExceeded(EstimatorError):
     code = "DEADLINE_EXCEEDED"
 
 
+class BackendUnavailable(EstimatorError):
+    """A backend that cannot serve now (its worker failed to start); another server may."""
+
+    code = "UNAVAILABLE"
+
+
 class Cancelled(EstimatorError):
     code = "CANCELLED"
 
