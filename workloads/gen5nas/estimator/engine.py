@@ -80,7 +80,7 @@ class EstimatorEngine:
         self._arch_bytes = LRU(16)  # whole ONNX files with weights: a few only
         self._measurer: Any = None
         self._measurer_lock = threading.Lock()
-        self._measure_options = {
+        self._measure_options: dict[str, Any] = {
             k: v
             for k, v in (("memory_mb", measure_memory_mb), ("max_run_s", max_run_s))
             if v is not None

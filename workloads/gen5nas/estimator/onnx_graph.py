@@ -304,17 +304,20 @@ def analyze_model(
     check_deadline("ONNX shape inference")
     notes = _propagate_unknown_op_shapes(inferred)
     if notes:  # once more, whole-graph: data propagation (Reshape targets...) past the assumed
-        inferred = _infer(inferred)
+        # shapes; not strict, since an assumption may be wrong (a custom op that reshapes).
+        inferred = _infer(inferred, strict=False)
         check_deadline("ONNX shape inference")
     return _count(inferred, sha256, resolved, notes)
 
 
-def _infer(model: onnx.ModelProto) -> onnx.ModelProto:
+def _infer(model: onnx.ModelProto, strict: bool = True) -> onnx.ModelProto:
+    """Strict: a node whose inputs do not fit (a MatMul of mismatched dims) is refused rather
+    than counted with made-up shapes; ops without a schema (custom) pass."""
     try:
-        # Strict: a node whose inputs do not fit (a MatMul of mismatched dims) is refused
-        # rather than counted with made-up shapes; ops without a schema (custom) pass.
-        return shape_inference.infer_shapes(model, strict_mode=True, data_prop=True)
+        return shape_inference.infer_shapes(model, strict_mode=strict, data_prop=True)
     except Exception as exc:  # onnx raises several types; all mean the same to a user
+        if not strict:
+            return model
         raise InvalidRequest(f"ONNX shape inference failed: {exc}") from None
 
 
@@ -352,10 +355,15 @@ def _propagate_unknown_op_shapes(model: onnx.ModelProto) -> list[str]:
                         changed.add(out)
             continue
         src = types.get(node.input[0])
-        if src is None or _dims(src) is None:
-            continue
+        if src is None or _dims(src) is None or any(a.g.node or a.graphs for a in node.attribute):
+            continue  # control flow (Loop, If, Scan): its outputs are not shaped like input 0
         for out in missing:
-            _set_type(graph, infos, types, out, src)
+            assumed = onnx.TypeProto()
+            assumed.CopyFrom(src)
+            declared = types[out].tensor_type.elem_type if out in types else 0
+            if declared:  # a declared element type stays; only the shape is assumed
+                assumed.tensor_type.elem_type = declared
+            _set_type(graph, infos, types, out, assumed)
             changed.add(out)
         name = node.name or f"{node.op_type}_{idx}"
         notes.append(
@@ -462,7 +470,7 @@ class _Counter:
         if dims is None or any(not isinstance(d, int) for d in dims):
             self.unknown_shapes.add(name)
             return 0
-        n = math.prod(dims)  # type: ignore[arg-type]
+        n: int = math.prod(dims)  # type: ignore[arg-type]
         if n > MAX_ELEMENTS:
             raise InvalidRequest(
                 f"tensor {name!r} has shape {dims} ({n:.3g} elements): out of range, this "
@@ -552,8 +560,9 @@ def _check_conv(
     group = attrs.get("group", 1)
     if not isinstance(group, int) or group < 1:
         raise InvalidRequest(f"node {name!r} ({node.op_type}): group={group!r}, must be >= 1")
-    known = node.op_type == "Conv" and x is not None and w is not None and len(x) > 1 and w
-    if known and (x[1] != w[1] * group or w[0] % group):  # type: ignore[index]
+    if node.op_type != "Conv" or x is None or w is None or len(x) < 2 or len(w) < 2:
+        return
+    if x[1] != w[1] * group or w[0] % group:
         raise InvalidRequest(
             f"node {name!r} (Conv): input has {x[1]} channels, weight shape {w} with "
             f"group={group} needs {w[1] * group} and output channels divisible by {group}"

@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent import futures
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -158,7 +159,7 @@ def _estimator_handlers(servicer: EstimatorServicer) -> grpc.GenericRpcHandler:
     """The Estimator service with requests left as bytes: the servicer parses them, so that a
     malformed one is INVALID_ARGUMENT naming its field (gRPC's deserializer would answer
     INTERNAL)."""
-    methods = {
+    methods: dict[str, tuple[Any, Any]] = {
         "Estimate": (servicer.Estimate, pb.EstimateResponse),
         "ListHardware": (servicer.ListHardware, pb.ListHardwareResponse),
     }

@@ -17,7 +17,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import message_factory
-from google.protobuf.descriptor import Descriptor, FieldDescriptor
+from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import DecodeError, Message
 
 from gen5nas.errors import Gen5NasError
@@ -65,7 +65,7 @@ def _varint(data: bytes, pos: int) -> tuple[int, int]:
             raise IndexError("varint too long")
 
 
-def _bad_field(desc: Descriptor, data: bytes, prefix: str = "") -> str:
+def _bad_field(desc: Any, data: bytes, prefix: str = "") -> str:
     """The (dotted) name of the first field of ``data`` that does not parse as ``desc``."""
     cls = message_factory.GetMessageClass(desc)
     pos = 0
