@@ -250,6 +250,8 @@ def test_a_loop_that_never_ends_is_cut_at_the_deadline(server, channel) -> None:
     _good_requests_answered(channel)  # the worker is up and warm
     measurer = server.servicer.engine._measurer
     restarts = measurer.restarts
+    health_changes: list[tuple[str, bool]] = []
+    server.servicer.engine.on_backend_health(lambda *change: health_changes.append(change))
     stub = pb_grpc.EstimatorStub(channel)
     stall = pb.EstimateRequest(onnx=endless_loop(10**12), profile="cpu-quick", omit_layers=True)
     t0 = time.perf_counter()
@@ -260,6 +262,9 @@ def test_a_loop_that_never_ends_is_cut_at_the_deadline(server, channel) -> None:
     # The server killed the stuck worker (not waiting 10^12 iterations) and starts a new one.
     wait_until("the worker to be replaced", lambda: measurer.restarts == restarts + 1, 60, [], 0.05)
     assert server.servicer.in_flight == 0
+    # Health said so: NOT_SERVING while no worker could take a request, SERVING once one can.
+    wait_until("a fresh worker", lambda: len(health_changes) == 2, 120, [], 0.05)
+    assert health_changes == [("onnxruntime", False), ("onnxruntime", True)]
     t0 = time.perf_counter()
     _good_requests_answered(channel)
     REFUSAL_S["next good requests after the stall"] = time.perf_counter() - t0
@@ -307,5 +312,25 @@ def test_a_backend_that_cannot_start_is_not_serving(tmp_path: Path) -> None:
             assert _health(ch, "onnxruntime") == not_serving
             assert _health(ch, "") == serving and _health(ch, "analytical") == serving
             assert stub.Estimate(pb.EstimateRequest(onnx=GOOD), timeout=60).latency_ms > 0
+    finally:
+        handle.stop(grace=0)
+
+
+def test_a_request_without_deadline_stops_at_the_server_limit() -> None:
+    handle = start_server(0, max_request_s=2)
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{handle.ports[0]}") as ch:
+            stub = pb_grpc.EstimatorStub(ch)
+            endless = pb.EstimateRequest(onnx=endless_loop(), profile="cpu-ort", omit_layers=True)
+            t0 = time.perf_counter()
+            with pytest.raises(grpc.RpcError) as err:
+                stub.Estimate(endless)  # no deadline: the server's 2 s apply
+            REFUSAL_S["Loop of 10^12, no deadline, --max-request-s 2"] = time.perf_counter() - t0
+            assert err.value.code() == DEADLINE and "deadline" in (err.value.details() or "")
+            wait_until(
+                "a fresh worker", lambda: handle.servicer.engine._measurer._ready, 120, [], 0.05
+            )
+            resp = stub.Estimate(pb.EstimateRequest(onnx=GOOD, profile="cpu-ort"), timeout=60)
+            assert resp.backend == "onnxruntime" and resp.latency_ms > 0
     finally:
         handle.stop(grace=0)

@@ -40,7 +40,9 @@ def test_a_chain_of_20k_unknown_ops_costs_linear_work(calls: Counter[str]) -> No
         # Every tensor got a shape: each unknown op assumed its input's, each Relu inferred.
         assert len(work.nodes) == n
         assert all(node.elems_written() == 8 for node in work.nodes)
-        assert sum("assumed its first input's shape" in note for note in work.notes) == n // 2
+        assumed = [note for note in work.notes if "assumed its first input's shape" in note]
+        assert len(assumed) == 20
+        assert any(f"({n // 2} in all)" in note for note in work.notes)  # short, yet counted
         assert not any("unknown shape" in note for note in work.notes)
     # Whole-graph inferences: a constant (one, plus one after the assumptions) ...
     assert per_size[2_000]["infer_shapes"] == per_size[20_000]["infer_shapes"] == 2

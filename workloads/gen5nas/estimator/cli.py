@@ -127,10 +127,10 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gen5nas.estimator.server import start_server
 
-    for flag, value in (("--max-request-s", args.max_request_s), ("--grace", args.grace),
+    for flag, value in (("--max-request-s", args.max_request_s), ("--grace", args.grace + 1),
                         ("--measure-memory-mb", args.measure_memory_mb)):  # fmt: skip
-        if not value > 0 or value == float("inf"):
-            raise SpecError(f"must be a positive number, got {value}", flag)
+        if not 0 < value < float("inf"):  # --grace may be 0 (stop at once)
+            raise SpecError(f"out of range: {value}", flag)
     server = start_server(
         args.port,
         args.profiles,

@@ -25,6 +25,7 @@ MAX_NODES = 200_000  # top-level nodes; large real models have a few 10k
 MAX_DIM = 2**31 - 1  # one dimension of an input shape given in a request
 MAX_ELEMENTS = 2**40  # one tensor (4 TiB of fp32): beyond any model a backend could run
 MAX_TOTAL = 2**62  # a model's total MACs, vector ops or bytes: they travel as int64
+MAX_NOTES = 20  # notes of one kind in an answer; the rest are counted
 
 # Op kinds: the cost classes of the analytical model.
 COMPUTE_KINDS = ("conv", "pwconv", "dwconv", "gemm")  # MACs on the MAC array
@@ -339,6 +340,7 @@ def _propagate_unknown_op_shapes(model: onnx.ModelProto) -> list[str]:
     opsets = {op.domain or "": op.version for op in model.opset_import}
     opsets.setdefault("ai.onnx", opsets.get("", 1))
     notes = []
+    assumed_ops = 0
     changed: set[str] = set()  # tensors given a shape by this pass
     for idx, node in enumerate(graph.node):
         if idx % 4096 == 0:
@@ -366,9 +368,16 @@ def _propagate_unknown_op_shapes(model: onnx.ModelProto) -> list[str]:
             _set_type(graph, infos, types, out, assumed)
             changed.add(out)
         name = node.name or f"{node.op_type}_{idx}"
+        assumed_ops += 1
+        if assumed_ops <= MAX_NOTES:
+            notes.append(
+                f"{name}: ONNX shape inference gave {node.op_type}'s outputs {missing} no "
+                f"shape; assumed its first input's shape {_dims(src)}"
+            )
+    if assumed_ops > MAX_NOTES:  # the answer's notes stay short, whatever the graph
         notes.append(
-            f"{name}: ONNX shape inference gave {node.op_type}'s outputs {missing} no "
-            f"shape; assumed its first input's shape {_dims(src)}"
+            f"... and {assumed_ops - MAX_NOTES} more unknown ops assumed their first input's "
+            f"shape ({assumed_ops} in all)"
         )
     return notes
 
@@ -418,6 +427,8 @@ def _count(
             ) from None
     _tag_fusions(model.graph, nodes)
     _check_totals(nodes)
+    if counter.unnoted:
+        counter.notes.append(f"... and {counter.unnoted} more nodes whose MACs were not counted")
     if counter.unknown_shapes:
         shown = sorted(counter.unknown_shapes)[:5]
         counter.notes.append(
@@ -464,6 +475,14 @@ class _Counter:
         }
         self.notes = list(notes)
         self.unknown_shapes: set[str] = set()
+        self.noted = self.unnoted = 0  # notes of nodes whose MACs went uncounted
+
+    def note(self, text: str) -> None:
+        if self.noted < MAX_NOTES:
+            self.notes.append(text)
+            self.noted += 1
+        else:
+            self.unnoted += 1
 
     def numel(self, name: str) -> int:
         dims = self.shapes.get(name)
@@ -514,7 +533,7 @@ class _Counter:
             w = self.shape(node.input[1]) if len(node.input) > 1 else None
             _check_conv(node, name, attrs, self.shape(node.input[0]), w)
             if w is None:
-                self.notes.append(f"{name}: weight shape unknown, MACs not counted")
+                self.note(f"{name}: weight shape unknown, MACs not counted")
             elif op == "ConvTranspose":
                 in_numel = self.numel(node.input[0])
                 work.macs = in_numel * w[1] * math.prod(w[2:])
@@ -523,7 +542,7 @@ class _Counter:
         elif work.kind == "gemm":
             a = self.shape(node.input[0]) if node.input else None
             if a is None:
-                self.notes.append(f"{name}: input shape unknown, MACs not counted")
+                self.note(f"{name}: input shape unknown, MACs not counted")
             else:
                 k = a[0] if (op == "Gemm" and attrs.get("transA", 0)) else a[-1]
                 work.macs = out_numel * k
