@@ -127,10 +127,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gen5nas.estimator.server import start_server
 
-    for flag, value in (("--max-request-s", args.max_request_s), ("--grace", args.grace + 1),
-                        ("--measure-memory-mb", args.measure_memory_mb)):  # fmt: skip
-        if not 0 < value < float("inf"):  # --grace may be 0 (stop at once)
-            raise SpecError(f"out of range: {value}", flag)
+    for flag, value, zero_ok in (("--max-request-s", args.max_request_s, False),
+                                 ("--grace", args.grace, True),  # 0: stop at once
+                                 ("--measure-memory-mb", args.measure_memory_mb, False)):  # fmt: skip
+        if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
+            bound = "0 or more" if zero_ok else "more than 0"
+            raise SpecError(f"must be a finite number {bound}, got {value}", flag)
     server = start_server(
         args.port,
         args.profiles,
