@@ -90,8 +90,8 @@ def chain_of_unknown_ops(n: int) -> bytes:
     return model.SerializeToString()
 
 
-def spawned_children(pid: int) -> list[int]:
-    """The multiprocessing-spawned children of ``pid`` (the onnxruntime worker), from /proc."""
+def ort_workers(pid: int) -> list[int]:
+    """The onnxruntime worker processes among the children of ``pid``, from /proc."""
     found = []
     for task in Path(f"/proc/{pid}/task").glob("*"):
         try:
@@ -103,7 +103,7 @@ def spawned_children(pid: int) -> list[int]:
                 cmdline = Path(f"/proc/{child}/cmdline").read_bytes()
             except OSError:
                 continue
-            if b"spawn_main" in cmdline:
+            if b"gen5nas.estimator.measured" in cmdline:
                 found.append(child)
     return found
 

@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import onnx
 import pytest
-from estimator_helpers import ServerProcess, endless_loop, running, spawned_children
+from estimator_helpers import ServerProcess, endless_loop, ort_workers, running
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
@@ -221,15 +221,15 @@ def test_sigterm_stops_the_server_with_a_measurement_that_never_ends() -> None:
         worker = threading.Thread(target=request)
         worker.start()
         # The onnxruntime worker is spawned for this request: then the request is in flight.
-        wait_until("the onnxruntime worker", lambda: spawned_children(srv.proc.pid), 120, [], 0.1)
-        ort_workers = spawned_children(srv.proc.pid)
+        wait_until("the onnxruntime worker", lambda: ort_workers(srv.proc.pid), 120, [], 0.1)
+        workers = ort_workers(srv.proc.pid)
         srv.proc.send_signal(signal.SIGTERM)
         assert srv.proc.wait(timeout=120) == 0
         worker.join(60)
         channel.close()
     assert not worker.is_alive()
     assert result["code"] in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE), result
-    assert not any(running(pid) for pid in ort_workers)  # no orphan left computing
+    assert not any(running(pid) for pid in workers)  # no orphan left computing
 
 
 def _slow_profile_dir(tmp_path: Path) -> Path:

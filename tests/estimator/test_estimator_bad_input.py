@@ -125,6 +125,21 @@ def _const_of_shape(dims: list[int]) -> bytes:
     return _model([helper.make_node("ConstantOfShape", ["s"], ["y"])], [], [shape])
 
 
+def _runtime_sized(elements: float) -> bytes:
+    """y = Expand(1, shape) with shape = |x| * k + k computed at run time: no analysis can see
+    its size; onnxruntime allocates it (or fails to)."""
+    k = helper.make_tensor("k", TensorProto.FLOAT, [], [elements**0.5])
+    one = helper.make_tensor("one", TensorProto.FLOAT, [], [1.0])
+    nodes = [
+        helper.make_node("Abs", ["x"], ["a"]),
+        helper.make_node("Mul", ["a", "k"], ["b"]),
+        helper.make_node("Add", ["b", "k"], ["c"]),
+        helper.make_node("Cast", ["c"], ["s"], to=TensorProto.INT64),
+        helper.make_node("Expand", ["one", "s"], ["y"]),
+    ]
+    return _model(nodes, [_x([2])], [k, one])
+
+
 def _symbolic() -> bytes:
     return _model([helper.make_node("Relu", ["x"], ["y"])], [_x(["batch", 4])])  # type: ignore[list-item]
 
@@ -205,6 +220,7 @@ CASES: list[tuple[str, object, grpc.StatusCode, tuple[str, ...]]] = [
     ("two writers", _req(onnx=_model([helper.make_node("Relu", ["x"], ["y"]), helper.make_node("Relu", ["x"], ["y"], name="again")], [_x()])), INVALID, ("'again'", "one writer")),
     ("model too large", _req(onnx=convnet(resolution=32, channels=(128, 256, 512))), TOO_LARGE, ("--max-model-mb",)),
     ("custom op, measured", _req(onnx=chain_of_unknown_ops(3), profile="cpu-quick"), INVALID, ("onnxruntime cannot load", "Fancy")),
+    ("runtime-sized tensor over the worker's memory", _req(onnx=_runtime_sized(1e10), profile="cpu-quick"), TOO_LARGE, ("onnxruntime ran out", "--measure-memory-mb")),
     ("tensor over the worker's memory", _req(onnx=_model([helper.make_node("Relu", ["x"], ["y"])], [_x([1, 2**30])]), profile="cpu-quick"), TOO_LARGE, ("'x'", "--measure-memory-mb")),
 ]  # fmt: skip
 

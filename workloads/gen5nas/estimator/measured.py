@@ -1,11 +1,15 @@
 """The measured backend: onnxruntime on this server's CPU (warm-up, repeated runs, median).
 
-onnxruntime runs in a child process (spawn), never in the server's own: a model whose run
+onnxruntime runs in a child process, never in the server's own: a model whose run
 cannot finish (a ``Loop`` of 10^12 iterations, a tensor that fills memory) is stopped at its
 request's deadline by killing the child, and a fresh one starts for the next request. The child
 stays up between requests (onnxruntime imported, the last sessions kept), so the normal case
 costs one pipe round trip more than an in-process run. ``on_health`` hears whether the backend
 can serve (False while the child is down or restarting).
+
+The child is a fresh interpreter (``python -c`` importing this module, talking over a socket
+pair), like multiprocessing's spawn but without re-running the parent's main script:
+a caller's script needs no ``if __name__ == "__main__"`` guard.
 
 One measurement at a time per process: two concurrent timings on the same cores would slow
 each other down and both be wrong. The per-layer breakdown, when asked for, comes from one extra
@@ -17,9 +21,11 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import multiprocessing
 import os
+import socket
 import statistics
+import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -27,6 +33,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -80,20 +87,21 @@ class OrtMeasurer:
 
     # ---- the child's lifecycle --------------------------------------------------------------
     def _spawn(self) -> None:
-        ctx = multiprocessing.get_context("spawn")
-        parent, child = ctx.Pipe()
-        self._proc = ctx.Process(
-            target=_worker_main, args=(child, self.memory_mb), name="gen5nas-ort", daemon=True
-        )
-        self._proc.start()
-        child.close()
-        self._conn, self._ready, self._started = parent, False, time.monotonic()
+        ours, theirs = socket.socketpair()
+        package_root = str(Path(__file__).resolve().parents[2])  # holds gen5nas/
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+            [package_root, *filter(None, [os.environ.get("PYTHONPATH")])])}  # fmt: skip
+        cmd = [sys.executable, "-c", _CHILD, str(theirs.fileno()), str(self.memory_mb)]
+        self._proc = subprocess.Popen(cmd, pass_fds=[theirs.fileno()], env=env)
+        theirs.close()
+        self._conn, self._ready = Connection(ours.detach()), False
+        self._started = time.monotonic()
 
     def _ensure_ready(self, until: float) -> None:
         """A started child that has imported onnxruntime (caller holds the lock)."""
         if self._closed:
             raise BackendUnavailable("the onnxruntime backend is shutting down")
-        if self._proc is None or not self._proc.is_alive():
+        if self._proc is None or self._proc.poll() is not None:
             if self._proc is not None:
                 self._discard()
             self._spawn()
@@ -110,7 +118,7 @@ class OrtMeasurer:
         try:
             msg = self._conn.recv()
         except (EOFError, OSError):
-            msg = ("fail", f"exited with code {self._proc.exitcode} while starting")
+            msg = ("fail", f"exited with code {self._proc.poll()} while starting")
         if msg[0] != "ready":
             self._fail_start(msg[1])
         self._ready, self.start_error = True, ""
@@ -129,9 +137,9 @@ class OrtMeasurer:
         if conn is not None:
             conn.close()
         if proc is not None:
-            if proc.is_alive():
+            if proc.poll() is None:
                 proc.kill()
-            proc.join(10)
+            proc.wait(10)
 
     def _replace(self) -> None:
         """After a kill: NOT_SERVING, and a fresh child started now (in the background), so the
@@ -154,7 +162,7 @@ class OrtMeasurer:
         """Stop the child (a run in progress ends with BackendUnavailable)."""
         self._closed = True
         proc = self._proc
-        if proc is not None and proc.is_alive():
+        if proc is not None and proc.poll() is None:
             proc.kill()  # without the lock: a run holding it must end now
         with self._lock:
             self._discard()
@@ -191,7 +199,7 @@ class OrtMeasurer:
                 answered = self._conn.poll(max(0.0, until - time.monotonic()) + _KILL_SLACK_S)
                 reply = self._conn.recv() if answered else None
             except (EOFError, OSError, BrokenPipeError):
-                code = self._proc.exitcode if self._proc is not None else None
+                code = self._proc.wait(10) if self._proc is not None else None
                 self._replace()
                 if self._closed:
                     raise BackendUnavailable("the onnxruntime backend is shutting down") from None
@@ -217,6 +225,14 @@ class OrtMeasurer:
 
 
 # ---- the child ------------------------------------------------------------------------------
+# Imported by name (not run as __main__), so that what it sends unpickles as this module's types.
+_CHILD = (
+    "import sys; from multiprocessing.connection import Connection; "
+    "from gen5nas.estimator.measured import _worker_main; "
+    "_worker_main(Connection(int(sys.argv[1])), int(sys.argv[2]))"
+)
+
+
 def _worker_main(conn: Connection, memory_mb: int) -> None:
     """Serve measurement jobs from ``conn`` until it closes."""
     try:
@@ -243,10 +259,14 @@ def _worker_main(conn: Connection, memory_mb: int) -> None:
             conn.send(("ok", _measure(ort, sessions, **job)))
         except errors.EstimatorError as exc:
             conn.send(("error", type(exc).__name__, str(exc)))
-        except MemoryError:
-            conn.send(("error", "TooLarge", "onnxruntime ran out of memory on this model"))
         except Exception as exc:  # onnxruntime's own error types: the model or its inputs
-            conn.send(("error", "InvalidRequest", f"onnxruntime failed running the model: {exc}"))
+            if isinstance(exc, MemoryError) or "Failed to allocate memory" in str(exc):
+                conn.send(("error", "TooLarge", f"onnxruntime ran out of the worker's "
+                           f"{memory_mb} MiB (server flag --measure-memory-mb): {exc}"))  # fmt: skip
+            else:
+                conn.send(
+                    ("error", "InvalidRequest", f"onnxruntime failed running the model: {exc}")
+                )
 
 
 class _Sessions:
