@@ -350,3 +350,32 @@ def test_a_request_without_deadline_stops_at_the_server_limit() -> None:
             assert resp.backend == "onnxruntime" and resp.latency_ms > 0
     finally:
         handle.stop(grace=0)
+
+
+@pytest.mark.parametrize("target", ["model", "request"])
+def test_random_corruptions_are_never_a_server_error(server, channel, target) -> None:
+    """300 seeded corruptions (1-4 bytes each) of a good model, or of a whole request: each is
+    answered, or refused as the client's fault, never INTERNAL or UNKNOWN (which a string that
+    is not UTF-8 in a node's name used to give)."""
+    rng = np.random.default_rng(13)
+    request = pb.EstimateRequest(onnx=GOOD, profile="edge-npu", omit_layers=True)
+    original = GOOD if target == "model" else request.SerializeToString()
+    seen: dict[str, int] = {}
+    for _ in range(300):
+        data = bytearray(original)
+        for pos in rng.integers(0, len(data), size=int(rng.integers(1, 5))):
+            data[pos] = int(rng.integers(0, 256))
+        if target == "model":
+            request.onnx = bytes(data)
+            payload = request.SerializeToString()
+        else:
+            payload = bytes(data)
+        try:
+            _raw_estimate(channel, payload, timeout=GOOD_DEADLINE_S)
+            code = "OK"
+        except grpc.RpcError as exc:
+            code = exc.code().name
+            assert exc.code() in (INVALID, NOT_FOUND, TOO_LARGE), exc.details()
+        seen[code] = seen.get(code, 0) + 1
+    assert seen.get("INVALID_ARGUMENT", 0) > 0  # the corruptions did reach the checks
+    _good_requests_answered(channel)

@@ -217,10 +217,34 @@ def check_supported(model: onnx.ModelProto) -> None:
         )
 
 
+def _check_text(model: onnx.ModelProto) -> None:
+    """Refuse names that are not UTF-8 (protobuf hands them over as bytes, not str)."""
+    graph = model.graph
+
+    def text(where: str, value: object) -> None:
+        if isinstance(value, bytes):
+            raise InvalidRequest(f"{where} is not valid UTF-8: {value[:40]!r}")
+
+    for op in model.opset_import:
+        text("opset_import domain", op.domain)
+    for field_name in ("input", "output", "value_info", "initializer"):
+        for i, item in enumerate(getattr(graph, field_name)):
+            text(f"graph.{field_name}[{i}].name", item.name)
+    for i, node in enumerate(graph.node):
+        for key in ("name", "op_type", "domain"):
+            text(f"graph.node[{i}].{key}", getattr(node, key))
+        for key in ("input", "output"):
+            for j, tensor in enumerate(getattr(node, key)):
+                text(f"graph.node[{i}].{key}[{j}]", tensor)
+        for j, attr in enumerate(node.attribute):
+            text(f"graph.node[{i}].attribute[{j}].name", attr.name)
+
+
 def check_nodes(model: onnx.ModelProto) -> None:
     """Each node against its op's schema (ONNX's checker, node by node: linear, and without
     the checker's whole-model rules that exported models often miss): an unknown op of the
     default domain, an unknown or mistyped attribute, a missing required input."""
+    _check_text(model)
     ctx = onnx.checker.C.CheckerContext()
     ctx.ir_version = model.ir_version or onnx.IR_VERSION
     ctx.opset_imports = {op.domain: op.version for op in model.opset_import}
@@ -232,6 +256,10 @@ def check_nodes(model: onnx.ModelProto) -> None:
         name = node.name or f"{node.op_type}_{idx}"
         try:
             onnx.checker.check_node(node, ctx)
+        except UnicodeDecodeError:  # onnx's message quotes a string of a subgraph
+            raise InvalidRequest(
+                f"node {name!r} ({node.op_type}) has text that is not UTF-8"
+            ) from None
         except onnx.checker.ValidationError as exc:
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise InvalidRequest(f"node {name!r} ({node.op_type}) is invalid: {first}") from None
