@@ -275,9 +275,12 @@ def test_a_loop_that_never_ends_is_cut_at_the_deadline(server, channel) -> None:
         stub.Estimate(stall, timeout=2)
     REFUSAL_S["Loop of 10^12, deadline 2 s"] = time.perf_counter() - t0
     assert err.value.code() == DEADLINE
+
     # The server killed the stuck worker (not waiting 10^12 iterations) and starts a new one.
-    wait_until("the worker to be replaced", lambda: measurer.restarts == restarts + 1, 60, [], 0.05)
-    assert server.servicer.in_flight == 0
+    def replaced() -> bool:
+        return measurer.restarts == restarts + 1 and server.servicer.in_flight == 0
+
+    wait_until("the worker to be replaced and the request done", replaced, 60, [], 0.05)
     # Health said so: NOT_SERVING while no worker could take a request, SERVING once one can.
     wait_until("a fresh worker", lambda: len(health_changes) == 2, 120, [], 0.05)
     assert health_changes == [("onnxruntime", False), ("onnxruntime", True)]
