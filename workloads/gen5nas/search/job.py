@@ -230,6 +230,7 @@ def build_evaluator(
     import torch
 
     from gen5nas.data import build_loaders
+    from gen5nas.data.loaders import generated_data_home
     from gen5nas.search.evaluate import Evaluator
     from gen5nas.train.bn_calibration import BatchCache
     from gen5nas.train.checkpoint import load_supernet
@@ -244,8 +245,9 @@ def build_evaluator(
                 "val_batch_size": spec.evaluation.batch_size,
             }
         )
+    data_home = generated_data_home(dataset, Path(settings.work_dir), Path(settings.checkpoint))
     loaders = build_loaders(
-        dataset, space.max_resolution(), work_dir=settings.work_dir, seed=spec.sampler.seed
+        dataset, space.max_resolution(), work_dir=data_home, seed=spec.sampler.seed
     )
     if loaders.num_classes != int(meta["num_classes"]):
         raise SpecError(
@@ -536,10 +538,11 @@ def run_search(settings: SearchSettings) -> SearchResult:
                 if settings.workers == 1:
                     run_worker(settings, 0)
                 else:
-                    from gen5nas.data.loaders import prepare_dataset
+                    from gen5nas.data.loaders import generated_data_home, prepare_dataset
 
-                    # Generated datasets (digits, synthetic) are written once, before the workers.
-                    prepare_dataset(spec.dataset, work_dir, space.max_resolution())
+                    # Generated datasets are written once, before the workers.
+                    home = generated_data_home(spec.dataset, work_dir, Path(settings.checkpoint))
+                    prepare_dataset(spec.dataset, home, space.max_resolution())
                     failed = _run_processes(settings)
             except BaseException:  # stopped (Ctrl-C, too many failures): keep what was scored
                 _write_outputs_before_leaving(settings, space, study)
