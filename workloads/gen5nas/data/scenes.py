@@ -58,9 +58,9 @@ class SceneSettings:
     val_images: int = 2000
     image_size: int = 32
     max_objects: int = 4  # the main object and up to max_objects - 1 smaller ones
-    clutter: int = 6  # background strokes and specks per image (up to)
-    occlusion: float = 0.3  # probability of a bar drawn across the main object
-    noise: float = 0.06  # std of the Gaussian pixel noise (0-1 scale), per image up to this
+    clutter: int = 3  # background strokes and specks per image (up to)
+    occlusion: float = 0.2  # probability of a bar drawn across the main object
+    noise: float = 0.04  # std of the Gaussian pixel noise (0-1 scale), per image up to this
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -174,7 +174,7 @@ def _texture(
     if texture == "solid":
         return np.broadcast_to(fg, (size, size, 3)).astype(np.float32)
     yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
-    period = max(3.0, r * float(rng.uniform(0.45, 0.7)))
+    period = max(4.0, r * float(rng.uniform(0.55, 0.8)))
     theta = float(rng.uniform(0, math.pi))
     u = xx * math.cos(theta) + yy * math.sin(theta)
     v = -xx * math.sin(theta) + yy * math.cos(theta)
@@ -191,7 +191,7 @@ def _texture(
 def _colour_pair(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Two colours far enough apart for a texture to show."""
     fg = rng.uniform(0, 1, 3).astype(np.float32)
-    bg = np.clip(fg + rng.choice([-1.0, 1.0], 3) * rng.uniform(0.35, 0.6, 3), 0, 1)
+    bg = np.clip(fg + rng.choice([-1.0, 1.0], 3) * rng.uniform(0.45, 0.7, 3), 0, 1)
     return fg, bg.astype(np.float32)
 
 
@@ -245,9 +245,9 @@ def draw_scene(settings: SceneSettings, split: str, n: int) -> Scene:
     label = n % k_cls  # balanced classes
     n_extra = int(rng.integers(0, settings.max_objects))
     # (category, radius): the main object is clearly the largest.
-    objs = [(label, size * float(rng.uniform(0.22, 0.42)))]
+    objs = [(label, size * float(rng.uniform(0.28, 0.45)))]
     objs += [
-        (int(rng.integers(0, k_cls)), size * float(rng.uniform(0.08, 0.18))) for _ in range(n_extra)
+        (int(rng.integers(0, k_cls)), size * float(rng.uniform(0.07, 0.15))) for _ in range(n_extra)
     ]
     order = list(range(len(objs)))
     rng.shuffle(order)  # small objects go in front of or behind the main one
@@ -290,7 +290,7 @@ def _occluder(img: np.ndarray, owner: np.ndarray, r: float, rng: np.random.Gener
     ang = rng.uniform(0, math.pi)
     half = size * k
     dx, dy = half * math.cos(ang), half * math.sin(ang)
-    width = max(2, int(rng.uniform(0.18, 0.35) * r * k))
+    width = max(2, int(rng.uniform(0.15, 0.3) * r * k))
     draw.line((c[0] - dx, c[1] - dy, c[0] + dx, c[1] + dy), fill=255, width=width)
     a = _coverage(canvas)
     colour = rng.uniform(0, 1, 3).astype(np.float32)

@@ -91,11 +91,11 @@ class ScenesSpec(SpecModel):
     max_objects: int = Field(
         default=4, ge=1, le=16, description="the main object and up to maxObjects-1 smaller ones"
     )
-    clutter: int = Field(default=6, ge=0, le=64, description="background strokes per image, up to")
+    clutter: int = Field(default=3, ge=0, le=64, description="background strokes per image, up to")
     occlusion: float = Field(
-        default=0.3, ge=0, le=1, description="probability of a bar across the main object"
+        default=0.2, ge=0, le=1, description="probability of a bar across the main object"
     )
-    noise: float = Field(default=0.06, ge=0, le=0.5, description="pixel noise std, up to (0-1)")
+    noise: float = Field(default=0.04, ge=0, le=0.5, description="pixel noise std, up to (0-1)")
     seed: int = Field(default=0, ge=0)
 
 
