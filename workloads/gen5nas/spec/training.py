@@ -33,6 +33,13 @@ class ModelSpec(SpecModel):
     )
 
 
+class ArchSampling(StrEnum):
+    """How the sandwich rule draws its random subnets (gen5nas.train.arch_sampling)."""
+
+    uniform = "uniform"  # BigNAS: every dimension independently uniform
+    stratified = "stratified"  # a step's random subnets spread from the min to the max size
+
+
 class OptimizerSpec(SpecModel):
     """Defaults follow AttentiveNAS/mmrazor BigNAS recipes (SGD Nesterov, lr 0.8 per 2048
     images scaled linearly, wd 1e-5 without BN/bias, label smoothing 0.1, clip 1.0)."""
@@ -51,6 +58,9 @@ class ScheduleSpec(SpecModel):
     warmup_epochs: float = Field(default=5, ge=0)
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="cosine floor, x lr")
     num_random_subnets: int = Field(default=2, ge=0, description="BigNAS: 2 (sandwich of 4)")
+    arch_sampling: ArchSampling = Field(
+        default=ArchSampling.uniform, description="how the random subnets are drawn"
+    )
     val_interval_epochs: int = Field(default=1, ge=1)
     max_iters_per_epoch: int | None = Field(default=None, ge=1, description="for smoke runs")
     log_interval_iters: int = Field(default=20, ge=1, description="log line + metrics record")

@@ -36,6 +36,7 @@ def run_supernet_training(
     from gen5nas.data import build_loaders
     from gen5nas.errors import SpecError
     from gen5nas.supernet import Supernet
+    from gen5nas.train.arch_sampling import arch_sampler
     from gen5nas.train.checkpoint import make_meta
     from gen5nas.train.distributed import env_from_torchrun
     from gen5nas.train.evaluate import SupernetValidator
@@ -82,6 +83,7 @@ def run_supernet_training(
         distill=spec.distillation.enabled,
         temperature=spec.distillation.temperature,
         seed=spec.seed,
+        sampler=arch_sampler(spec.schedule.arch_sampling.value),
     )
     assert loaders.val is not None
     val_loader = loaders.val

@@ -9,7 +9,8 @@ clips and steps the optimizer and the LR schedule after. Two strategies:
   divergence to the max subnet's detached soft output (dropout off). Gradients of the passes
   accumulate; under DDP all but the last pass run in ``no_sync``. The random archs come from
   ``random.Random(f"{seed}:{epoch}:{iteration}")``: the same on every rank without any
-  communication, and the same after a resume.
+  communication, and the same after a resume; ``sampler`` picks them
+  (:mod:`gen5nas.train.arch_sampling`).
 - :class:`PlainStep`: one forward/backward with cross entropy (a static subnet; retraining).
 """
 
@@ -26,6 +27,7 @@ from torch import Tensor, nn
 
 from gen5nas.data.imagefolder import Batch
 from gen5nas.spec import Arch, SearchSpace
+from gen5nas.train.arch_sampling import ArchSampler, uniform
 from gen5nas.train.distributed import maybe_no_sync, unwrap
 
 if TYPE_CHECKING:
@@ -71,8 +73,10 @@ class SandwichStep:
         distill: bool = True,
         temperature: float = 1.0,
         seed: int = 0,
+        sampler: ArchSampler = uniform,
     ) -> None:
         self.space = space
+        self.sampler = sampler
         self.num_random = num_random
         self.label_smoothing = label_smoothing
         self.distill = distill
@@ -82,7 +86,8 @@ class SandwichStep:
     def archs_for(self, epoch: int, iteration: int) -> list[tuple[str, Arch]]:
         rng = random.Random(f"{self.seed}:{epoch}:{iteration}")
         passes = [("max", self.space.max()), ("min", self.space.min())]
-        passes += [(f"random{i}", self.space.sample(rng)) for i in range(self.num_random)]
+        randoms = self.sampler(self.space, rng, self.num_random)
+        passes += [(f"random{i}", arch) for i, arch in enumerate(randoms)]
         return passes
 
     def __call__(self, model: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
