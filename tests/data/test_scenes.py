@@ -162,7 +162,7 @@ def _write(root: str) -> str:
 
 def test_concurrent_writers_end_with_one_complete_tree(tree: Path, tmp_path: Path) -> None:
     root = tmp_path / "shared"
-    with mp.get_context("spawn").Pool(3) as pool:
+    with mp.get_context("fork").Pool(3) as pool:
         results = pool.map(_write, [str(root)] * 3)
     assert results == [str(root)] * 3
     assert _digest(root) == _digest(tree)
