@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from gen5nas.data import DataLoaders, dist_info
+from gen5nas.data.loaders import generated_data_home
 from gen5nas.errors import SpecError
 from gen5nas.export.resolve import SubnetChoice, resolve_subnet
 from gen5nas.spec import SearchSpace
@@ -120,12 +121,7 @@ def build_subnet_loaders(
             "the onnxruntime parity check its val images (same form as the training's dataset)",
             field="dataset",
         )
-    data_home = work_dir
-    if spec.dataset.kind.value in ("digits", "synthetic") and not spec.dataset.path:
-        # A generated tree with no path lives under the training's work dir: reuse it there.
-        training_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
-        if (training_dir / "data" / spec.dataset.kind.value).is_dir():
-            data_home = training_dir
+    data_home = generated_data_home(spec.dataset, work_dir, checkpoint)
     loaders = task.build_loaders(spec.dataset, resolution, work_dir=data_home, seed=seed)
     if loaders.num_classes != num_classes:
         raise SpecError(

@@ -17,12 +17,14 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from gen5nas.data.loaders import generated_data_home
 from gen5nas.errors import Gen5NasError, SpecError
 from gen5nas.spec.space import Arch, SearchSpace
 from gen5nas.tasks.base import Task, get_task
@@ -168,8 +170,9 @@ def build_evaluator(
                 "val_batch_size": spec.evaluation.batch_size,
             }
         )
+    data_home = generated_data_home(dataset, Path(settings.work_dir), Path(settings.checkpoint))
     loaders = task.build_loaders(
-        dataset, space.max_resolution(), work_dir=settings.work_dir, seed=spec.sampler.seed
+        dataset, space.max_resolution(), work_dir=data_home, seed=spec.sampler.seed
     )
     if loaders.num_classes != int(meta["num_classes"]):
         raise SpecError(

@@ -21,7 +21,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from gen5nas.data.loaders import prepare_dataset
+from gen5nas.data.loaders import generated_data_home, prepare_dataset
 from gen5nas.errors import Gen5NasError
 from gen5nas.logdir import LogFile
 from gen5nas.search.checkpoint_space import read_supernet
@@ -47,8 +47,11 @@ def run_workers(settings: SearchSettings, space: SearchSpace) -> FailedWorkers:
     if settings.workers == 1:
         run_worker(settings, 0)
         return []
-    # Generated datasets (digits, synthetic) are written once, before the workers.
-    prepare_dataset(settings.spec.dataset, Path(settings.work_dir), space.max_resolution())
+    # Generated datasets are written once, before the workers.
+    home = generated_data_home(
+        settings.spec.dataset, Path(settings.work_dir), Path(settings.checkpoint)
+    )
+    prepare_dataset(settings.spec.dataset, home, space.max_resolution())
     return _run_processes(settings)
 
 

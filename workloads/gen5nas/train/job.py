@@ -36,6 +36,7 @@ def run_supernet_training(
 
     from gen5nas.errors import SpecError
     from gen5nas.tasks.base import get_task
+    from gen5nas.train.arch_sampling import arch_sampler
     from gen5nas.train.checkpoint import make_meta
     from gen5nas.train.distributed import env_from_torchrun
     from gen5nas.train.evaluate import SupernetValidator
@@ -80,6 +81,7 @@ def run_supernet_training(
         temperature=spec.distillation.temperature,
         seed=spec.seed,
         task=task,
+        sampler=arch_sampler(spec.schedule.arch_sampling.value),
     )
     assert loaders.val is not None
     val_loader = loaders.val

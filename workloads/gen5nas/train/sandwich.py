@@ -10,7 +10,8 @@ clips and steps the optimizer and the LR schedule after. Two strategies:
   output (dropout off; for classification, KL divergence to its soft output). Gradients of the passes
   accumulate; under DDP all but the last pass run in ``no_sync``. The random archs come from
   ``random.Random(f"{seed}:{epoch}:{iteration}")``: the same on every rank without any
-  communication, and the same after a resume.
+  communication, and the same after a resume; ``sampler`` picks them
+  (:mod:`gen5nas.train.arch_sampling`).
 - :class:`PlainStep`: one forward/backward on the task's ground truth loss (a static subnet;
   retraining).
 
@@ -31,6 +32,7 @@ from gen5nas.data.imagefolder import Batch
 from gen5nas.spec import Arch, SearchSpace
 from gen5nas.tasks.base import Task
 from gen5nas.tasks.classification import CLASSIFICATION
+from gen5nas.train.arch_sampling import ArchSampler, uniform
 from gen5nas.train.distributed import maybe_no_sync, unwrap
 
 if TYPE_CHECKING:
@@ -66,9 +68,11 @@ class SandwichStep:
         temperature: float = 1.0,
         seed: int = 0,
         task: Task = CLASSIFICATION,
+        sampler: ArchSampler = uniform,
     ) -> None:
         self.space = space
         self.task = task
+        self.sampler = sampler
         self.num_random = num_random
         self.label_smoothing = label_smoothing
         self.distill = distill
@@ -78,7 +82,8 @@ class SandwichStep:
     def archs_for(self, epoch: int, iteration: int) -> list[tuple[str, Arch]]:
         rng = random.Random(f"{self.seed}:{epoch}:{iteration}")
         passes = [("max", self.space.max()), ("min", self.space.min())]
-        passes += [(f"random{i}", self.space.sample(rng)) for i in range(self.num_random)]
+        randoms = self.sampler(self.space, rng, self.num_random)
+        passes += [(f"random{i}", arch) for i, arch in enumerate(randoms)]
         return passes
 
     def __call__(self, model: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
