@@ -118,7 +118,8 @@ def test_names_columns_and_status() -> None:
     version = nas["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
     cols = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert cols[:5] == ["Phase", "Trials", "Front", "Best-Acc", "Min-Cost"] and cols[-1] == "Age"
+    assert cols[:7] == ["Phase", "Ready", "Trials", "Front", "Best-Acc", "Min-Cost", "Unit"]
+    assert cols[-1] == "Age"
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     for key in ("phase", "conditions", "trials", "front", "outputs", "studyName", "progress"):
         assert key in status
@@ -140,8 +141,9 @@ def test_training_shows_its_progress() -> None:
     ]
     assert default == [
         ("Phase", ".status.phase"),
+        ("Ready", '.status.conditions[?(@.type=="Ready")].status'),
         ("Epoch", ".status.progress.epoch"),
-        ("Epochs", ".spec.schedule.epochs"),
+        ("Epochs", ".status.epochs"),
         ("Max-Top1", ".status.progress.maxTop1"),
         ("Min-Top1", ".status.progress.minTop1"),
         ("Age", ".metadata.creationTimestamp"),
@@ -152,6 +154,26 @@ def test_training_shows_its_progress() -> None:
         "epoch": "integer", "epochs": "integer", "iteration": "integer",
         "maxTop1": "number", "minTop1": "number", "updated": "string",
     }  # fmt: skip
+
+
+def test_columns_show_effective_values_from_status() -> None:
+    """A column on a spec field with a default would show blank where the default applies: the
+    operator writes the effective value into status and the column reads that. Only spec fields
+    without a default (what a SubnetExport names) are read from the spec."""
+    no_default = {".spec.nasSearch", ".spec.trial"}
+    for kind in crdgen.KINDS:
+        for c in kind.columns:
+            path = c["jsonPath"]
+            assert path.startswith((".status.", ".metadata.")) or path in no_default, (kind, c)
+        status = crdgen.build_crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        props = status["properties"]["status"]["properties"]
+        for c in kind.columns:  # what a column reads is in the status schema (not pruned)
+            if c["jsonPath"].startswith(".status.") and "[" not in c["jsonPath"]:
+                node = props
+                *parents, leaf = c["jsonPath"].removeprefix(".status.").split(".")
+                for part in parents:
+                    node = node[part]["properties"]
+                assert leaf in node, (kind.kind, c)
 
 
 def test_crdgen_cli_writes_into_a_folder(tmp_path: Path) -> None:
