@@ -104,6 +104,26 @@ def test_immutable_fields_have_cel_rules_with_messages() -> None:
             assert f"spec.{path} is immutable" in rules[0]["message"]
 
 
+def test_references_are_fixed_only_once_the_resource_left_waiting() -> None:
+    """A rule at the object's root (a field's rule cannot see status): the reference may change
+    while Waiting, and the message says why it cannot after, at the field's path."""
+    for kind, fields in (("NASSearch", {"supernetTraining", "maxTrials"}),
+                         ("SubnetExport", {"supernetTraining", "nasSearch"})):  # fmt: skip
+        crd = crdgen.build_crd(KINDS_BY_NAME[kind])
+        root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        rules = {r["fieldPath"]: r for r in root["x-kubernetes-validations"]}
+        assert set(rules) == {f".spec.{f}" for f in fields}
+        for f in fields:
+            rule = rules[f".spec.{f}"]
+            assert "oldSelf.status.phase == 'Waiting'" in rule["rule"]
+            assert (
+                f"spec.{f} is immutable once the {kind} has left Waiting"
+                in (rule["messageExpression"])
+            )
+            assert rule["reason"] == "FieldValueForbidden"
+            assert f not in KINDS_BY_NAME[kind].immutable  # no field rule fixing it for good
+
+
 def test_unknown_immutable_path_is_an_error() -> None:
     bad = dataclasses.replace(KINDS_BY_NAME["NASSearch"], immutable=["noSuchField"], columns=[])
     with pytest.raises(crdgen.SchemaError, match="noSuchField"):

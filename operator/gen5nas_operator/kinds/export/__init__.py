@@ -18,9 +18,7 @@ KIND = Kind(
     short_names=["sx"],
     spec_model=SubnetExportSpec,
     immutable=[
-        "supernetTraining",
         "checkpoint",
-        "nasSearch",
         "trial",
         "archFile",
         "arch",
@@ -32,6 +30,7 @@ KIND = Kind(
         "profile",
         "hwConfig",
     ],
+    fixed_after_waiting=["supernetTraining", "nasSearch"],
     reconcile=reconcile_export,
     columns=[
         PHASE_COL,

@@ -20,7 +20,6 @@ KIND = Kind(
     spec_model=NASSearchSpec,
     immutable=[
         "searchSpace",
-        "supernetTraining",
         "checkpoint",
         "dataset",
         "costKey",
@@ -32,6 +31,7 @@ KIND = Kind(
         "storage",
         "studyName",
     ],
+    fixed_after_waiting=["supernetTraining", "maxTrials"],
     reconcile=reconcile_search,
     columns=[
         PHASE_COL,
