@@ -41,10 +41,10 @@ def pods_waiting(pods: Sequence[dict[str, Any]]) -> str:
         st = pod.get("status") or {}
         if st.get("phase") not in (None, "Pending"):
             continue
-        why, text = "Pending", ""
         scheduled = next(
             (c for c in st.get("conditions") or [] if c.get("type") == "PodScheduled"), None
         )
+        why, text = ("Starting", "") if scheduled else ("NotScheduledYet", "")
         if scheduled and scheduled.get("status") == "False":
             why, text = scheduled.get("reason") or "Unschedulable", scheduled.get("message", "")
         for cs in (st.get("initContainerStatuses") or []) + (st.get("containerStatuses") or []):

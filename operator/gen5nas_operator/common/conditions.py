@@ -30,7 +30,7 @@ WAITING, PENDING, RUNNING, SUCCEEDED, FAILED = (
 TERMINAL = (SUCCEEDED, FAILED)
 MAX_MESSAGE = 1000  # status stays small; the full story is in the pod's logs
 # Reasons a user must act on: their events are Warnings even outside the Failed phase.
-WARNING_REASONS = frozenset({"DependencyNotFound", "SecretMissing", "EstimatorNotAvailable"})
+WARNING_REASONS = frozenset({"DependencyNotFound", "SecretMissing"})
 
 
 def now_iso() -> str:

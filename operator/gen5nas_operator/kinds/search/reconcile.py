@@ -275,6 +275,7 @@ def reconcile_search(kube: Kube, settings: Settings, body: dict[str, Any]) -> Ou
         st["parallelism"] = parallelism
     study = _read_study(dsn, study_name, spec, settings)
     st.update(study.fields)
+    st.setdefault("progress", f"0/{spec.max_trials}")  # no study yet: the workers make it
     if study.recorded:  # paths appear once the search step has written them
         st["outputs"] = {k: str(v) for k, v in study.recorded.items()}
     phase, reason, message = _phase(state, study, study_name)
