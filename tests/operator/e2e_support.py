@@ -214,6 +214,18 @@ class OperatorProcess:
         return self.log.read_text(errors="replace")
 
 
+def table(text: str) -> list[dict[str, str]]:
+    """``kubectl get`` output as rows of {COLUMN: cell}, cut at the header's column starts
+    (an empty cell is blank, so splitting on whitespace would shift the rest)."""
+    head, *lines = text.splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+", head)]
+    names = head.split()
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    return [
+        {n: line[a:b].strip() for n, (a, b) in zip(names, bounds, strict=True)} for line in lines
+    ]
+
+
 def events(cluster: Cluster, name: str) -> list[dict[str, Any]]:
     res = cluster.kubectl(
         "get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json"

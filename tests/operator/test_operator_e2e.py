@@ -34,6 +34,7 @@ from e2e_support import (
     rank0_pod,
     report_as_rank0,
     search,
+    table,
     training,
     wait_for,
 )
@@ -109,9 +110,11 @@ def test_training_children_status_and_restart(
         "epoch": 1, "epochs": 2, "iteration": 40, "maxTop1": 71.25, "minTop1": 60.5,
     }  # fmt: skip
     row = cluster.kubectl("get", "supernettraining", "st-a", "--no-headers").stdout.split()
-    # NAME, Phase, Epoch, Epochs, Max-Top1, Min-Top1, Age
-    assert row[:6] == ["st-a", "Running", "1", "2", "71.25", "60.5"], row
-    assert len(row) == 7 and row[6][-1] in "smhd", row
+    # NAME, Phase, Ready, Epoch, Epochs, Max-Top1, Min-Top1, Age
+    assert row[:7] == ["st-a", "Running", "True", "1", "2", "71.25", "60.5"], row
+    assert len(row) == 8 and row[7][-1] in "smhd", row
+    (cells,) = table(cluster.kubectl("get", "supernettraining", "st-a", "-o", "wide").stdout)
+    assert (cells["WORKERS"], cells["GPUS"]) == ("2", "4"), cells
 
     # Restart mid-way, the Job finishing while no operator runs: reaching Succeeded proves the
     # new process reconciled, and it made no duplicate children on the way.
@@ -259,10 +262,10 @@ def test_search_waits_runs_reports_front_and_cleans_up(
         by_number[n].user_attrs["arch_summary"] for n in top
     ]
     row = cluster.kubectl("get", "nassearch", "nas-b", "--no-headers").stdout.split()
-    # NAME, Phase, Trials, Front, Best-Acc, Min-Cost, Age
-    assert row[:4] == ["nas-b", "Running", "6/6", str(len(pareto))], row
-    assert [float(x) for x in row[4:6]] == [front["bestAccuracy"], front["lowestCost"]], row
-    assert len(row) == 7 and row[6][-1] in "smhd", row
+    # NAME, Phase, Ready, Trials, Front, Best-Acc, Min-Cost, Unit, Age
+    assert row[:5] == ["nas-b", "Running", "False", "6/6", str(len(pareto))], row
+    assert [float(x) for x in row[5:7]] == [front["bestAccuracy"], front["lowestCost"]], row
+    assert row[7] == "ms" and len(row) == 9 and row[8][-1] in "smhd", row
 
     cluster.job_complete("nas-b-search", completions=1)
     st = cluster.wait_phase("nassearch", "nas-b", "Succeeded")
@@ -414,11 +417,13 @@ def test_status_tells_pending_pods_the_estimator_a_scale_and_a_missing_study(
     assert any(
         e["reason"] == "PodsPending" and expect in e["message"] for e in events(cluster, "nas-p")
     )  # the message changed within Pending
-    row = cluster.kubectl("get", "nassearch", "nas-p", "--no-headers").stdout.split()
-    # NAME, Phase, Ready, Trials, Front, Best-Acc, Min-Cost, Unit, Age
-    assert row[:4] == ["nas-p", "Pending", "False", "0/6"] and row[7] == "ms", row
-    wide = cluster.kubectl("get", "nassearch", "nas-p", "-o", "wide").stdout
-    assert "COST-KEY" in wide.splitlines()[0] and " latency " in wide.splitlines()[1], wide
+    (row,) = table(cluster.kubectl("get", "nassearch", "nas-p", "-o", "wide").stdout)
+    assert {k: row[k] for k in ("NAME", "PHASE", "READY", "TRIALS", "UNIT", "COST-KEY")} == {
+        "NAME": "nas-p", "PHASE": "Pending", "READY": "False", "TRIALS": "0/6", "UNIT": "ms",
+        "COST-KEY": "latency",  # the spec leaves it to the default: shown all the same
+    }, row  # fmt: skip
+    (job_row,) = table(cluster.kubectl("get", "job", "nas-p-search").stdout)
+    assert job_row["COMPLETIONS"] == "0/1 of 2", job_row  # kubectl's form for a work queue
 
     # parallelism is applied to the running Job, and the user is told; maxTrials is fixed now
     doc["spec"]["parallelism"] = 3
