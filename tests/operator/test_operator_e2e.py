@@ -266,6 +266,7 @@ def test_search_waits_runs_reports_front_and_cleans_up(
     assert row[:5] == ["nas-b", "Running", "False", "6/6", str(len(pareto))], row
     assert [float(x) for x in row[5:7]] == [front["bestAccuracy"], front["lowestCost"]], row
     assert row[7] == "ms" and len(row) == 9 and row[8][-1] in "smhd", row
+    capture("nassearch-front", cluster.kubectl("get", "nassearch", "nas-b").stdout)
 
     cluster.job_complete("nas-b-search", completions=1)
     st = cluster.wait_phase("nassearch", "nas-b", "Succeeded")
