@@ -63,14 +63,22 @@ def _parse(body: dict[str, Any]) -> NASSearchSpec:
     return spec
 
 
+def _job_checkpoint(job: dict[str, Any]) -> str | None:
+    """The ``--checkpoint`` the search Job was made with."""
+    containers = job.get("spec", {}).get("template", {}).get("spec", {}).get("containers") or [{}]
+    command = containers[0].get("command") or []
+    return command[command.index("--checkpoint") + 1] if "--checkpoint" in command[:-1] else None
+
+
 def _checkpoint(
     kube: Kube, owner: Owner, spec: NASSearchSpec, old: dict[str, Any], gen: int | None,
-    started: bool,
+    job: dict[str, Any] | None,
 ) -> str | Outcome:  # fmt: skip
     """The checkpoint to search, or the outcome to wait (or fail) with. Once the Job exists the
-    checkpoint it was made with stays, whatever the SupernetTraining does since."""
-    checkpoint = spec.checkpoint or old.get("checkpoint")
-    if spec.supernet_training and not started:
+    checkpoint it was made with stays, whatever the SupernetTraining (or a reference changed
+    before the status left Waiting) says since."""
+    checkpoint = (job and _job_checkpoint(job)) or spec.checkpoint or old.get("checkpoint")
+    if spec.supernet_training and job is None:
         dep, phase, reason, why = dependency(
             kube, owner, "SupernetTraining", spec.supernet_training, "supernetTraining"
         )
@@ -234,7 +242,7 @@ def reconcile_search(kube: Kube, settings: Settings, body: dict[str, Any]) -> Ou
     # Dependencies: the checkpoint, then the study DSN.
     job_name = child_name(owner, "search")
     job = kube.get("batch/v1", "Job", owner.namespace, job_name)
-    checkpoint = _checkpoint(kube, owner, spec, old, gen, started=job is not None)
+    checkpoint = _checkpoint(kube, owner, spec, old, gen, job)
     if isinstance(checkpoint, Outcome):
         return checkpoint  # waiting for, or failed with, the SupernetTraining
     secret = dsn_secret_of(spec.storage, settings)
