@@ -169,6 +169,7 @@ def _add_immutability(spec: dict[str, Any], paths: list[str], kind: str) -> None
                 "rule": "self == oldSelf",
                 "message": f"spec.{path} is immutable: it cannot change once the {kind} exists "
                 f"(create a new {kind} instead)",
+                "reason": "FieldValueForbidden",
             }
         )
         # A transition rule on a field only runs when old and new both have it; adding or
@@ -179,8 +180,37 @@ def _add_immutability(spec: dict[str, Any], paths: list[str], kind: str) -> None
                     "rule": f"has(self.{leaf}) == has(oldSelf.{leaf})",
                     "message": f"spec.{path} is immutable: it cannot be added or removed once "
                     f"the {kind} exists",
+                    # reported at the field, not as the parent's "Invalid value: object"
+                    "fieldPath": f".{leaf}",
+                    "reason": "FieldValueForbidden",
                 }
             )
+
+
+def fixed_after_waiting_rules(kind: Kind) -> list[dict[str, Any]]:
+    """Rules at the object's root (a rule on a spec field sees only that field, not the
+    status): ``spec.<f>`` may change while ``status.phase`` is Waiting or unset, never after.
+    The status an update carries is the stored one (the main resource ignores status changes;
+    the status subresource ignores spec changes), so a user cannot unlock a field by writing
+    status."""
+    out = []
+    for f in kind.fixed_after_waiting:
+        unchanged = (
+            f"has(self.spec.{f}) == has(oldSelf.spec.{f}) && "
+            f"(!has(self.spec.{f}) || self.spec.{f} == oldSelf.spec.{f})"
+        )
+        out.append(
+            {
+                "rule": "!has(oldSelf.status) || !has(oldSelf.status.phase) || "
+                f"oldSelf.status.phase == 'Waiting' || ({unchanged})",
+                "messageExpression": f"'spec.{f} is immutable once the {kind.kind} has left "
+                "Waiting (it is ' + oldSelf.status.phase + '): create a new "
+                f"{kind.kind} instead'",
+                "fieldPath": f".spec.{f}",
+                "reason": "FieldValueForbidden",
+            }
+        )
+    return out
 
 
 def build_crd(kind: Kind) -> dict[str, Any]:
@@ -191,7 +221,7 @@ def build_crd(kind: Kind) -> dict[str, Any]:
         "description": "written by the gen5nas operator",
         "properties": {**copy.deepcopy(COMMON_STATUS), **copy.deepcopy(kind.status_extra)},
     }
-    schema = {
+    schema: dict[str, Any] = {
         "type": "object",
         "required": ["spec"],
         "properties": {
@@ -202,6 +232,11 @@ def build_crd(kind: Kind) -> dict[str, Any]:
             "status": status,
         },
     }
+    for f in kind.fixed_after_waiting:
+        if f not in spec.get("properties", {}):
+            raise SchemaError(f"{kind.kind}: spec.{f} (fixed after Waiting) is not a field")
+    if kind.fixed_after_waiting:
+        schema["x-kubernetes-validations"] = fixed_after_waiting_rules(kind)
     return {
         "apiVersion": "apiextensions.k8s.io/v1",
         "kind": "CustomResourceDefinition",

@@ -19,7 +19,13 @@ import weakref
 from typing import Any
 
 from gen5nas.spec.common import GROUP_VERSION
-from gen5nas_operator.common.conditions import FAILED, TERMINAL, now_iso
+from gen5nas_operator.common.conditions import (
+    FAILED,
+    TERMINAL,
+    WARNING_REASONS,
+    condition,
+    now_iso,
+)
 from gen5nas_operator.kinds import KINDS
 from gen5nas_operator.kube import Kube
 from gen5nas_operator.reconcile import Outcome, run
@@ -67,8 +73,9 @@ def sync(kube: Kube, settings: Settings, kind: str, namespace: str, name: str) -
 
 
 def apply(kube: Kube, body: dict[str, Any], outcome: Outcome) -> None:
-    """Events for the children made or deleted and for a phase change, then the status fields
-    that changed, through the status subresource."""
+    """Events for the children made or deleted, the outcome's own, and a change of phase or,
+    within a phase, of its reason or message; then the status fields that changed, through the
+    status subresource."""
     meta = body["metadata"]
     old = body.get("status") or {}
     new = outcome.status
@@ -78,12 +85,19 @@ def apply(kube: Kube, body: dict[str, Any], outcome: Outcome) -> None:
         post_event(kube, body, "Normal", "Created", f"created {child}")
     for child in outcome.deleted:
         post_event(kube, body, "Normal", "Deleted", f"deleted {child}")
+    for type_, reason, message in outcome.events:
+        post_event(kube, body, type_, reason, message)
+    reason = condition(new, "Ready").get("reason") or ""
+    warn = new.get("phase") == FAILED or reason in WARNING_REASONS
+    text = str(new.get("message") or new.get("phase"))
     if new.get("phase") != old.get("phase"):
-        failed = new.get("phase") == FAILED
-        post_event(kube, body, "Warning" if failed else "Normal", str(new.get("phase")),
-                   str(new.get("message") or new["phase"]))  # fmt: skip
+        post_event(kube, body, "Warning" if warn else "Normal", str(new.get("phase")), text)
         log.info("%s %s/%s: phase %s -> %s", body["kind"], meta["namespace"], meta["name"],
                  old.get("phase"), new.get("phase"))  # fmt: skip
+    elif reason != (condition(old, "Ready").get("reason") or "") or new.get("message") != old.get(
+        "message"
+    ):
+        post_event(kube, body, "Warning" if warn else "Normal", reason or "Updated", text)
     changed = {k: v for k, v in new.items() if old.get(k) != v}
     if changed:
         kube.patch(GROUP_VERSION, body["kind"], meta["namespace"], meta["name"],

@@ -90,11 +90,13 @@ class Cluster:
             start = (job.get("status") or {}).get("startTime") or now()
             self.patch_status("job", name, {"startTime": start, "active": active, "ready": active})
             return
+        self.pods_ready(f"batch.kubernetes.io/job-name={name}", active)
+
+    def pods_ready(self, selector: str, count: int) -> None:
+        """As the kubelet reports started, ready containers on ``count`` pods matching."""
         pods = wait_for(
-            f"{active} pods of {name}",
-            lambda: (
-                len(p := self.items("pods", f"batch.kubernetes.io/job-name={name}")) >= active and p
-            ),
+            f"{count} pods {selector}",
+            lambda: len(p := self.items("pods", selector)) >= count and p,
         )
         for pod in pods:
             c = pod["spec"]["containers"][0]
@@ -102,7 +104,10 @@ class Cluster:
                 "pod", pod["metadata"]["name"],
                 {
                     "phase": "Running", "startTime": now(),
-                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": now()}],
+                    "conditions": [
+                        {"type": "PodScheduled", "status": "True", "lastTransitionTime": now()},
+                        {"type": "Ready", "status": "True", "lastTransitionTime": now()},
+                    ],
                     "containerStatuses": [
                         {"name": c["name"], "image": c["image"], "imageID": "", "ready": True,
                          "started": True, "restartCount": 0,
@@ -110,6 +115,33 @@ class Cluster:
                     ],
                 },
             )  # fmt: skip
+
+    def pod_waiting(self, pod: dict[str, Any], scheduled: bool, reason: str, message: str) -> None:
+        """As the scheduler (not scheduled: ``reason``) or the kubelet (a container waiting with
+        ``reason``) report a pod that has not started."""
+        c = pod["spec"]["containers"][0]
+        cond: dict[str, Any] = {"type": "PodScheduled", "status": "True" if scheduled else "False",
+                                "lastTransitionTime": now()}  # fmt: skip
+        st: dict[str, Any] = {"phase": "Pending", "conditions": [cond]}
+        if scheduled:
+            st["containerStatuses"] = [
+                {"name": c["name"], "image": c["image"], "imageID": "", "ready": False,
+                 "restartCount": 0, "state": {"waiting": {"reason": reason, "message": message}}}
+            ]  # fmt: skip
+        else:
+            cond.update(reason=reason, message=message)
+        self.patch_status("pod", pod["metadata"]["name"], st)
+
+    def deployment_available(self, name: str, count: int) -> None:
+        """``count`` ready pods behind a Deployment: through its ReplicaSet with a controller
+        manager, else written on the Deployment directly."""
+        if not self.kube.has_controller_manager:
+            self.patch_status("deployment", name, {"replicas": count, "readyReplicas": count,
+                                                   "availableReplicas": count})  # fmt: skip
+            return
+        dep = self.get("deployment", name) or {}
+        labels = dep["spec"]["selector"]["matchLabels"]
+        self.pods_ready(",".join(f"{k}={v}" for k, v in labels.items()), count)
 
     def job_complete(self, name: str, completions: int = 1, indexed: bool = False) -> None:
         job = self.get("job", name) or {}
@@ -201,11 +233,58 @@ class OperatorProcess:
         return self.log.read_text(errors="replace")
 
 
-def event_reasons(cluster: Cluster, name: str) -> set[str]:
+def table(text: str) -> list[dict[str, str]]:
+    """``kubectl get`` output as rows of {COLUMN: cell}, cut at the header's column starts
+    (an empty cell is blank, so splitting on whitespace would shift the rest)."""
+    head, *lines = text.splitlines()
+    starts = [m.start() for m in re.finditer(r"\S+", head)]
+    names = head.split()
+    bounds = list(zip(starts, [*starts[1:], None], strict=True))
+    return [
+        {n: line[a:b].strip() for n, (a, b) in zip(names, bounds, strict=True)} for line in lines
+    ]
+
+
+def events(cluster: Cluster, name: str) -> list[dict[str, Any]]:
     res = cluster.kubectl(
         "get", "events", "--field-selector", f"involvedObject.name={name}", "-o", "json"
     )
-    return {e.get("reason") for e in json.loads(res.stdout)["items"]}
+    return list(json.loads(res.stdout)["items"])
+
+
+def event_reasons(cluster: Cluster, name: str) -> set[str]:
+    return {e.get("reason") for e in events(cluster, name)}
+
+
+ARGOCD_HEALTH = ROOT / "operator" / "argocd" / "health.lua"
+
+
+def argocd_health(obj: dict[str, Any]) -> dict[str, str]:
+    """operator/argocd/health.lua run as Argo CD runs a health check: Lua 5.1 (Argo CD's
+    gopher-lua), the resource as the global table ``obj``; returns its {status, message}."""
+    import lupa.lua51 as lua51
+
+    lua = lua51.LuaRuntime(unpack_returned_tuples=True)
+
+    def table(value: Any) -> Any:
+        if isinstance(value, dict):
+            return lua.table_from({k: table(v) for k, v in value.items()})
+        if isinstance(value, list):
+            return lua.table_from([table(v) for v in value])
+        return value
+
+    lua.globals().obj = table(obj)
+    out = lua.execute(ARGOCD_HEALTH.read_text())
+    return {"status": str(out["status"]), "message": str(out["message"])}
+
+
+def capture(name: str, text: str) -> None:
+    """Keep ``kubectl get`` output of a run for the docs: into $GEN5NAS_E2E_CAPTURE/<name>.txt
+    when set (nothing otherwise)."""
+    folder = os.environ.get("GEN5NAS_E2E_CAPTURE")
+    if folder:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        (Path(folder) / f"{name}.txt").write_text(text)
 
 
 class History:

@@ -45,6 +45,10 @@ def test_child_names_fit_dns_labels_and_stay_stable() -> None:
     assert len(name) <= MAX_NAME and name == child_name(long, "estimator")
     assert name != child_name(long, "search")
     assert child_name(OWNER, "search") == "nas-1-search"
+    # the role said once: the example NASSearch "...-search" has the Job "...-search"
+    named = Owner("NASSearch", "mobilenetv2-sample1-in1k-search", "ns", "uid")
+    assert child_name(named, "search") == "mobilenetv2-sample1-in1k-search"
+    assert child_name(named, "estimator") == "mobilenetv2-sample1-in1k-search-estimator"
 
 
 def test_indexed_job_training_with_gpus_volumes_and_rendezvous() -> None:

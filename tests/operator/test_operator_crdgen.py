@@ -108,6 +108,26 @@ def test_immutable_fields_have_cel_rules_with_messages() -> None:
             assert f"spec.{path} is immutable" in rules[0]["message"]
 
 
+def test_references_are_fixed_only_once_the_resource_left_waiting() -> None:
+    """A rule at the object's root (a field's rule cannot see status): the reference may change
+    while Waiting, and the message says why it cannot after, at the field's path."""
+    for kind, fields in (("NASSearch", {"supernetTraining", "maxTrials"}),
+                         ("SubnetExport", {"supernetTraining", "nasSearch"})):  # fmt: skip
+        crd = crdgen.build_crd(KINDS_BY_NAME[kind])
+        root = crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        rules = {r["fieldPath"]: r for r in root["x-kubernetes-validations"]}
+        assert set(rules) == {f".spec.{f}" for f in fields}
+        for f in fields:
+            rule = rules[f".spec.{f}"]
+            assert "oldSelf.status.phase == 'Waiting'" in rule["rule"]
+            assert (
+                f"spec.{f} is immutable once the {kind} has left Waiting"
+                in (rule["messageExpression"])
+            )
+            assert rule["reason"] == "FieldValueForbidden"
+            assert f not in KINDS_BY_NAME[kind].immutable  # no field rule fixing it for good
+
+
 def test_unknown_immutable_path_is_an_error() -> None:
     bad = dataclasses.replace(KINDS_BY_NAME["NASSearch"], immutable=["noSuchField"], columns=[])
     with pytest.raises(crdgen.SchemaError, match="noSuchField"):
@@ -122,7 +142,8 @@ def test_names_columns_and_status() -> None:
     version = nas["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
     cols = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert cols[:5] == ["Phase", "Trials", "Front", "Best-Acc", "Min-Cost"] and cols[-1] == "Age"
+    assert cols[:7] == ["Phase", "Ready", "Trials", "Front", "Best-Acc", "Min-Cost", "Unit"]
+    assert cols[-1] == "Age"
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     for key in ("phase", "conditions", "trials", "front", "outputs", "studyName", "progress"):
         assert key in status
@@ -144,8 +165,9 @@ def test_training_shows_its_progress() -> None:
     ]
     assert default == [
         ("Phase", ".status.phase"),
+        ("Ready", '.status.conditions[?(@.type=="Ready")].status'),
         ("Epoch", ".status.progress.epoch"),
-        ("Epochs", ".spec.schedule.epochs"),
+        ("Epochs", ".status.epochs"),
         ("Max-Top1", ".status.progress.maxTop1"),
         ("Min-Top1", ".status.progress.minTop1"),
         ("Age", ".metadata.creationTimestamp"),
@@ -156,6 +178,26 @@ def test_training_shows_its_progress() -> None:
         "epoch": "integer", "epochs": "integer", "iteration": "integer",
         "maxTop1": "number", "minTop1": "number", "updated": "string",
     }  # fmt: skip
+
+
+def test_columns_show_effective_values_from_status() -> None:
+    """A column on a spec field with a default would show blank where the default applies: the
+    operator writes the effective value into status and the column reads that. Only spec fields
+    without a default (what a SubnetExport names) are read from the spec."""
+    no_default = {".spec.nasSearch", ".spec.trial"}
+    for kind in crdgen.KINDS:
+        for c in kind.columns:
+            path = c["jsonPath"]
+            assert path.startswith((".status.", ".metadata.")) or path in no_default, (kind, c)
+        status = crdgen.build_crd(kind)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+        props = status["properties"]["status"]["properties"]
+        for c in kind.columns:  # what a column reads is in the status schema (not pruned)
+            if c["jsonPath"].startswith(".status.") and "[" not in c["jsonPath"]:
+                node = props
+                *parents, leaf = c["jsonPath"].removeprefix(".status.").split(".")
+                for part in parents:
+                    node = node[part]["properties"]
+                assert leaf in node, (kind.kind, c)
 
 
 def test_crdgen_cli_writes_into_a_folder(tmp_path: Path) -> None:

@@ -20,8 +20,11 @@ from e2e_support import (
     History,
     LocalPod,
     OperatorProcess,
+    argocd_health,
+    capture,
     contains,
     event_reasons,
+    events,
     export,
     finalizers,
     grpc_probe_ok,
@@ -31,6 +34,7 @@ from e2e_support import (
     rank0_pod,
     report_as_rank0,
     search,
+    table,
     training,
     wait_for,
 )
@@ -106,9 +110,11 @@ def test_training_children_status_and_restart(
         "epoch": 1, "epochs": 2, "iteration": 40, "maxTop1": 71.25, "minTop1": 60.5,
     }  # fmt: skip
     row = cluster.kubectl("get", "supernettraining", "st-a", "--no-headers").stdout.split()
-    # NAME, Phase, Epoch, Epochs, Max-Top1, Min-Top1, Age
-    assert row[:6] == ["st-a", "Running", "1", "2", "71.25", "60.5"], row
-    assert len(row) == 7 and row[6][-1] in "smhd", row
+    # NAME, Phase, Ready, Epoch, Epochs, Max-Top1, Min-Top1, Age
+    assert row[:7] == ["st-a", "Running", "True", "1", "2", "71.25", "60.5"], row
+    assert len(row) == 8 and row[7][-1] in "smhd", row
+    (cells,) = table(cluster.kubectl("get", "supernettraining", "st-a", "-o", "wide").stdout)
+    assert (cells["WORKERS"], cells["GPUS"]) == ("2", "4"), cells
 
     # Restart mid-way, the Job finishing while no operator runs: reaching Succeeded proves the
     # new process reconciled, and it made no duplicate children on the way.
@@ -256,10 +262,11 @@ def test_search_waits_runs_reports_front_and_cleans_up(
         by_number[n].user_attrs["arch_summary"] for n in top
     ]
     row = cluster.kubectl("get", "nassearch", "nas-b", "--no-headers").stdout.split()
-    # NAME, Phase, Trials, Front, Best-Acc, Min-Cost, Age
-    assert row[:4] == ["nas-b", "Running", "6/6", str(len(pareto))], row
-    assert [float(x) for x in row[4:6]] == [front["bestAccuracy"], front["lowestCost"]], row
-    assert len(row) == 7 and row[6][-1] in "smhd", row
+    # NAME, Phase, Ready, Trials, Front, Best-Acc, Min-Cost, Unit, Age
+    assert row[:5] == ["nas-b", "Running", "False", "6/6", str(len(pareto))], row
+    assert [float(x) for x in row[5:7]] == [front["bestAccuracy"], front["lowestCost"]], row
+    assert row[7] == "ms" and len(row) == 9 and row[8][-1] in "smhd", row
+    capture("nassearch-front", cluster.kubectl("get", "nassearch", "nas-b").stdout)
 
     cluster.job_complete("nas-b-search", completions=1)
     st = cluster.wait_phase("nassearch", "nas-b", "Succeeded")
@@ -362,6 +369,160 @@ def test_deleting_an_active_resource_needs_no_running_operator(
         operator.start()
 
 
+def _cond(st: dict[str, Any], type_: str) -> dict[str, Any]:
+    return {c["type"]: c for c in st.get("conditions") or []}.get(type_, {})
+
+
+def _health(cluster: Cluster, kind: str, name: str) -> str:
+    """Argo CD's health of the resource as the API server holds it now (operator/argocd)."""
+    return argocd_health(cluster.get(kind, name) or {})["status"]
+
+
+def test_status_tells_pending_pods_the_estimator_a_scale_and_a_missing_study(
+    cluster: Cluster, operator: OperatorProcess, dsn: str
+) -> None:
+    doc = search("nas-p", "unused", checkpoint="/results/x/st")
+    del doc["spec"]["supernetTraining"]
+    cluster.apply(doc)
+    job = wait_for("search Job", lambda: cluster.get("job", "nas-p-search"))
+    # a work queue: parallel workers on one study, done when they are; no completion count
+    assert job["spec"]["parallelism"] == 2 and job["spec"].get("completions") is None
+    st = cluster.wait_phase("nassearch", "nas-p", "Pending")
+    assert "outputs" not in st  # nothing written yet, so no paths
+    assert (st["costKey"], st["costUnit"], st["maxTrials"], st["parallelism"]) == (
+        "latency", "ms", 6, 2,
+    )  # fmt: skip
+
+    # Every pod pending: one unschedulable, one creating its container (as the scheduler and
+    # the kubelet report them). Not Ready, Progressing, and the message says why.
+    if cluster.kube.has_controller_manager:
+        pods = wait_for("2 pods", lambda: len(p := cluster.items(
+            "pods", "batch.kubernetes.io/job-name=nas-p-search")) == 2 and p)  # fmt: skip
+        cluster.pod_waiting(pods[0], False, "Unschedulable",
+                            "0/4 nodes are available: 4 Insufficient nvidia.com/gpu.")  # fmt: skip
+        cluster.pod_waiting(pods[1], True, "ContainerCreating", "")
+        expect = "Unschedulable: 1 (0/4 nodes are available"
+    else:
+        cluster.patch_status("job", "nas-p-search", {"active": 2, "ready": 0})
+        expect = "2 pod(s) waiting to start"
+    st = wait_for("pending reasons", lambda: expect in (
+        x := cluster.status("nassearch", "nas-p")).get("message", "") and x)  # fmt: skip
+    if cluster.kube.has_controller_manager:
+        assert "ContainerCreating: 1" in st["message"]
+    ready = _cond(st, "Ready")
+    assert (ready["status"], ready["reason"]) == ("False", "PodsPending")
+    gen = cluster.get("nassearch", "nas-p")["metadata"]["generation"]
+    assert ready["observedGeneration"] == st["observedGeneration"] == gen
+    assert _cond(st, "Progressing")["status"] == _cond(st, "Reconciling")["status"] == "True"
+    assert _health(cluster, "nassearch", "nas-p") == "Progressing"
+    assert any(
+        e["reason"] == "PodsPending" and expect in e["message"] for e in events(cluster, "nas-p")
+    )  # the message changed within Pending
+    (row,) = table(cluster.kubectl("get", "nassearch", "nas-p", "-o", "wide").stdout)
+    assert {k: row[k] for k in ("NAME", "PHASE", "READY", "TRIALS", "UNIT", "COST-KEY")} == {
+        "NAME": "nas-p", "PHASE": "Pending", "READY": "False", "TRIALS": "0/6", "UNIT": "ms",
+        "COST-KEY": "latency",  # the spec leaves it to the default: shown all the same
+    }, row  # fmt: skip
+    (job_row,) = table(cluster.kubectl("get", "job", "nas-p-search").stdout)
+    assert job_row["COMPLETIONS"] == "0/1 of 2", job_row  # kubectl's form for a work queue
+
+    # parallelism is applied to the running Job, and the user is told; maxTrials is fixed now
+    doc["spec"]["parallelism"] = 3
+    cluster.apply(doc)
+    wait_for("Job scaled", lambda: cluster.get("job", "nas-p-search")["spec"]["parallelism"] == 3)
+    st = wait_for("status.parallelism 3", lambda: (
+        x := cluster.status("nassearch", "nas-p")).get("parallelism") == 3 and x)  # fmt: skip
+    assert st["observedGeneration"] == gen + 1
+    scaled = wait_for("Scaled event", lambda: [
+        e for e in events(cluster, "nas-p") if e["reason"] == "Scaled"])  # fmt: skip
+    assert "parallelism 2 -> 3" in scaled[0]["message"]
+    doc["spec"]["maxTrials"] = 60
+    res = cluster.apply(doc, check=False)
+    assert res.returncode != 0
+    assert ("spec.maxTrials: Forbidden: spec.maxTrials is immutable once the NASSearch has "
+            "left Waiting (it is Pending)") in res.stderr, res.stderr  # fmt: skip
+    doc["spec"]["maxTrials"] = 6
+
+    # The workers run, the estimator has no available replica yet: Running, not Ready.
+    cluster.job_running("nas-p-search", active=3 if cluster.kube.has_controller_manager else 2)
+    st = cluster.wait_phase("nassearch", "nas-p", "Running")
+    assert (_cond(st, "Ready")["status"], _cond(st, "Ready")["reason"]) == (
+        "False", "EstimatorNotAvailable",
+    )  # fmt: skip
+    assert "0/2 estimator replicas available" in st["message"]
+    assert _health(cluster, "nassearch", "nas-p") == "Progressing"
+    cluster.deployment_available("nas-p-estimator", 2)
+    st = wait_for("Ready", lambda: _cond(
+        x := cluster.status("nassearch", "nas-p"), "Ready").get("status") == "True" and x)  # fmt: skip
+    assert _cond(st, "EstimatorReady")["reason"] == "ReplicasAvailable"
+    assert _cond(st, "Reconciling")["status"] == "False"
+    assert _health(cluster, "nassearch", "nas-p") == "Healthy"
+    wait_for("PodsRunning event", lambda: "PodsRunning" in event_reasons(cluster, "nas-p"))
+    capture("nassearch-running", cluster.kubectl("get", "nassearch", "nas-p", "-o", "wide").stdout)
+
+    # The Job completes, but nobody wrote the study: it says so, and where it looked.
+    cluster.job_complete("nas-p-search")
+    st = cluster.wait_phase("nassearch", "nas-p", "Failed")
+    assert _cond(st, "Failed")["reason"] == "StudyNotFound"
+    assert f"study {st['studyName']} was not found in" in st["message"]
+    host_db = dsn.split("@", 1)[1]
+    assert host_db in st["message"] and dsn.split(":")[2].split("@")[0] not in st["message"]
+    assert _cond(st, "Stalled")["status"] == "True"
+    assert _health(cluster, "nassearch", "nas-p") == "Degraded"
+    assert "outputs" not in st
+
+
+def test_deleted_dependency_warns_and_the_reference_may_change_while_waiting(
+    cluster: Cluster, operator: OperatorProcess, dsn: str
+) -> None:
+    cluster.apply(training("st-gone", gpusPerWorker=1))
+    cluster.apply(search("nas-w", "st-gone"))
+    cluster.apply(export("sx-w", "nas-w", 0))
+    wait_for("waiting on st-gone", lambda: "to succeed" in cluster.status(
+        "nassearch", "nas-w").get("message", ""))  # fmt: skip
+    cluster.kubectl("delete", "supernettraining", "st-gone", "--wait=true", "--timeout=60s")
+    st = wait_for("DependencyNotFound", lambda: _cond(
+        x := cluster.status("nassearch", "nas-w"), "Ready").get("reason") == "DependencyNotFound"
+        and x)  # fmt: skip
+    assert st["phase"] == "Waiting" and "SupernetTraining st-gone not found" in st["message"]
+    warned = wait_for("the Warning event", lambda: [
+        e for e in events(cluster, "nas-w")
+        if e["type"] == "Warning" and e["reason"] == "DependencyNotFound"])  # fmt: skip
+    assert "st-gone not found" in warned[0]["message"]
+    assert _health(cluster, "nassearch", "nas-w") == "Progressing"
+    assert _health(cluster, "subnetexport", "sx-w") == "Progressing"  # waits for nas-w
+
+    # While Waiting, the reference may change: pointed at a training that succeeded, it runs.
+    cluster.apply(training("st-new", gpusPerWorker=1))
+    wait_for("train Job", lambda: cluster.get("job", "st-new-train"))
+    cluster.job_complete("st-new-train", indexed=True)
+    cluster.wait_phase("supernettraining", "st-new", "Succeeded")
+    assert _health(cluster, "supernettraining", "st-new") == "Healthy"
+    cluster.apply(search("nas-w", "st-new"))
+    job = wait_for("search Job", lambda: cluster.get("job", "nas-w-search"))
+    command = job["spec"]["template"]["spec"]["containers"][0]["command"]
+    assert command[command.index("--checkpoint") + 1].endswith(f"/{cluster.ns}/st-new")
+    cluster.wait_phase("nassearch", "nas-w", "Pending")
+    res = cluster.apply(search("nas-w", "st-gone"), check=False)  # left Waiting: fixed now
+    assert (
+        res.returncode != 0
+        and (
+            "spec.supernetTraining: Forbidden: spec.supernetTraining is immutable once the "
+            "NASSearch has left Waiting (it is Pending)"
+        )
+        in res.stderr
+    ), res.stderr
+
+    # A missing DSN Secret: a Warning event that says how to make it.
+    cluster.apply(search("nas-s", "st-new", storage={"secretName": "no-such", "secretKey": "dsn"}))
+    warned = wait_for("the Warning event", lambda: [
+        e for e in events(cluster, "nas-s") if e["type"] == "Warning"])  # fmt: skip
+    assert warned[0]["reason"] == "Waiting" and "Secret no-such" in warned[0]["message"]
+    assert "kubectl -n" in warned[0]["message"]
+    cluster.kubectl("delete", "nassearch/nas-s", "nassearch/nas-w", "subnetexport/sx-w",
+                    "--wait=false")  # fmt: skip
+
+
 # ---- the API server rejects bad manifests --------------------------------------------------
 INVALID = [
     ("SupernetTraining", "missing required", lambda s: s.pop("dataset"), "dataset: Required"),
@@ -424,6 +585,43 @@ def test_api_server_rejects_changes_to_immutable_fields(
     mutable = _valid(kind, "imm")
     mutable["spec"]["runtime"] = {"gpusPerWorker": 3}  # runtime is not immutable
     crds.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(mutable))
+
+
+def test_kubectl_edit_of_a_fixed_field_shows_the_rules_message(crds: Any, tmp_path: Path) -> None:
+    """kubectl edit prints only "... is invalid" on stderr (its own format for a 422) and
+    reopens the editor with the API server's causes on top: there the rules' messages must be,
+    at the field's path."""
+    import os
+    import subprocess
+
+    ns = "edit-" + secrets.token_hex(3)  # not watched: the status is written by hand
+    crds.kubectl("create", "namespace", ns)
+    doc = _valid("NASSearch", "ed")
+    doc["spec"]["costKey"] = "latency"
+    crds.kubectl("apply", "-n", ns, "-f", "-", input=yaml.safe_dump(doc))
+    crds.kubectl("patch", "nassearch", "ed", "-n", ns, "--subresource=status", "--type=merge",
+                 "-p", json.dumps({"status": {"phase": "Running"}}))  # fmt: skip
+    editor = tmp_path / "editor.sh"
+    editor.write_text(
+        "#!/bin/sh\n"
+        f'cp "$1" "{tmp_path}/buffer.$(ls {tmp_path} | grep -c buffer)"\n'
+        "sed -i 's/^  costKey: latency/  costKey: energy/; s/^  maxTrials: 6$/  maxTrials: 60/' "
+        '"$1"\n'
+    )
+    editor.chmod(0o755)
+    res = subprocess.run(
+        [crds.kubectl_path, "--kubeconfig", str(crds.kubeconfig), "-n", ns, "edit",
+         "nassearch", "ed"],
+        capture_output=True, text=True, timeout=60, env={**os.environ, "KUBE_EDITOR": str(editor)},
+    )  # fmt: skip
+    assert res.returncode != 0 and "is invalid" in res.stderr, res.stderr
+    reopened = (tmp_path / "buffer.1").read_text()
+    assert '# nassearches.gen5nas.io "ed" was not valid:' in reopened, reopened
+    assert "# * spec.costKey: Forbidden: spec.costKey is immutable" in reopened, reopened
+    assert (
+        "# * spec.maxTrials: Forbidden: spec.maxTrials is immutable once the NASSearch has left "
+        "Waiting (it is Running)"
+    ) in reopened, reopened
 
 
 def test_examples_pass_the_crd_schema(crds: Any) -> None:
@@ -527,7 +725,7 @@ def test_examples_make_the_children_they_describe(
     st = cluster.wait_phase("nassearch", se_name, "Waiting")
     assert tr_name in st["message"]
     cluster.wait_phase("subnetexport", sx_name, "Waiting")
-    assert cluster.get("job", f"{se_name}-search") is None
+    assert cluster.get("job", se_name) is None  # the search Job: the role said once
     assert cluster.get("job", f"{sx_name}-export") is None
 
     cluster.job_complete(f"{tr_name}-train", completions=rt.workers, indexed=True)
@@ -538,7 +736,7 @@ def test_examples_make_the_children_they_describe(
     est = se["spec"]["estimator"]
     cr = cluster.get("nassearch", se_name)
     assert cr is not None
-    job = wait_for("search Job", lambda: cluster.get("job", f"{se_name}-search"))
+    job = wait_for("search Job", lambda: cluster.get("job", se_name))
     assert owned_by(job, cr) and job["spec"]["parallelism"] == se["spec"]["parallelism"]
     pod = job["spec"]["template"]["spec"]
     (container,) = pod["containers"]
@@ -588,6 +786,11 @@ def test_examples_make_the_children_they_describe(
     )
     assert st["phase"] == "Waiting"
     assert cluster.get("job", f"{sx_name}-export") is None
+    mine = [f"supernettraining/{tr_name}", f"nassearch/{se_name}", f"subnetexport/{sx_name}"]
+    capture("examples", "\n".join(
+        cluster.kubectl("get", *args).stdout
+        for args in (mine, [*mine, "-o", "wide"], ["jobs", f"{tr_name}-train", se_name])
+    ))  # fmt: skip
 
     cluster.kubectl(
         "delete", f"subnetexport/{sx_name}", f"nassearch/{se_name}",

@@ -326,6 +326,155 @@ def test_name_taken_by_a_stranger_is_a_conflict_and_left_alone(kube: MemoryKube,
     assert "ownerReferences" not in job["metadata"] and job["spec"] == {"template": {}}
 
 
+def _pending_pod(name: str, job: str, waiting: dict[str, Any] | None, scheduled: bool) -> dict:
+    status: dict[str, Any] = {"phase": "Pending", "conditions": [
+        {"type": "PodScheduled", "status": "True" if scheduled else "False",
+         **({} if scheduled else {"reason": "Unschedulable",
+                                  "message": "0/3 nodes are available: 3 Insufficient nvidia.com/gpu."})},
+    ]}  # fmt: skip
+    if waiting:
+        status["containerStatuses"] = [{"name": "main", "state": {"waiting": waiting}}]
+    return {
+        "apiVersion": "v1", "kind": "Pod",
+        "metadata": {"name": name, "namespace": NS,
+                     "labels": {"batch.kubernetes.io/job-name": job}},
+        "status": status,
+    }  # fmt: skip
+
+
+def estimator_available(kube: MemoryKube, name: str, available: int) -> None:
+    kube.put_status("apps/v1", "Deployment", name, {"availableReplicas": available})
+
+
+def test_search_is_ready_only_while_its_pods_run_and_the_estimator_serves(
+    kube: MemoryKube, dsn: str
+) -> None:
+    add_secret(kube, dsn)
+    add_cr(kube, "NASSearch", "nas", search_spec(parallelism=2))
+    out = reconcile(kube, "NASSearch", "nas")
+    # Pods pending: not Ready, Progressing and Reconciling (kstatus: in progress), no outputs,
+    # and what a default leaves out of the spec is in status (the printer columns read it).
+    kube.put_status("batch/v1", "Job", "nas-search", {"active": 2, "ready": 0})
+    kube.create(_pending_pod("nas-search-a", "nas-search", None, scheduled=False))
+    kube.create(_pending_pod("nas-search-b", "nas-search", {"reason": "ContainerCreating"}, True))
+    out = reconcile(kube, "NASSearch", "nas")
+    st = out.status
+    assert st["phase"] == PENDING and "outputs" not in st
+    ready = cond(st, "Ready")
+    assert ready["status"] == "False" and ready["reason"] == "PodsPending"
+    assert ready["observedGeneration"] == st["observedGeneration"] == 1
+    assert (
+        "ContainerCreating: 1" in st["message"] and "Unschedulable: 1 (0/3 nodes" in st["message"]
+    )
+    assert cond(st, "Progressing")["status"] == "True"
+    assert cond(st, "Reconciling")["status"] == "True"
+    assert cond(st, "Stalled")["status"] == "False"
+    assert (st["costKey"], st["costUnit"], st["maxTrials"], st["parallelism"]) == (
+        "latency", "ms", 4, 2,
+    )  # fmt: skip
+    assert ("Normal", "PodsPending") in events_of(kube, "nas")  # the message changed: an event
+
+    # The Job's pods run, the estimator has no available replica: Running, not Ready.
+    kube.put_status("batch/v1", "Job", "nas-search", {"active": 2, "ready": 2})
+    st = reconcile(kube, "NASSearch", "nas").status
+    assert st["phase"] == RUNNING
+    assert cond(st, "Ready")["status"] == "False"
+    assert cond(st, "Ready")["reason"] == "EstimatorNotAvailable"
+    assert "0/2 estimator replicas available" in st["message"]
+    assert cond(st, "EstimatorReady")["status"] == "False"
+    assert ("Normal", RUNNING) in events_of(kube, "nas")  # its pods start: no warning yet
+
+    estimator_available(kube, "nas-estimator", 1)
+    st = reconcile(kube, "NASSearch", "nas").status
+    assert cond(st, "Ready")["status"] == "True" and cond(st, "Reconciling")["status"] == "False"
+    assert cond(st, "EstimatorReady")["reason"] == "ReplicasAvailable"
+    assert ("Normal", "PodsRunning") in events_of(kube, "nas")
+
+
+def test_search_job_complete_on_a_missing_study_says_where_it_looked(
+    kube: MemoryKube, tmp_path: Path
+) -> None:
+    dsn = f"sqlite:///{tmp_path}/nowhere.db"
+    add_secret(kube, dsn)
+    add_cr(kube, "NASSearch", "nas", search_spec())
+    study = reconcile(kube, "NASSearch", "nas").status["studyName"]
+    job_complete(kube, "nas-search")
+    st = reconcile(kube, "NASSearch", "nas").status
+    assert st["phase"] == FAILED and cond(st, "Failed")["reason"] == "StudyNotFound"
+    assert f"study {study} was not found in {dsn}" in st["message"]
+    assert cond(st, "Stalled")["status"] == "True" and cond(st, "Ready")["status"] == "False"
+
+
+def test_search_study_not_found_hides_the_password() -> None:
+    from gen5nas_operator.common.child_state import ChildState
+    from gen5nas_operator.kinds.search.reconcile import _phase, _Study
+
+    where = "postgresql+psycopg2://u:***@db.example:5432/optuna"
+    phase, reason, message = _phase(ChildState(SUCCEEDED), _Study(where), "ns.nas.1")
+    assert (phase, reason) == (FAILED, "StudyNotFound")
+    assert (
+        "study ns.nas.1 was not found in postgresql+psycopg2://u:***@db.example:5432/optuna"
+        in message
+    )
+
+
+def test_search_parallelism_change_scales_the_running_job(kube: MemoryKube, dsn: str) -> None:
+    add_secret(kube, dsn)
+    add_cr(kube, "NASSearch", "nas", search_spec(parallelism=2))
+    reconcile(kube, "NASSearch", "nas")
+    assert kube.get("batch/v1", "Job", NS, "nas-search")["spec"]["parallelism"] == 2
+    kube.patch(GROUP_VERSION, "NASSearch", NS, "nas",
+               {"metadata": {"generation": 2}, "spec": {"parallelism": 4}})  # fmt: skip
+    out = reconcile(kube, "NASSearch", "nas")
+    assert kube.get("batch/v1", "Job", NS, "nas-search")["spec"]["parallelism"] == 4
+    assert out.status["parallelism"] == 4 and out.status["observedGeneration"] == 2
+    scaled = [e for e in kube.list("v1", "Event", NS) if e["reason"] == "Scaled"]
+    assert len(scaled) == 1 and "parallelism 2 -> 4" in scaled[0]["message"]
+    doc = yaml.safe_load(kube.get("v1", "ConfigMap", NS, "nas-spec")["data"]["spec.yaml"])
+    assert doc["spec"]["parallelism"] == 4  # the spec the workers read, in step
+    reconcile(kube, "NASSearch", "nas")
+    assert len([e for e in kube.list("v1", "Event", NS) if e["reason"] == "Scaled"]) == 1
+    # A finished Job is left as it is.
+    job_complete(kube, "nas-search")
+    kube.patch(GROUP_VERSION, "NASSearch", NS, "nas", {"spec": {"parallelism": 1}})
+    reconcile(kube, "NASSearch", "nas")
+    assert kube.get("batch/v1", "Job", NS, "nas-search")["spec"]["parallelism"] == 4
+
+
+def test_search_waiting_on_a_deleted_training_warns_and_takes_a_new_reference(
+    kube: MemoryKube, dsn: str
+) -> None:
+    add_secret(kube, dsn)
+    add_cr(kube, "SupernetTraining", "st", TRAINING, status={"phase": RUNNING})
+    spec = search_spec(supernetTraining="st")
+    del spec["checkpoint"]
+    add_cr(kube, "NASSearch", "nas", spec)
+    st = reconcile(kube, "NASSearch", "nas").status
+    assert st["phase"] == WAITING and cond(st, "Ready")["reason"] == "WaitingForDependency"
+    kube.delete(GROUP_VERSION, "SupernetTraining", NS, "st")
+    st = reconcile(kube, "NASSearch", "nas").status
+    assert st["phase"] == WAITING and cond(st, "Ready")["reason"] == "DependencyNotFound"
+    events = [e for e in kube.list("v1", "Event", NS) if e["involvedObject"]["name"] == "nas"]
+    last = events[-1]
+    assert (last["type"], last["reason"]) == ("Warning", "DependencyNotFound")
+    assert last["message"].startswith(f"SupernetTraining st not found in namespace {NS}")
+    reconcile(kube, "NASSearch", "nas")  # nothing changed: no new event
+    assert len([e for e in kube.list("v1", "Event", NS)
+                if e["involvedObject"]["name"] == "nas"]) == len(events)  # fmt: skip
+    # The reference may change while Waiting (the CRD allows it): the new one is followed.
+    add_cr(kube, "SupernetTraining", "st2", TRAINING,
+           status={"phase": SUCCEEDED, "checkpoint": "/results/team-a/st2"})  # fmt: skip
+    kube.patch(GROUP_VERSION, "NASSearch", NS, "nas", {"spec": {"supernetTraining": "st2"}})
+    st = reconcile(kube, "NASSearch", "nas").status
+    assert st["phase"] == PENDING and st["checkpoint"] == "/results/team-a/st2"
+
+
+def test_missing_secret_is_a_warning_event(kube: MemoryKube) -> None:
+    add_cr(kube, "NASSearch", "nas", search_spec())
+    reconcile(kube, "NASSearch", "nas")
+    assert events_of(kube, "nas") == [("Warning", WAITING)]
+
+
 # ---- SubnetExport ------------------------------------------------------------------------------
 def export_spec(**extra: Any) -> dict[str, Any]:
     return {"nasSearch": "nas", "trial": 1, **extra}
@@ -335,12 +484,17 @@ def test_export_waits_for_its_nassearch(kube: MemoryKube, dsn: str) -> None:
     add_cr(kube, "SubnetExport", "sx", export_spec())
     out = reconcile(kube, "SubnetExport", "sx")
     assert out.status["phase"] == WAITING
-    assert cond(out.status, "Ready")["reason"] == "WaitingForDependency"
-    assert out.status["message"] == "waiting for NASSearch nas (not found)"
+    assert cond(out.status, "Ready")["reason"] == "DependencyNotFound"
+    assert out.status["message"].startswith(f"NASSearch nas not found in namespace {NS}")
+    assert "spec.nasSearch" in out.status["message"]
+    assert ("Warning", "Waiting") in events_of(kube, "sx")
 
     add_cr(kube, "NASSearch", "nas", search_spec(), status={"phase": RUNNING})
     out = reconcile(kube, "SubnetExport", "sx")
-    assert out.status["phase"] == WAITING and "(now Running)" in out.status["message"]
+    assert out.status["phase"] == WAITING and "(it is Running)" in out.status["message"]
+    assert cond(out.status, "Ready")["reason"] == "WaitingForDependency"
+    # the same phase, another reason: an event says so
+    assert ("Normal", "WaitingForDependency") in events_of(kube, "sx")
     assert out.created == [] and kube.names("batch/v1", "Job") == []
 
     kube.put_status(GROUP_VERSION, "NASSearch", "nas", {"phase": FAILED})

@@ -7,6 +7,7 @@ import re
 
 import optuna
 import pytest
+from e2e_support import argocd_health
 from optuna.trial import TrialState, create_trial
 from search_study import sample_arch, trial_user_attrs
 
@@ -18,7 +19,9 @@ from gen5nas_operator.common.conditions import (
     PENDING,
     RUNNING,
     SUCCEEDED,
+    WAITING,
     invalid_spec,
+    phase_status,
     set_condition,
 )
 from gen5nas_operator.kinds.export.status import export_report
@@ -191,3 +194,48 @@ def test_training_progress_keeps_known_fields_only() -> None:
         "updated": "2025-01-01T00:00:00Z",
     }
     assert training_progress(json.dumps({**doc, "extra": "x"})) == doc
+
+
+@pytest.mark.parametrize(
+    ("phase", "ready", "health"),
+    [
+        (WAITING, None, "Progressing"), (PENDING, None, "Progressing"),
+        (RUNNING, False, "Progressing"), (RUNNING, None, "Healthy"),
+        (SUCCEEDED, None, "Healthy"), (FAILED, None, "Degraded"),
+    ],
+)  # fmt: skip
+def test_argocd_health_follows_phase_ready_and_generation(
+    phase: str, ready: bool | None, health: str
+) -> None:
+    """The Argo CD script on statuses as phase_status writes them (the e2e tests run it on the
+    operator's own); a status behind the spec's generation is still Progressing."""
+    st = phase_status(None, phase, "Why", "the message", generation=2, ready=ready)
+    obj = {"metadata": {"generation": 2}, "status": st}
+    out = argocd_health(obj)
+    assert out["status"] == health
+    if health != "Healthy":
+        assert "the message" in out["message"]
+    behind = {"metadata": {"generation": 3}, "status": st}
+    assert argocd_health(behind) == {
+        "status": "Progressing", "message": "the operator has not reconciled generation 3 yet",
+    }  # fmt: skip
+    assert argocd_health({"metadata": {"generation": 1}})["status"] == "Progressing"
+
+
+def test_pending_pods_counted_by_reason() -> None:
+    pods = [
+        {"status": {"phase": "Pending", "conditions": [
+            {"type": "PodScheduled", "status": "False", "reason": "Unschedulable",
+             "message": "0/2 nodes are available"}]}},
+        {"status": {"phase": "Pending", "conditions": [{"type": "PodScheduled", "status": "True"}],
+                    "containerStatuses": [{"state": {"waiting": {"reason": "ErrImagePull",
+                                                                 "message": "not found"}}}]}},
+        {"status": {"phase": "Pending"}},
+        {"status": {"phase": "Running"}},
+    ]  # fmt: skip
+    state = job_state(_job(active=3, ready=0), pods)
+    assert state.phase == PENDING and state.reason == "PodsPending"
+    assert state.message == (
+        "3 pod(s) waiting to start: ErrImagePull: 1 (not found); NotScheduledYet: 1; "
+        "Unschedulable: 1 (0/2 nodes are available)"
+    )

@@ -2,9 +2,16 @@
 
 Phases: Waiting (for the step it depends on), Pending (children created, nothing running
 yet), Running, Succeeded, Failed. Conditions follow the Kubernetes convention (type, status,
-reason, message, lastTransitionTime): ``Ready`` (spec valid, dependencies met, children in
-place), ``Complete`` and ``Failed`` (terminal); a kind may add its own (a NASSearch's
-``EstimatorReady``).
+reason, message, lastTransitionTime, observedGeneration) and what GitOps tools read (kstatus,
+Flux, Argo CD):
+
+- ``Ready``: the resource is doing its job: its pods run (and, for a NASSearch, the estimator
+  serves), or it succeeded. False while Waiting or Pending, with the reason.
+- ``Progressing``: work is under way (Pending or Running).
+- ``Reconciling`` (kstatus: in progress): not Ready yet and not Failed.
+- ``Stalled`` (kstatus: failed) and ``Failed``: terminal failure; ``Complete``: succeeded.
+
+A kind may add its own (a NASSearch's ``EstimatorReady``).
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ WAITING, PENDING, RUNNING, SUCCEEDED, FAILED = (
 )
 TERMINAL = (SUCCEEDED, FAILED)
 MAX_MESSAGE = 1000  # status stays small; the full story is in the pod's logs
+# Reasons a user must act on: their events are Warnings even outside the Failed phase.
+WARNING_REASONS = frozenset({"DependencyNotFound", "SecretMissing"})
 
 
 def now_iso() -> str:
@@ -66,23 +75,37 @@ def phase_status(
     message: str = "",
     generation: int | None = None,
     now: str | None = None,
+    ready: bool | None = None,
 ) -> dict[str, Any]:
-    """``phase``, ``message`` and the Ready/Complete/Failed conditions that go with them."""
+    """``phase``, ``message`` and the conditions that go with them. ``ready`` defaults to the
+    phase's (Running or Succeeded); a kind passes False when its phase runs but a part of it
+    does not serve yet (``reason``/``message`` then say which)."""
     conds = (old or {}).get("conditions") or []
-    ready = phase in (PENDING, RUNNING, SUCCEEDED)
-    conds = set_condition(conds, "Ready", ready, reason, message, generation, now)
-    conds = set_condition(
-        conds, "Complete", phase == SUCCEEDED, reason if phase == SUCCEEDED else "NotComplete",
-        "", generation, now,
-    )  # fmt: skip
-    conds = set_condition(
-        conds, "Failed", phase == FAILED, reason if phase == FAILED else "NotFailed",
-        message if phase == FAILED else "", generation, now,
-    )  # fmt: skip
+    ready = phase in (RUNNING, SUCCEEDED) if ready is None else ready
+    terminal_reason = reason if phase in TERMINAL else phase
+    progressing = phase in (PENDING, RUNNING)
+    reconciling = not ready and phase != FAILED
+    for type_, value, why, text in (
+        ("Ready", ready, reason, message),
+        ("Progressing", progressing, reason if progressing else terminal_reason, ""),
+        ("Reconciling", reconciling, reason if reconciling else terminal_reason,
+         message if reconciling else ""),
+        ("Stalled", phase == FAILED, reason if phase == FAILED else "NotStalled",
+         message if phase == FAILED else ""),
+        ("Complete", phase == SUCCEEDED, reason if phase == SUCCEEDED else "NotComplete", ""),
+        ("Failed", phase == FAILED, reason if phase == FAILED else "NotFailed",
+         message if phase == FAILED else ""),
+    ):  # fmt: skip
+        conds = set_condition(conds, type_, value, why, text, generation, now)
     out: dict[str, Any] = {"phase": phase, "message": message[:MAX_MESSAGE], "conditions": conds}
     if generation is not None:
         out["observedGeneration"] = generation
     return out
+
+
+def condition(status: dict[str, Any], type_: str) -> dict[str, Any]:
+    """Condition ``type_`` of a status ({} when absent)."""
+    return next((c for c in status.get("conditions") or [] if c.get("type") == type_), {})
 
 
 def invalid_spec(old: dict[str, Any] | None, message: str, generation: int | None) -> dict:

@@ -26,6 +26,7 @@ class Outcome:
     status: dict[str, Any]
     created: list[str] = field(default_factory=list)  # "Kind/name" of children made now
     deleted: list[str] = field(default_factory=list)
+    events: list[tuple[str, str, str]] = field(default_factory=list)  # (type, reason, message)
 
 
 class NameConflict(Gen5NasError):
@@ -109,22 +110,25 @@ def with_times(st: dict[str, Any], state: ChildState) -> dict[str, Any]:
 
 
 def dependency(
-    kube: Kube, owner: Owner, kind: str, name: str
-) -> tuple[dict[str, Any] | None, str | None, str]:
-    """(the resource, a phase to wait in or fail with, why)."""
+    kube: Kube, owner: Owner, kind: str, name: str, spec_field: str
+) -> tuple[dict[str, Any] | None, str | None, str, str]:
+    """(the resource, a phase to wait in or fail with, the reason, why)."""
     dep = kube.get(GROUP_VERSION, kind, owner.namespace, name)
     if dep is None:
-        return None, WAITING, f"waiting for {kind} {name} (not found)"
+        return None, WAITING, "DependencyNotFound", (
+            f"{kind} {name} not found in namespace {owner.namespace}: create it, or point "
+            f"spec.{spec_field} at another (it may change while this {owner.kind} is Waiting)"
+        )  # fmt: skip
     phase = (dep.get("status") or {}).get("phase")
     if phase == FAILED:
-        return dep, FAILED, f"{kind} {name} failed"
+        return dep, FAILED, "DependencyFailed", f"{kind} {name} failed"
     if phase != SUCCEEDED:
-        return dep, WAITING, f"waiting for {kind} {name} to succeed (now {phase or 'new'})"
-    return dep, None, ""
+        why = f"waiting for {kind} {name} to succeed (it is {phase or 'not reconciled yet'})"
+        return dep, WAITING, "WaitingForDependency", why
+    return dep, None, "", ""
 
 
-def blocked(old: dict, phase: str, why: str, gen: int | None) -> Outcome:
-    reason = "WaitingForDependency" if phase == WAITING else "DependencyFailed"
+def blocked(old: dict, phase: str, reason: str, why: str, gen: int | None) -> Outcome:
     return Outcome(phase_status(old, phase, reason, why, gen))
 
 

@@ -29,6 +29,9 @@ class Kind:
     columns: list[dict[str, Any]]
     reconcile: Reconcile
     status_extra: dict[str, Any] = field(default_factory=dict)  # this kind's status fields
+    # Top-level spec fields that may change while the resource is Waiting (a dependency that
+    # does not exist can be pointed elsewhere) and are fixed once it has left Waiting.
+    fixed_after_waiting: list[str] = field(default_factory=list)
 
     @property
     def singular(self) -> str:

@@ -31,8 +31,9 @@ class Owner:
 
 
 def child_name(owner: Owner, role: str) -> str:
-    """``<owner>-<role>``, shortened with a hash when too long for a DNS label."""
-    name = f"{owner.name}-{role}"
+    """``<owner>-<role>``, the role said once (a NASSearch ``x-search`` has the Job ``x-search``,
+    not ``x-search-search``), shortened with a hash when too long for a DNS label."""
+    name = owner.name if owner.name.endswith(f"-{role}") else f"{owner.name}-{role}"
     if len(name) <= MAX_NAME:
         return name
     digest = hashlib.sha256(name.encode()).hexdigest()[:8]

@@ -66,4 +66,5 @@ def col(name: str, path: str, type_: str = "string", priority: int = 0, **kw: An
 
 
 PHASE_COL = col("Phase", ".status.phase")
+READY_COL = col("Ready", '.status.conditions[?(@.type=="Ready")].status')
 AGE_COL = col("Age", ".metadata.creationTimestamp", "date")

@@ -12,7 +12,7 @@ from gen5nas.spec.common import GROUP_VERSION
 from gen5nas.spec.export import SubnetExportSpec
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas_operator.common import conditions as c
-from gen5nas_operator.common.child_state import job_state
+from gen5nas_operator.common.child_state import job_pods, job_state
 from gen5nas_operator.common.ensure import (
     Outcome,
     blocked,
@@ -68,14 +68,18 @@ def _resolve(
     out = _Resolved(spec.checkpoint or old.get("checkpoint"))
     if not started:
         if spec.supernet_training:
-            dep, phase, why = dependency(kube, owner, "SupernetTraining", spec.supernet_training)
+            dep, phase, reason, why = dependency(
+                kube, owner, "SupernetTraining", spec.supernet_training, "supernetTraining"
+            )
             if phase:
-                return blocked(old, phase, why, gen)
+                return blocked(old, phase, reason, why, gen)
             out.checkpoint = spec.checkpoint or (dep or {}).get("status", {}).get("checkpoint")
         if spec.nas_search:
-            dep, phase, why = dependency(kube, owner, "NASSearch", spec.nas_search)
+            dep, phase, reason, why = dependency(
+                kube, owner, "NASSearch", spec.nas_search, "nasSearch"
+            )
             if phase:
-                return blocked(old, phase, why, gen)
+                return blocked(old, phase, reason, why, gen)
             dep_status = (dep or {}).get("status") or {}
             out.checkpoint = out.checkpoint or dep_status.get("checkpoint")
             if spec.trial is not None:
@@ -89,14 +93,13 @@ def _resolve(
         if dep:
             out.dsn_secret = dsn_secret_of(parse_spec(NASSearchSpec, dep).storage, settings)
     if not out.checkpoint:
-        return blocked(old, c.WAITING, "no checkpoint known yet", gen)
+        return blocked(old, c.WAITING, "WaitingForDependency", "no checkpoint known yet", gen)
     out.overrides["checkpoint"] = out.checkpoint
     return out
 
 
-def _pod_report(kube: Kube, owner: Owner, job_name: str) -> dict[str, Any] | None:
+def _pod_report(pods: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The newest export pod's report from its termination message."""
-    pods = kube.list("v1", "Pod", owner.namespace, f"batch.kubernetes.io/job-name={job_name}")
     for pod in sorted(
         pods, key=lambda p: p["metadata"].get("creationTimestamp") or "", reverse=True
     ):
@@ -125,7 +128,9 @@ def reconcile_export(kube: Kube, settings: Settings, body: dict[str, Any]) -> Ou
         owner, spec, body["spec"], settings, resolved.overrides, resolved.dsn_secret
     )
     created = ensure(kube, owner, manifests)
-    state = job_state(job or kube.get("batch/v1", "Job", owner.namespace, job_name))
+    job = job or kube.get("batch/v1", "Job", owner.namespace, job_name)
+    pods = job_pods(kube, owner.namespace, job_name) if job else []
+    state = job_state(job, pods)
     st = c.phase_status(old, state.phase, state.reason, state.message, gen)
     st.update(
         checkpoint=resolved.checkpoint,
@@ -135,7 +140,7 @@ def reconcile_export(kube: Kube, settings: Settings, body: dict[str, Any]) -> Ou
     if spec.trial is not None:
         st["trial"] = spec.trial
     if state.phase in c.TERMINAL:
-        report = _pod_report(kube, owner, job_name)
+        report = _pod_report(pods)
         if report:
             st.update(report)
         elif state.phase == c.SUCCEEDED:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas_operator.common.kind import Kind
-from gen5nas_operator.common.status_schema import AGE_COL, PHASE_COL, col
+from gen5nas_operator.common.status_schema import AGE_COL, PHASE_COL, READY_COL, col
 from gen5nas_operator.kinds.search.reconcile import reconcile_search
 from gen5nas_operator.kinds.search.status import STATUS_SCHEMA
 
@@ -20,7 +20,6 @@ KIND = Kind(
     spec_model=NASSearchSpec,
     immutable=[
         "searchSpace",
-        "supernetTraining",
         "checkpoint",
         "dataset",
         "costKey",
@@ -32,14 +31,18 @@ KIND = Kind(
         "storage",
         "studyName",
     ],
+    fixed_after_waiting=["supernetTraining", "maxTrials"],
     reconcile=reconcile_search,
     columns=[
         PHASE_COL,
+        READY_COL,
         col("Trials", ".status.progress"),
         col("Front", ".status.front.size", "integer"),
         col("Best-Acc", ".status.front.bestAccuracy", "number"),
         col("Min-Cost", ".status.front.lowestCost", "number"),
-        col("Cost-Key", ".spec.costKey", priority=1),
+        col("Unit", ".status.costUnit"),
+        col("Cost-Key", ".status.costKey", priority=1),
+        col("Workers", ".status.parallelism", "integer", priority=1),
         col("Study", ".status.studyName", priority=1),
         col("Message", ".status.message", priority=1),
         AGE_COL,

@@ -24,8 +24,14 @@ from gen5nas_operator.common.status_schema import BOOL, INT, NUM, STR, obj
 FRONT_ENTRY = obj(
     {"trial": INT, "accuracy": NUM, "cost": NUM, "arch": STR},
 )
+# A cost key's unit, as the search's records name it (latency_ms, energy_mj).
+COST_UNITS = {key: attr.rsplit("_", 1)[-1].replace("mj", "mJ") for key, attr in COST_ATTRS.items()}
 STATUS_SCHEMA: dict[str, Any] = {
     "studyName": STR,
+    "costKey": {"type": "string", "description": "the cost the search minimises (spec or default)"},
+    "costUnit": {"type": "string", "description": "its unit (ms, mJ): of front costs"},
+    "maxTrials": {"type": "integer", "description": "the trial budget in effect"},
+    "parallelism": {"type": "integer", "description": "the search Job's workers now"},
     "checkpoint": STR,
     "progress": {"type": "string", "description": "complete/maxTrials"},
     "trials": obj(
@@ -41,7 +47,11 @@ STATUS_SCHEMA: dict[str, Any] = {
         },
         "the Pareto front (accuracy up, cost down); top entries only, the full front is on the PVC",
     ),
-    "outputs": {"type": "object", "additionalProperties": STR},
+    "outputs": {
+        "type": "object",
+        "additionalProperties": STR,
+        "description": "paths on the results PVC, once the search step has written them",
+    },
     "estimator": obj(
         {"service": STR, "endpoints": {"type": "array", "items": STR}, "removed": BOOL}
     ),
@@ -86,7 +96,7 @@ def study_status(trials: Sequence[FrozenTrial], spec: NASSearchSpec, top: int) -
         "progress": f"{finished}/{spec.max_trials}",
         "front": {
             "size": len(front),
-            "costKey": f"{cost_key} ({COST_ATTRS[cost_key].rsplit('_', 1)[-1]})",
+            "costKey": f"{cost_key} ({COST_UNITS[cost_key]})",
             "top": [
                 {
                     "trial": r.number,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from gen5nas.spec.training import SupernetTrainingSpec
 from gen5nas_operator.common.kind import Kind
-from gen5nas_operator.common.status_schema import AGE_COL, PHASE_COL, col
+from gen5nas_operator.common.status_schema import AGE_COL, PHASE_COL, READY_COL, col
 from gen5nas_operator.kinds.training.reconcile import reconcile_training
 from gen5nas_operator.kinds.training.status import STATUS_SCHEMA
 
@@ -22,13 +22,14 @@ KIND = Kind(
     reconcile=reconcile_training,
     columns=[
         PHASE_COL,
+        READY_COL,
         col("Epoch", ".status.progress.epoch", "integer"),
-        col("Epochs", ".spec.schedule.epochs", "integer"),
+        col("Epochs", ".status.epochs", "integer"),
         col("Max-Top1", ".status.progress.maxTop1", "number"),
         col("Min-Top1", ".status.progress.minTop1", "number"),
         col("Iteration", ".status.progress.iteration", "integer", priority=1),
-        col("Workers", ".spec.runtime.workers", "integer", priority=1),
-        col("GPUs", ".spec.runtime.gpusPerWorker", "integer", priority=1),
+        col("Workers", ".status.workers", "integer", priority=1),
+        col("GPUs", ".status.gpusPerWorker", "integer", priority=1),
         col("Checkpoint", ".status.checkpoint", priority=1),
         col("Message", ".status.message", priority=1),
         AGE_COL,

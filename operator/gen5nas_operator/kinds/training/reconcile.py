@@ -11,7 +11,7 @@ from gen5nas.errors import Gen5NasError
 from gen5nas.spec.training import SupernetTrainingSpec
 from gen5nas.train.progress_report import ANNOTATION as PROGRESS_ANNOTATION
 from gen5nas_operator.common import conditions as c
-from gen5nas_operator.common.child_state import job_state
+from gen5nas_operator.common.child_state import job_pods, job_state
 from gen5nas_operator.common.ensure import (
     Outcome,
     child_roles,
@@ -61,9 +61,13 @@ def reconcile_training(kube: Kube, settings: Settings, body: dict[str, Any]) -> 
             kube.get("kubeflow.org/v1", "PyTorchJob", owner.namespace, job_name)
         )
     else:
-        state = job_state(kube.get("batch/v1", "Job", owner.namespace, job_name))
+        job = kube.get("batch/v1", "Job", owner.namespace, job_name)
+        state = job_state(job, job_pods(kube, owner.namespace, job_name) if job else [])
     st = c.phase_status(old, state.phase, state.reason, state.message, gen)
     st.update(
+        epochs=spec.schedule.epochs,
+        workers=spec.runtime.workers,
+        gpusPerWorker=spec.runtime.gpus_per_worker,
         backend=backend,
         workDir=work_dir(owner, spec.runtime),
         checkpoint=ch.training_checkpoint(owner, spec.runtime),

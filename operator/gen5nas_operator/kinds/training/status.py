@@ -16,6 +16,9 @@ from gen5nas_operator.common.status_schema import INT, TIME, obj
 STATUS_SCHEMA: dict[str, Any] = {
     "backend": {"type": "string", "enum": ["PyTorchJob", "IndexedJob"]},
     "checkpoint": {"type": "string", "description": "supernet checkpoint on the results PVC"},
+    "epochs": {"type": "integer", "description": "epochs to train (spec or default)"},
+    "workers": {"type": "integer", "description": "worker pods (spec or default)"},
+    "gpusPerWorker": {"type": "integer", "description": "GPUs per worker (spec or default)"},
     "progress": obj(
         {
             "epoch": {"type": "integer", "description": "epochs completed"},
