@@ -233,7 +233,7 @@ def main() -> None:
 
 def _torch_export_engine():  # type: ignore[no-untyped-def]
     from gen5nas.estimator.engine import EstimatorEngine
-    from gen5nas.estimator.onnx_graph import GraphWork
+    from gen5nas.estimator.graph_work import GraphWork
 
     class TorchExportEngine(EstimatorEngine):
         """The estimator's former arch path, for the side-by-side only: a random static subnet

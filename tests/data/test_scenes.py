@@ -16,14 +16,8 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from gen5nas.data import build_loaders
-from gen5nas.data.scenes import (
-    SceneSettings,
-    category,
-    category_names,
-    draw_scene,
-    rle_encode,
-    write_scenes,
-)
+from gen5nas.data.scene_writer import rle_encode, write_scenes
+from gen5nas.data.scenes import SceneSettings, category, category_names, draw_scene
 from gen5nas.errors import SpecError
 from gen5nas.spec.common import DatasetSpec
 from gen5nas.spec.space import parse_model

@@ -19,7 +19,7 @@ from onnx import TensorProto, helper
 from realparts._proc import wait_until
 from support.estimator import chain_of_unknown_ops, endless_loop
 
-from gen5nas.estimator import onnx_graph
+from gen5nas.estimator import onnx_checks
 from gen5nas.estimator._proto import estimator_pb2 as pb
 from gen5nas.estimator._proto import estimator_pb2_grpc as pb_grpc
 from gen5nas.estimator.profiles import ProfileRegistry, save_profile
@@ -249,7 +249,7 @@ def test_malformed_list_hardware_request(channel) -> None:
 
 
 def test_too_many_nodes(channel, monkeypatch) -> None:
-    monkeypatch.setattr(onnx_graph, "MAX_NODES", 100)  # the server runs in this process
+    monkeypatch.setattr(onnx_checks, "MAX_NODES", 100)  # the server runs in this process
     with pytest.raises(grpc.RpcError) as err:
         _raw_estimate(channel, _req(onnx=chain_of_unknown_ops(101)).SerializeToString(), 60)
     assert err.value.code() == TOO_LARGE and "101 nodes" in (err.value.details() or "")

@@ -11,7 +11,8 @@ import pytest
 from support.estimator import ServerProcess
 
 from gen5nas.errors import SpecError
-from gen5nas.estimator.client import EstimatorClient, _retryable, parse_servers
+from gen5nas.estimator.client import EstimatorClient
+from gen5nas.estimator.endpoints import parse_servers, retryable
 from gen5nas.estimator.errors import EstimatorRequestError, EstimatorUnavailable
 from gen5nas.estimator.server import start_server
 from gen5nas.estimator.synthetic import convnet
@@ -201,7 +202,7 @@ class _RpcError(grpc.RpcError):
     ],
 )
 def test_retryable(code: grpc.StatusCode, details: str, retry: bool) -> None:
-    assert _retryable(_RpcError(code, details)) is retry
+    assert retryable(_RpcError(code, details)) is retry
 
 
 def test_estimate_arch_builds_the_subnet_on_the_server(two_servers) -> None:

@@ -1,6 +1,13 @@
 """Datasets: a checked, fault-tolerant ImageFolder loader, the digits demo data, a synthetic
 tree generator and the generated scenes (all ImageFolder trees; the scenes also as COCO boxes
-and masks), and ``build_loaders`` used by train, search and retrain."""
+and masks), and ``build_loaders`` used by train, search and retrain.
+
+Where each concern lives: ``imagefolder`` (the checked loader), ``loaders`` (``build_loaders``,
+sharding), ``transforms`` (augmentation), ``generate`` (digits, synthetic trees, atomic tree
+writing), ``scenes`` (a scene's settings, categories and drawing), ``scene_paint`` (shapes,
+textures, backgrounds, clutter, occluders), ``scene_writer`` (the ImageFolder tree, masks and
+COCO annotations on disk).
+"""
 
 from gen5nas.data.generate import write_digits, write_synthetic
 from gen5nas.data.imagefolder import (
@@ -11,7 +18,8 @@ from gen5nas.data.imagefolder import (
     scan_imagefolder,
 )
 from gen5nas.data.loaders import DataLoaders, ShardSampler, build_loaders, dist_info
-from gen5nas.data.scenes import SceneSettings, write_scenes
+from gen5nas.data.scene_writer import write_scenes
+from gen5nas.data.scenes import SceneSettings
 from gen5nas.data.transforms import AugmentConfig
 
 __all__ = [

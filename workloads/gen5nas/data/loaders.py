@@ -24,7 +24,8 @@ from gen5nas.data.imagefolder import (
     collate_skipping,
     scan_imagefolder,
 )
-from gen5nas.data.scenes import SceneSettings, write_scenes
+from gen5nas.data.scene_writer import write_scenes
+from gen5nas.data.scenes import SceneSettings
 from gen5nas.data.transforms import AugmentConfig, train_transform, val_transform
 from gen5nas.errors import SpecError
 from gen5nas.spec.common import DatasetKind, DatasetSpec, ScenesSpec

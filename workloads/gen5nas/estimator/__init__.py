@@ -4,6 +4,20 @@ a named search space) and a hardware profile into latency, energy and a per-laye
 Backends: ``analytical`` (a roofline accelerator model with named profiles, calibratable) and
 ``onnxruntime`` (measured on the server's CPU). Heavy imports stay in the submodules:
 ``server.start_server``, ``client.EstimatorClient``, ``engine.EstimatorEngine``.
+
+Where each concern lives:
+
+- serving: ``server`` (gRPC server, health), ``service`` (requests to answers), ``engine``
+  (backends, caches), ``errors`` (request errors, deadlines), ``result`` (``Estimate``);
+- ONNX analysis: ``onnx_graph`` (``analyze``: the walk), ``onnx_checks`` (parse, schema and
+  wiring checks, request limits), ``shape_infer`` (shape inference, shapes past unknown ops),
+  ``op_kinds`` (cost classes and per-op tables), ``node_count`` (per-node MACs, vector ops,
+  tensors; fusion tags), ``graph_work`` (the counted work), ``arch_graph`` (an arch's graph);
+- costing: ``analytical`` (roofline model), ``profiles`` (hardware profiles), ``calibrate``,
+  ``measured`` (onnxruntime backend), ``fidelity``, ``synthetic`` (test models);
+- client: ``client`` (``EstimatorClient``: retries, cache), ``endpoints`` (servers setting to
+  gRPC targets, retryable failures), ``estimate_proto`` (a response read back);
+- ``cli``: the ``gen5nas estimator`` commands.
 """
 
 from gen5nas.estimator.errors import EstimatorRequestError, EstimatorUnavailable

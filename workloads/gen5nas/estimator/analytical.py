@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from gen5nas.estimator.onnx_graph import KINDS, GraphWork
+from gen5nas.estimator.graph_work import GraphWork
+from gen5nas.estimator.op_kinds import KINDS
 from gen5nas.estimator.profiles import EFFICIENCY_KINDS, HardwareProfile, efficiency_of
 from gen5nas.estimator.result import Estimate, LayerEstimate
 

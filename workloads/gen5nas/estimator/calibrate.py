@@ -24,7 +24,8 @@ import numpy as np
 from gen5nas.estimator.analytical import total_latency_ms
 from gen5nas.estimator.engine import EstimatorEngine
 from gen5nas.estimator.fidelity import Fidelity, fidelity
-from gen5nas.estimator.onnx_graph import COMPUTE_KINDS, KINDS, GraphWork
+from gen5nas.estimator.graph_work import GraphWork
+from gen5nas.estimator.op_kinds import COMPUTE_KINDS, KINDS
 from gen5nas.estimator.profiles import EFFICIENCY_KINDS, HardwareProfile, efficiency_of
 
 log = logging.getLogger(__name__)

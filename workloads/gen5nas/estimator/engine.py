@@ -29,7 +29,8 @@ from gen5nas.estimator.errors import (
     check_deadline,
     request_scope,
 )
-from gen5nas.estimator.onnx_graph import GraphWork, analyze, analyze_model, model_sha256
+from gen5nas.estimator.graph_work import GraphWork, model_sha256
+from gen5nas.estimator.onnx_graph import analyze, analyze_model
 from gen5nas.estimator.profiles import ProfileRegistry
 from gen5nas.estimator.result import Estimate, LayerEstimate
 from gen5nas.lru import LRU

@@ -54,7 +54,7 @@ EFFICIENCY_FALLBACK = {"pwconv": "conv"}
 # Ops a runtime folds into the Conv/Gemm producing their input ("fusion:" in a profile): an
 # activation right after it, a residual Add onto its output. A folded op moves no bytes and
 # costs no cycles of its own (onnxruntime's CPU provider does both; NPUs do it in the output
-# stage). Tagged per node by onnx_graph.py.
+# stage). Tagged per node by node_count.py.
 FUSION_RULES = ("activation", "residual_add")
 MEASURED_KEYS = {"warmup": 3, "repeats": 10, "threads": 0}
 BACKENDS = ("analytical", "onnxruntime")
