@@ -82,3 +82,23 @@ def test_a_resumed_run_appends_without_repeating_steps(data: Path, tmp_path: Pat
     run_supernet_training(spec, tmp_path, device="cpu")
     assert len(list((tmp_path / TENSORBOARD_DIR).glob("events.out.tfevents.*"))) == 2
     _check(_scalars(tmp_path))
+
+
+def test_retraining_writes_its_loss_lr_and_top1(
+    digits: Path, checkpoint: Path, tmp_path: Path
+) -> None:
+    from export_helpers import export_spec, tiny_space
+
+    from gen5nas.export.retrain import RETRAIN_DIR, run_retrain
+
+    torch.set_num_threads(1)
+    retrain = {"enabled": True, "epochs": 2, "maxItersPerEpoch": 2, "lr": 0.05, "warmupEpochs": 0}
+    arch = tiny_space().min().to_yaml_dict()
+    spec = export_spec(checkpoint, digits, arch=arch, retrain=retrain)
+    run_retrain(spec, tmp_path, device="cpu")
+    scalars = _scalars(tmp_path / RETRAIN_DIR)
+    assert [s for s, _ in scalars["val/accuracy_top1"]] == [2, 4]
+    steps = [s for s, _ in scalars["train/lr"]]  # every logIntervalIters and epoch end
+    assert steps == sorted(set(steps)) and steps[-1] == 4
+    assert any(t.startswith("train/loss/") for t in scalars)
+    assert [s for s, _ in scalars["epoch/images_per_s"]] == [2, 4]
