@@ -27,6 +27,6 @@ def digits(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A freshly initialised tiny-space supernet saved through the checkpoint API."""
-    from export_helpers import save_supernet
+    from support.export import save_supernet
 
     return save_supernet(tmp_path_factory.mktemp("ckpt") / "epoch_1.pth")

@@ -14,10 +14,10 @@ import grpc
 import numpy as np
 import onnx
 import pytest
-from estimator_helpers import chain_of_unknown_ops, endless_loop
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from onnx import TensorProto, helper
 from realparts._proc import wait_until
+from support.estimator import chain_of_unknown_ops, endless_loop
 
 from gen5nas.estimator import onnx_graph
 from gen5nas.estimator._proto import estimator_pb2 as pb

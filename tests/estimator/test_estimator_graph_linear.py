@@ -9,8 +9,8 @@ from collections import Counter
 from typing import Any
 
 import pytest
-from estimator_helpers import chain_of_unknown_ops
 from onnx import shape_inference
+from support.estimator import chain_of_unknown_ops
 
 from gen5nas.estimator import onnx_graph
 

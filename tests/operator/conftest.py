@@ -1,22 +1,15 @@
-"""Operator tests: this folder's helper modules (``search_study``, ``e2e_support``) on the path,
-and the end-to-end fixtures: the CRDs applied to the real kube-apiserver, a fresh namespace, the
-operator process, a watch per kind, and the study DSN's Secret."""
+"""Operator tests' end-to-end fixtures (helpers in ``support.operator_e2e``): the CRDs applied to
+the real kube-apiserver, a fresh namespace, the operator process, a watch per kind, and the study
+DSN's Secret."""
 
 from __future__ import annotations
 
 import secrets
-import sys
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-
-_HERE = str(Path(__file__).resolve().parent)
-if _HERE not in sys.path:
-    sys.path.insert(0, _HERE)
-
-from e2e_support import (  # noqa: E402
+from support.operator_e2e import (
     CRDS,
     Cluster,
     History,

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import EXAMPLES
 from kubernetes.client.exceptions import ApiException
+from support.operator_e2e import EXAMPLES
 
 from gen5nas.errors import Gen5NasError, SpecError
 from gen5nas.spec.common import RuntimeSpec

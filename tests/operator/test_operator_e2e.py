@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import (
+from support.operator_e2e import (
     EXAMPLES,
     Cluster,
     History,
@@ -38,7 +38,7 @@ from e2e_support import (
     training,
     wait_for,
 )
-from search_study import write_study
+from support.operator_study import write_study
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(900)]
 
@@ -153,7 +153,7 @@ def test_search_waits_runs_reports_front_and_cleans_up(
 ) -> None:
     import optuna
     from optuna.trial import TrialState
-    from searchkit import fresh_checkpoint, read_csv
+    from support.search import fresh_checkpoint, read_csv
 
     from gen5nas.estimator.server import start_server
     from gen5nas.search.results import counted_trials

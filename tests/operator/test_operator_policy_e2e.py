@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import (
+from support.operator_e2e import (
     EXAMPLES,
     Cluster,
     OperatorProcess,

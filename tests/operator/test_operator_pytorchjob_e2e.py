@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 import yaml
-from e2e_support import (
+from support.operator_e2e import (
     Cluster,
     OperatorProcess,
     now,
@@ -52,7 +52,7 @@ PYTORCHJOB_CRD = {
 
 @pytest.fixture(scope="module")
 def kubeflow_cluster(kube_cluster: Any) -> Iterator[Any]:
-    from e2e_support import CRDS
+    from support.operator_e2e import CRDS
 
     kube_cluster.kubectl("apply", "--server-side", "-f", str(CRDS))
     kube_cluster.kubectl("apply", "-f", "-", input=yaml.safe_dump(PYTORCHJOB_CRD))

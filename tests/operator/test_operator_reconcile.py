@@ -24,7 +24,7 @@ import optuna
 import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
-from search_study import outputs_attr, sample_arch, trial_user_attrs, write_study
+from support.operator_study import outputs_attr, sample_arch, trial_user_attrs, write_study
 
 from gen5nas.search.study import DIRECTIONS, open_storage
 from gen5nas.spec.common import GROUP_VERSION
@@ -677,7 +677,7 @@ def test_operator_imports_without_torch() -> None:
 def test_kit_trial_attrs_are_the_runners() -> None:
     """The trials these tests (and the e2e ones) write are what a real search worker writes."""
     pytest.importorskip("torch")  # the runner needs it; the operator does not
-    from searchkit import proxy_outcome, tiny_space
+    from support.search import proxy_outcome, tiny_space
 
     from gen5nas.search.runner import Worker
 

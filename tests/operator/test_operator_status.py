@@ -7,9 +7,9 @@ import re
 
 import optuna
 import pytest
-from e2e_support import argocd_health
 from optuna.trial import TrialState, create_trial
-from search_study import sample_arch, trial_user_attrs
+from support.operator_e2e import argocd_health
+from support.operator_study import sample_arch, trial_user_attrs
 
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas.spec.space import parse_model

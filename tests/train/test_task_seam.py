@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 import torch
+from support.train import tiny_spec
 from torch import Tensor, nn
-from train_helpers import tiny_spec
 
 from gen5nas.data import Batch, write_synthetic
 from gen5nas.errors import SpecError

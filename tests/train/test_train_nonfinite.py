@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 import torch
 import torch.nn.functional as F
-from train_helpers import tiny_spec
+from support.train import tiny_spec
 
 from gen5nas.data import write_synthetic
 from gen5nas.spec.training import SupernetTrainingSpec

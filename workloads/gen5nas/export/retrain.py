@@ -115,7 +115,8 @@ def run_retrain(
     from gen5nas.train.distributed import env_from_torchrun, unwrap
     from gen5nas.train.evaluate import StaticValidator
     from gen5nas.train.sandwich import PlainStep
-    from gen5nas.train.trainer import Trainer, TrainerConfig, seed_everything
+    from gen5nas.train.seeding import seed_everything
+    from gen5nas.train.trainer import Trainer, TrainerConfig
 
     r = spec.retrain
     work_dir = Path(work_dir)

@@ -1,6 +1,9 @@
 """Spec models shared by the CLI and the operator (pydantic, torch-free).
 
-Where things live: the search space, an arch and the spec base model in :mod:`.space`; the
+Where things live: the search space and an arch in :mod:`.space`, the validators of its fields
+(ranges bounded before expansion, kernel ranges, ratio tables, resolutions) in
+:mod:`.space_rules`, the spec base model and the error that names each field in
+:mod:`.model_base`, the limits in :mod:`.bounds`, the bounded YAML reader in :mod:`.yaml_input`; the
 shipped spaces by name in :mod:`.spaces`; the plan of a subnet's layers (per-block widths,
 kernels, strides, skips), the activation names and ``make_divisible`` in :mod:`.plan`, which
 the supernet (:mod:`gen5nas.supernet`: elastic ops, blocks, model) and the estimator's ONNX arch

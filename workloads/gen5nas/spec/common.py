@@ -29,15 +29,10 @@ from gen5nas.spec.bounds import (
     Quantity,
     cel_rules,
 )
-from gen5nas.spec.space import (
-    ArchSetting,
-    ModelT,
-    Resolutions,
-    SearchSpace,
-    SpecModel,
-    parse_model,
-    read_yaml_documents,
-)
+from gen5nas.spec.model_base import ModelT, SpecModel, parse_model
+from gen5nas.spec.space import ArchSetting, SearchSpace
+from gen5nas.spec.space_rules import Resolutions
+from gen5nas.spec.yaml_input import read_yaml_documents
 
 API_GROUP = "gen5nas.io"
 API_VERSION = "v1alpha1"

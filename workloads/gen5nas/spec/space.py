@@ -8,244 +8,49 @@ table, never searched); ``stride`` is fixed per stage. Torch-free: the operator 
 
 from __future__ import annotations
 
-import functools
 import math
 import random
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import yaml
 from pydantic import (
-    AfterValidator,
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
     Field,
-    GetCoreSchemaHandler,
-    GetJsonSchemaHandler,
     ModelWrapValidatorHandler,
-    ValidationError,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic.json_schema import JsonSchemaValue
-from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
 
 from gen5nas.atomic import atomic_write_text
 from gen5nas.errors import ArchError, SpecError
 from gen5nas.spec.bounds import (
-    DNS1123_SUBDOMAIN,
     MAX_CHANNELS,
     MAX_DEPTH,
     MAX_EXPAND_RATIO,
     MAX_KERNEL,
-    MAX_LIST,
-    MAX_RESOLUTION,
-    MAX_SPACE_VALUES,
     MAX_STAGES,
-    MAX_STRING,
     Cel,
     cel_rules,
 )
+from gen5nas.spec.model_base import SpecModel as SpecModel  # re-exported beside the space models
+from gen5nas.spec.model_base import errors_at
+from gen5nas.spec.model_base import format_validation_error as format_validation_error
+from gen5nas.spec.model_base import parse_model as parse_model
+from gen5nas.spec.space_rules import (
+    DEPTH_VALUES,
+    STAGE_INDEXES,
+    ChannelRange,
+    DepthRange,
+    ExpandTable,
+    KernelRange,
+    Resolution,
+    Resolutions,
+    range_values,
+    same_stages,
+)
 from gen5nas.spec.yaml_input import read_yaml as read_yaml  # re-exported: the one reader
 from gen5nas.spec.yaml_input import read_yaml_documents as read_yaml_documents
-
-
-class SpecModel(BaseModel):
-    """Base of every spec model: camelCase aliases for Kubernetes, snake_case (the seed's names)
-    accepted as well, and unknown fields refused so that a typo never passes silently."""
-
-    model_config = ConfigDict(
-        alias_generator=to_camel,
-        populate_by_name=True,
-        extra="forbid",
-        frozen=True,
-        allow_inf_nan=False,  # .inf / .nan in a float field is refused, never trained with
-        str_max_length=MAX_STRING,
-    )
-
-
-def _check_range(value: tuple[int, int, int], max_value: int) -> tuple[int, int, int]:
-    lo, hi, step = value
-    if lo <= 0:
-        raise ValueError(f"min must be positive, got {lo} (format [min, max, step])")
-    if hi > max_value or step > max_value:
-        raise ValueError(
-            f"{list(value)}: max and step may be at most {max_value} (format [min, max, step])"
-        )
-    if lo > hi:
-        raise ValueError(f"min {lo} is greater than max {hi} (format [min, max, step])")
-    if step <= 0:
-        raise ValueError(f"step must be positive, got {step} (format [min, max, step])")
-    # Counted, never expanded: a huge range is refused before it costs memory.
-    count = (hi - lo) // step + 1
-    if count > MAX_SPACE_VALUES:
-        raise ValueError(
-            f"[{lo}, {hi}, {step}] expands to {count} values; allowed: at most "
-            f"{MAX_SPACE_VALUES} per range (raise step or narrow [min, max])"
-        )
-    if (hi - lo) % step:
-        first = [lo + i * step for i in range(min(count, 6))]
-        raise ValueError(
-            f"step {step} does not land on max: from {lo} by {step} the values are "
-            f"{first}..., never {hi} (format [min, max, step])"
-        )
-    return value
-
-
-_RANGE_RULES = (
-    Cel("self[0] <= self[1]", "min must not be greater than max (format [min, max, step])"),
-    Cel(
-        "self[2] < 1 || (self[1] - self[0]) % self[2] == 0",
-        "step must land on max: (max - min) must be a multiple of step ([min, max, step])",
-    ),
-    Cel(
-        f"self[2] < 1 || (self[1] - self[0]) / self[2] < {MAX_SPACE_VALUES}",
-        f"a [min, max, step] range may expand to at most {MAX_SPACE_VALUES} values",
-    ),
-)
-
-
-@dataclass(frozen=True)
-class RangeBounds:
-    """``[min, max, step]`` with min and max in 1..max_value, step >= 1 landing exactly on max
-    and at most MAX_SPACE_VALUES values: checked by :func:`_check_range` (its messages name min,
-    max or step), and carried into the JSON schema (element bounds and CEL rules) for the CRD."""
-
-    max_value: int
-
-    def __get_pydantic_core_schema__(
-        self, source: Any, handler: GetCoreSchemaHandler
-    ) -> CoreSchema:
-        check = functools.partial(_check_range, max_value=self.max_value)
-        return core_schema.no_info_after_validator_function(check, handler(source))
-
-    def __get_pydantic_json_schema__(
-        self, schema: CoreSchema, handler: GetJsonSchemaHandler
-    ) -> JsonSchemaValue:
-        out = handler(schema)
-        for item in out.get("prefixItems", []):
-            item.update(minimum=1, maximum=self.max_value)
-        out.setdefault("x-kubernetes-validations", []).extend(r.as_dict() for r in _RANGE_RULES)
-        return out
-
-
-IntRange = Annotated[tuple[int, int, int], RangeBounds(MAX_CHANNELS)]
-"""``[min, max, step]``, all positive, and ``step`` lands exactly on ``max``."""
-DepthRange = Annotated[tuple[int, int, int], RangeBounds(MAX_DEPTH)]
-ChannelRange = IntRange
-
-
-def range_values(r: tuple[int, int, int]) -> list[int]:
-    lo, hi, step = r
-    return list(range(lo, hi + 1, step))
-
-
-def _check_kernel_range(value: tuple[int, int, int]) -> tuple[int, int, int]:
-    for k in range_values(value):
-        if k % 2 == 0:
-            raise ValueError(
-                f"kernel sizes must be odd (a centred 'same' padding needs it), but "
-                f"{list(value)} includes {k}; use an even step from an odd min, e.g. [3, 7, 2]"
-            )
-    return value
-
-
-KernelRange = Annotated[
-    tuple[int, int, int],
-    RangeBounds(MAX_KERNEL),
-    AfterValidator(_check_kernel_range),
-    Cel(
-        "self[0] % 2 == 1 && (self[0] == self[1] || self[2] % 2 == 0)",
-        "kernel sizes must be odd: an odd min and an even step, e.g. [3, 7, 2]",
-    ),
-]
-
-
-def _check_ratio_table(table: dict[int, float]) -> dict[int, float]:
-    if not table:
-        raise ValueError("empty table; give a ratio for every num_blocks value, e.g. {1: 4, 2: 6}")
-    for depth, ratio in table.items():
-        # The supernet has no contracting 1x1 conv: below 1 it would silently run ratio 1.
-        if not ratio >= 1:
-            raise ValueError(
-                f"ratio for num_blocks={depth} is {ratio}; allowed: a number >= 1 "
-                f"(1 = no expand conv), e.g. {{1: 1, 2: 6}}"
-            )
-    return dict(sorted(table.items()))
-
-
-ExpandTable = Annotated[
-    dict[Annotated[int, Field(ge=1, le=MAX_DEPTH)], Annotated[float, Field(le=MAX_EXPAND_RATIO)]],
-    Field(max_length=MAX_DEPTH),
-    AfterValidator(_check_ratio_table),
-    Cel("size(self) >= 1", "empty table; give a ratio for every num_blocks value"),
-    Cel("self.all(k, k.matches('^[0-9]+$'))", "keys are num_blocks values (integers)"),
-    Cel("self.all(k, self[k] >= 1.0)", "a ratio is a number >= 1 (1 = no expand conv)"),
-]
-
-
-def _resolution_list(value: Any) -> Any:
-    # The seed nests the list as input_resizer_cfg.input_sizes; accept both spellings.
-    if isinstance(value, dict) and set(value) <= {"input_sizes", "inputSizes"}:
-        return value.get("input_sizes", value.get("inputSizes"))
-    return value
-
-
-def _check_resolutions(value: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    if not value:
-        raise ValueError("empty list; give at least one [height, width], e.g. [[224, 224]]")
-    if len(set(value)) != len(value):
-        raise ValueError(f"duplicate resolutions in {[list(v) for v in value]}")
-    return value
-
-
-_Side = Annotated[int, Field(ge=1, le=MAX_RESOLUTION)]
-Resolution = tuple[_Side, _Side]
-"""``[height, width]`` in pixels."""
-
-Resolutions = Annotated[
-    list[Resolution],
-    BeforeValidator(_resolution_list),
-    Field(max_length=MAX_LIST),
-    AfterValidator(_check_resolutions),
-    Cel("size(self) >= 1", "give at least one [height, width], e.g. [[224, 224]]"),
-    Cel("self.all(a, self.exists_one(b, b == a))", "duplicate resolutions"),
-]
-
-
-def _errors_at(title: str, errors: list[tuple[tuple[str | int, ...], str, Any]]) -> ValidationError:
-    """A ValidationError with each ``(loc, message, value)`` at its own ``loc`` (relative to the
-    model being validated).
-
-    Raised from a model validator, pydantic prefixes the outer path, so :func:`parse_model`'s
-    ``SpecError.field`` names the exact entry (``arch_setting.expand_ratio[3]``) rather than the
-    whole model, as a plain ValueError would.
-    """
-    return ValidationError.from_exception_data(
-        title,
-        [
-            InitErrorDetails(
-                type=PydanticCustomError("value_error", "{reason}", {"reason": reason}),
-                loc=where,
-                input=value,
-            )
-            for where, reason, value in errors
-        ],
-    )
-
-
-def _same_stages(name: str) -> Cel:
-    return Cel(
-        f"size(self.{name}) == size(self.numBlocks)",
-        f"{name} needs one entry per stage: as many as numBlocks",
-    )
-
-
-_STAGE = f"[{', '.join(str(i) for i in range(MAX_STAGES))}]"
-_DEPTHS = f"[{', '.join(str(d) for d in range(1, MAX_DEPTH + 1))}]"
 
 
 class ArchSetting(SpecModel):
@@ -254,10 +59,10 @@ class ArchSetting(SpecModel):
     # The API server's copy of _check_consistency. CEL has no range(): the stage indices and
     # depths are literal lists (both are bounded, so the cost estimate is too).
     model_config = cel_rules(
-        *(_same_stages(n) for n in ("kernelSize", "numOutChannels", "expandRatio", "stride")),
+        *(same_stages(n) for n in ("kernelSize", "numOutChannels", "expandRatio", "stride")),
         Cel(
-            f"{_STAGE}.all(i, i >= size(self.numBlocks) || i >= size(self.expandRatio) || "
-            f"self.numBlocks[i][2] < 1 || {_DEPTHS}.all(d, d < self.numBlocks[i][0] || "
+            f"{STAGE_INDEXES}.all(i, i >= size(self.numBlocks) || i >= size(self.expandRatio) || "
+            f"self.numBlocks[i][2] < 1 || {DEPTH_VALUES}.all(d, d < self.numBlocks[i][0] || "
             f"d > self.numBlocks[i][1] || (d - self.numBlocks[i][0]) % self.numBlocks[i][2] "
             f"!= 0 || string(d) in self.expandRatio[i]))",
             "expandRatio needs a ratio for every numBlocks value of its stage",
@@ -337,7 +142,7 @@ class ArchSetting(SpecModel):
                         )
                     )
         if errors:
-            raise _errors_at(cls.__name__, errors)
+            raise errors_at(cls.__name__, errors)
         return setting
 
     @property
@@ -575,47 +380,3 @@ def _fmt_values(values: Sequence[int]) -> str:
     if len(values) > 8:
         return f"[{values[0]}, {values[1]}, ..., {values[-1]}] (step {values[1] - values[0]})"
     return str(list(values))
-
-
-def format_validation_error(exc: ValidationError, source: str | None = None) -> str:
-    """One line per problem, each naming the dotted field path and what is allowed."""
-    lines = []
-    for err in exc.errors():
-        loc = _dotted(err["loc"])
-        msg = err["msg"].removeprefix("Value error, ")
-        if err["type"] == "extra_forbidden":
-            msg = "unknown field (check the spelling; see the spec reference in the README)"
-        elif (
-            err["type"] == "string_pattern_mismatch"
-            and (err.get("ctx") or {}).get("pattern") == DNS1123_SUBDOMAIN
-        ):
-            msg = (
-                f"{str(err['input'])[:80]!r} is not a DNS-1123 name: lowercase letters, digits, "
-                f"'-' and '.', starting and ending with a letter or digit (e.g. my-search)"
-            )
-        lines.append(f"{loc}: {msg}" if loc else msg)
-    head = f"{source}: invalid spec" if source else "invalid spec"
-    return head + ":\n  " + "\n  ".join(lines)
-
-
-def _dotted(loc: Sequence[int | str]) -> str:
-    out = ""
-    for part in loc:
-        if isinstance(part, int):
-            out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
-    return out
-
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
-
-
-def parse_model(model: type[ModelT], data: Any, source: str | None = None) -> ModelT:
-    """Validate ``data`` into ``model``; a failure becomes a :class:`SpecError` listing fields."""
-    try:
-        return model.model_validate(data)
-    except ValidationError as exc:
-        error = SpecError(format_validation_error(exc, source))
-        error.field = _dotted(exc.errors()[0]["loc"]) if exc.errors() else None
-        raise error from None

@@ -42,7 +42,8 @@ def run_supernet_training(
     from gen5nas.train.evaluate import SupernetValidator
     from gen5nas.train.progress_report import ProgressReporter
     from gen5nas.train.sandwich import SandwichStep
-    from gen5nas.train.trainer import Trainer, TrainerConfig, seed_everything
+    from gen5nas.train.seeding import seed_everything
+    from gen5nas.train.trainer import Trainer, TrainerConfig
 
     task = get_task(spec.task.value)
     work_dir = Path(work_dir)

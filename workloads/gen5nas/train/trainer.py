@@ -32,20 +32,15 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
-import math
-import os
-import random
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 import torch.distributed as dist
-from torch import Tensor, nn
+from torch import nn
 from tqdm import tqdm
 
 from gen5nas.data.imagefolder import Batch, batch_to
@@ -62,6 +57,7 @@ from gen5nas.train.checkpoint import (
 )
 from gen5nas.train.checkpoint_store import CheckpointStore
 from gen5nas.train.distributed import DistEnv, all_reduce_sum, barrier, unwrap, wrap_ddp
+from gen5nas.train.epoch_stats import EpochStats
 from gen5nas.train.evaluate import Validator
 from gen5nas.train.finite import check_finite_step
 from gen5nas.train.optim import build_optimizer, build_scheduler
@@ -72,18 +68,6 @@ from gen5nas.train.sandwich import StepContext, StepOutput, TrainStep
 log = logging.getLogger(__name__)
 
 StepHook = Callable[[StepContext, StepOutput], None]
-
-
-def seed_everything(seed: int, rank: int = 0, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch (``seed + rank``: dropout differs per rank, as it should).
-    ``deterministic`` also asks torch for deterministic kernels (bitwise-reproducible on CPU)."""
-    random.seed(seed + rank)
-    np.random.seed((seed + rank) % 2**32)
-    torch.manual_seed(seed + rank)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-    torch.backends.cudnn.benchmark = not deterministic
 
 
 @dataclass
@@ -115,34 +99,6 @@ class TrainResult:
     metrics: dict[str, float]  # the last validation's
     log_dir: Path | None
     model: nn.Module | None = None  # the trained model (unwrapped, still on its device)
-
-
-class _Progress:
-    """Running sums for the log line: per-pass losses, images, wall time."""
-
-    def __init__(self) -> None:
-        self.losses: dict[str, Tensor] = {}
-        self.steps = 0
-        self.images = 0
-        self.skipped = 0
-        self.start = time.perf_counter()
-
-    def add(self, out: StepOutput, images: int, skipped: int) -> None:
-        for name, value in out.losses.items():
-            self.losses[name] = self.losses.get(name, 0) + value.float()
-        self.steps += 1
-        self.images += images
-        self.skipped += skipped
-
-    def mean_losses(self) -> dict[str, float]:
-        return {k: float(v) / max(1, self.steps) for k, v in self.losses.items()}
-
-    def rate(self) -> float:
-        return self.images / max(1e-9, time.perf_counter() - self.start)
-
-
-def _fmt_eta(seconds: float) -> str:
-    return str(timedelta(seconds=round(seconds))) if math.isfinite(seconds) else "?"
 
 
 class Trainer:
@@ -384,7 +340,7 @@ class Trainer:
         if self.sampler is not None:
             self.sampler.set_epoch(epoch, start * self.batch_size)
         self._ddp.train()
-        progress = _Progress()
+        progress = EpochStats()
         total_iters = cfg.schedule.epochs * self.iters_per_epoch
         bar = tqdm(
             total=self.iters_per_epoch,
@@ -436,37 +392,20 @@ class Trainer:
             epoch + 1,
         )
 
-    def _log_progress(self, progress: _Progress, it: int, total_iters: int, bar: tqdm) -> None:
-        losses = progress.mean_losses()
-        if any(not math.isfinite(v) for v in losses.values()):
-            raise Gen5NasError(
-                f"the training loss became non-finite at epoch {self.epoch + 1}, iteration "
-                f"{self.iteration} ({losses}); the last checkpoint is untouched: lower "
-                "optimizer.lr or raise schedule.warmupEpochs, then rerun to resume"
-            )
-        rate = progress.rate()
+    def _log_progress(self, progress: EpochStats, it: int, total_iters: int, bar: tqdm) -> None:
+        # Non-finite losses stop the run at their step (check_finite_step), before this line.
         lr = self.optimizer.param_groups[0]["lr"]
-        sec_per_iter = (time.perf_counter() - progress.start) / max(1, progress.steps)
-        eta_epoch = (self.iters_per_epoch - it) * sec_per_iter
-        eta_total = (total_iters - self.iteration) * sec_per_iter
-        values = {f"loss/{k}": v for k, v in losses.items()}
-        values.update({"lr": lr, "images_per_s": rate})
+        values = {f"loss/{k}": v for k, v in progress.mean_losses().items()}
+        values.update({"lr": lr, "images_per_s": progress.rate()})
         self._record("train", values, self.epoch + 1)
         self._report_progress()  # throttled: at most every few seconds mid-epoch
         if self.env.is_main:
-            bar.set_postfix(
-                {**{k: f"{v:.3f}" for k, v in losses.items()}, "img/s": f"{rate:.0f}"},
-                refresh=False,
-            )
+            bar.set_postfix(progress.postfix(), refresh=False)
             log.info(
-                "epoch %d/%d iter %d/%d | %s | lr %.4g | %.0f img/s | eta epoch %s, total %s",
+                "epoch %d/%d iter %d/%d | %s",
                 self.epoch + 1,
                 self.cfg.schedule.epochs,
                 it,
                 self.iters_per_epoch,
-                " ".join(f"{k} {v:.4f}" for k, v in losses.items()),
-                lr,
-                rate,
-                _fmt_eta(eta_epoch),
-                _fmt_eta(eta_total),
+                progress.line(lr, self.iters_per_epoch - it, total_iters - self.iteration),
             )

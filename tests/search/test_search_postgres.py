@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from searchkit import check_outputs, fresh_checkpoint, write_search_manifest
+from support.search import check_outputs, fresh_checkpoint, write_search_manifest
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow]
 

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 import yaml
-from export_helpers import dataset, make_study, tiny_space
+from support.export import dataset, make_study, tiny_space
 
 from gen5nas.spec import save_arch
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 ENV_THREADS = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 

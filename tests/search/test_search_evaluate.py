@@ -13,7 +13,7 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
-from searchkit import tiny_space
+from support.search import tiny_space
 from torch import nn
 
 from gen5nas.data import imagefolder

@@ -12,7 +12,7 @@ import onnxruntime as ort
 import optuna
 import pytest
 import yaml
-from searchkit import check_outputs, read_csv
+from support.search import check_outputs, read_csv
 
 from gen5nas.cli import main
 from gen5nas.errors import SpecError
@@ -151,7 +151,7 @@ def test_pipeline_file_errors_name_the_field(tmp_path: Path) -> None:
 
 
 def test_quickstart_files_are_valid() -> None:
-    root = Path(__file__).resolve().parents[1] / "examples" / "quickstart"
+    root = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
     pipeline = Pipeline(root / "quickstart.yaml")
     assert pipeline.search.search_space is not None
     assert pipeline.search.search_space.name == pipeline.train.search_space.name

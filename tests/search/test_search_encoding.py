@@ -6,7 +6,7 @@ import random
 
 import optuna
 import pytest
-from searchkit import proxy_outcome
+from support.search import proxy_outcome
 
 from gen5nas.search.encoding import arch_to_params, distributions, params_to_arch, suggest_arch
 from gen5nas.search.sampler import build_sampler, worker_seed

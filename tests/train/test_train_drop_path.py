@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.train import tiny_spec
 from torch import nn
-from train_helpers import tiny_spec
 
 from gen5nas.data import Batch, write_synthetic
 from gen5nas.errors import SpecError

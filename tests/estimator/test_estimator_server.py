@@ -11,12 +11,12 @@ from typing import Any
 import grpc
 import onnx
 import pytest
-from estimator_helpers import ServerProcess, endless_loop, ort_workers, running
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
 )
 from realparts._proc import wait_until
+from support.estimator import ServerProcess, endless_loop, ort_workers, running
 
 from gen5nas.estimator._proto import estimator_pb2 as pb
 from gen5nas.estimator._proto import estimator_pb2_grpc as pb_grpc

@@ -11,11 +11,10 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from export_helpers import (
+from support.export import (
     VAL_SAMPLES,
     export_spec,
     ort_top1,
-    single_thread,  # noqa: F401
     tiny_space,
 )
 from torch import nn

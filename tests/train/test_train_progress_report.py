@@ -17,7 +17,7 @@ import pytest
 import torch
 import yaml
 from realparts._proc import free_port
-from train_helpers import tiny_spec
+from support.train import tiny_spec
 
 from gen5nas.data import write_synthetic
 from gen5nas.spec.training import SupernetTrainingSpec

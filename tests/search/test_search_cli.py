@@ -10,7 +10,7 @@ import optuna
 import pytest
 import torch
 from optuna.trial import TrialState
-from searchkit import check_outputs, fresh_checkpoint, read_csv, write_search_manifest
+from support.search import check_outputs, fresh_checkpoint, read_csv, write_search_manifest
 
 from gen5nas.cli import main
 from gen5nas.data.imagefolder import Batch

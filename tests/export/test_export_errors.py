@@ -10,10 +10,9 @@ from pathlib import Path
 
 import pytest
 import yaml
-from export_helpers import (
+from support.export import (
     export_spec,
     make_study,
-    single_thread,  # noqa: F401
     tiny_space,
 )
 

@@ -10,12 +10,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from export_helpers import (
+from support.export import (
     VAL_SAMPLES,
     dataset,
     export_spec,
     ort_top1,
-    single_thread,  # noqa: F401
     tiny_space,
 )
 

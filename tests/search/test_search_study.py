@@ -8,7 +8,7 @@ from pathlib import Path
 
 import optuna
 import pytest
-from searchkit import proxy_outcome, tiny_space
+from support.search import proxy_outcome, tiny_space
 
 from gen5nas.errors import Gen5NasError, SpecError
 from gen5nas.search.runner import Worker

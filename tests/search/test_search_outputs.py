@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from searchkit import FailingFor, check_outputs, tiny_space
+from support.search import FailingFor, check_outputs, tiny_space
 
 from gen5nas.search.outputs import write_all
 from gen5nas.search.results import collect

@@ -3,13 +3,11 @@ checkpoint API, an Optuna study with trials in chosen states, and a SubnetExport
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import onnxruntime as ort
-import pytest
 import torch
 
 from gen5nas.spec import Arch, SearchSpace, load_space
@@ -108,15 +106,3 @@ def ort_top1(onnx_path: Path, batches: Any, static_batch: int | None) -> tuple[f
         hits += int((logits.argmax(1) == targets).sum())
         total += len(targets)
     return 100.0 * hits / max(1, total), total
-
-
-@pytest.fixture(autouse=True)
-def single_thread() -> Iterator[None]:
-    """One intra-op thread: these tiny models gain nothing from two, and the 2 CPU cores are
-    shared with other test processes (oversubscribed, two threads run ~10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)

@@ -10,7 +10,7 @@ from pathlib import Path
 import optuna
 import pytest
 from optuna.trial import TrialState
-from searchkit import FailingFor, proxy_outcome, tiny_space
+from support.search import FailingFor, proxy_outcome, tiny_space
 
 from gen5nas.search.encoding import suggest_arch
 from gen5nas.search.results import REASON_ATTR, collect

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.multiprocessing as mp
-from train_helpers import tiny_spec
+from support.train import tiny_spec
 
 from gen5nas.data import write_synthetic
 from gen5nas.spec import load_space

@@ -8,7 +8,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import grpc
 import pytest
-from estimator_helpers import ServerProcess
+from support.estimator import ServerProcess
 
 from gen5nas.errors import SpecError
 from gen5nas.estimator.client import EstimatorClient, _retryable, parse_servers

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import tiny_spec, write_manifest
+from support.train import tiny_spec, write_manifest
 
 from gen5nas.cli import main
 from gen5nas.data import write_synthetic

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from onnx import TensorProto, helper
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class ServerProcess:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from train_helpers import cli_env, gen5nas_cmd, tiny_spec, write_manifest
+from support.train import cli_env, gen5nas_cmd, tiny_spec, write_manifest
 
 from gen5nas.data import write_synthetic
 from gen5nas.spec.training import SupernetTrainingSpec

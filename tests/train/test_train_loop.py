@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 import torch
+from support.train import tiny_spec
 from torch.optim.optimizer import register_optimizer_step_pre_hook
-from train_helpers import tiny_spec
 
 from gen5nas.data import write_synthetic
 from gen5nas.run_outputs import METRICS_FILE
