@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from searchkit import fresh_checkpoint, write_search_manifest
+from support.search import fresh_checkpoint, write_search_manifest
 
 from gen5nas.cli import main
 from gen5nas.errors import SpecError

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.train import tiny_spec
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
-from train_helpers import tiny_spec
 
 from gen5nas.data import write_synthetic
 from gen5nas.run_outputs import METRICS_FILE, TENSORBOARD_DIR
@@ -87,7 +87,7 @@ def test_a_resumed_run_appends_without_repeating_steps(data: Path, tmp_path: Pat
 def test_retraining_writes_its_loss_lr_and_top1(
     digits: Path, checkpoint: Path, tmp_path: Path
 ) -> None:
-    from export_helpers import export_spec, tiny_space
+    from support.export import export_spec, tiny_space
 
     from gen5nas.export.retrain import RETRAIN_DIR, run_retrain
 
