@@ -16,7 +16,7 @@ import yaml
 from gen5nas import cli
 from gen5nas.spec import Arch, load_space
 
-JOB_ORDER = ["run", "train", "search", "export", "retrain", "estimator", "space"]
+JOB_ORDER = ["run", "train", "search", "dashboard", "export", "retrain", "estimator", "space"]
 
 
 def listed_steps(help_text: str) -> list[str]:

@@ -21,6 +21,7 @@ STEP_MODULES = (
     "gen5nas.pipeline.cli",  # run: the whole local pipeline
     "gen5nas.train.cli",  # train
     "gen5nas.search.cli",  # search
+    "gen5nas.search.dashboard",  # dashboard: optuna-dashboard on a search's study
     "gen5nas.export.cli",  # export, retrain
     "gen5nas.estimator.cli",  # estimator serve|calibrate|estimate|profiles
     "gen5nas.space_cli",  # space: inspect a search space

@@ -28,6 +28,10 @@ from gen5nas.logdir import LOG_FORMAT, LogFile
 log = logging.getLogger(__name__)
 
 METRICS_FILE = "metrics.jsonl"
+TENSORBOARD_DIR = "tensorboard"
+# Records written once an epoch: the TensorBoard events are flushed after them, so that a
+# TensorBoard open on a running training shows every finished epoch.
+EPOCH_KINDS = ("epoch", "val")
 RESOLVED_CONFIG_FILE = "resolved_config.yaml"
 
 
@@ -102,8 +106,10 @@ class RunOutputs:
         try:
             from torch.utils.tensorboard import SummaryWriter
 
+            # The steps up to ``iteration`` are kept (as in metrics.jsonl); TensorBoard's reader
+            # drops the events past it that an earlier attempt wrote.
             self._tb = SummaryWriter(
-                str(self.work_dir / "tensorboard"), purge_step=iteration if resumed else None
+                str(self.work_dir / TENSORBOARD_DIR), purge_step=iteration + 1 if resumed else None
             )
         except ImportError:
             log.debug("tensorboard is not installed; metrics go to %s only", self.metrics_path)
@@ -117,6 +123,8 @@ class RunOutputs:
         if self._tb is not None:
             for key, value in values.items():
                 self._tb.add_scalar(f"{kind}/{key}", value, iteration)
+            if kind in EPOCH_KINDS:
+                self._tb.flush()
 
     def close(self) -> None:
         if self._tb is not None:

@@ -26,6 +26,7 @@ from optuna.trial import FrozenTrial, Trial, TrialState
 from gen5nas.errors import Gen5NasError
 from gen5nas.search.encoding import arch_to_params, suggest_arch
 from gen5nas.search.evaluate import Outcome, TrialFailed
+from gen5nas.search.outputs import FIX_SUBNETS
 from gen5nas.search.pareto import spread
 from gen5nas.search.results import (
     COST_ATTRS,
@@ -107,6 +108,7 @@ class Worker:
         trial.set_user_attr("accuracy_top1", outcome.accuracy)
         trial.set_user_attr("latency_ms", outcome.latency_ms)
         trial.set_user_attr("energy_mj", outcome.energy_mj)
+        trial.set_user_attr("fix_subnets", f"{FIX_SUBNETS}/trial_{trial.number}.yaml")
         for key, value in outcome.extra.items():
             trial.set_user_attr(key, value)
         for key, seconds in outcome.timings.items():

@@ -184,6 +184,7 @@ def open_study(
     study_name: str,
     sampler: optuna.samplers.BaseSampler,
     identity: dict[str, Any],
+    metric_names: list[str] | None = None,
 ) -> optuna.Study:
     """Create the study, or load it when it exists (the same command resumes a search).
 
@@ -220,7 +221,20 @@ def open_study(
     for key, value in identity.items():
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
+    if metric_names is not None and study.metric_names != metric_names:
+        with quiet_experimental():  # what optuna-dashboard labels the objectives
+            study.set_metric_names(metric_names)
     return study
+
+
+COST_METRIC_NAMES = {"latency": "latency_ms", "energy": "energy_mj"}
+
+
+def metric_names(task: str, cost_key: str) -> list[str]:
+    """The objectives' names: the task's headline metric (``accuracy/top1``) and the cost."""
+    from gen5nas.tasks.base import get_task
+
+    return [get_task(task).metric.label, COST_METRIC_NAMES[cost_key]]
 
 
 def study_identity(space: SearchSpace, cost_key: str, task: str) -> dict[str, Any]:
@@ -244,7 +258,8 @@ def open_search_study(
     sampler = build_sampler(spec.sampler, worker_index=worker_index)
     storage = open_storage(settings.storage_url, spec.storage)
     identity = study_identity(space, spec.cost_key.value, task)
-    return open_study(storage, settings.study_name, sampler, identity)
+    names = metric_names(task, spec.cost_key.value)
+    return open_study(storage, settings.study_name, sampler, identity, names)
 
 
 def _canonical(value: Any) -> Any:
