@@ -38,6 +38,8 @@ def register(subparsers: Any) -> None:
     s.add_argument("--grace", type=float, default=10.0, help="drain time on shutdown, s")
     s.add_argument("--drain-delay", type=float, default=0.0,
                    help="seconds NOT_SERVING before draining (let probes notice)")  # fmt: skip
+    s.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus /metrics on this port (0 = any free; default: off)")  # fmt: skip
     s.set_defaults(func=_serve)
 
     e = sub.add_parser("estimate", help="estimate one model (in-process, or via --server)")
@@ -129,11 +131,14 @@ def _serve(args: argparse.Namespace) -> int:
         max_workers=args.max_workers,
         max_concurrent_rpcs=args.max_concurrent,
         max_model_mb=args.max_model_mb,
+        metrics_port=args.metrics_port,
     )
     # One line a wrapper can parse for the ports (0 asks for a free one).
     print(
         f"estimator listening on {' '.join(f'{args.host}:{p}' for p in server.ports)}", flush=True
     )
+    if server.metrics is not None and server.metrics.endpoint is not None:
+        print(f"estimator metrics on {server.metrics.endpoint.url}", flush=True)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -47,6 +47,14 @@ class EstimatorEngine:
         self._measurer: Any = None
         self._measurer_lock = threading.Lock()
 
+    def caches(self) -> dict[str, LRU[Hashable, Any]]:
+        """The engine's caches by name (their hit counts and sizes are the server's metrics)."""
+        return {
+            "graph": self._graphs,
+            "arch_graph": self._arch_graphs,
+            "arch_onnx": self._arch_bytes,
+        }
+
     # ---- inputs ---------------------------------------------------------------------------
     def analyze(
         self, onnx_bytes: bytes, input_shapes: Mapping[str, Sequence[int]] | None = None

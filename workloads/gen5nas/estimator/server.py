@@ -25,6 +25,7 @@ from gen5nas.errors import Gen5NasError
 from gen5nas.estimator._proto import estimator_pb2 as pb
 from gen5nas.estimator._proto import estimator_pb2_grpc as pb_grpc
 from gen5nas.estimator.engine import EstimatorEngine
+from gen5nas.estimator.metrics import EstimatorMetrics
 from gen5nas.estimator.profiles import ProfileRegistry
 from gen5nas.estimator.service import EstimatorServicer
 
@@ -51,6 +52,7 @@ class EstimatorServer:
         self.servicer = servicer
         self.health = health_servicer
         self._stopped = threading.Event()
+        self.metrics: EstimatorMetrics | None = None  # set when /metrics is served (.endpoint)
 
     @property
     def addresses(self) -> list[str]:
@@ -66,6 +68,8 @@ class EstimatorServer:
         if drain_delay > 0:
             time.sleep(drain_delay)
         self._server.stop(grace).wait()
+        if self.metrics is not None:
+            self.metrics.close()
         self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -81,11 +85,13 @@ def start_server(
     max_concurrent_rpcs: int | None = None,
     max_model_mb: float = 256,
     engine: EstimatorEngine | None = None,
+    metrics_port: int | None = None,
 ) -> EstimatorServer:
     """Start an estimator listening on every port of ``ports`` (0 = a free one) on ``host``.
 
     ``max_concurrent_rpcs`` bounds the requests in progress (others get RESOURCE_EXHAUSTED, and
-    the client tries another endpoint); ``max_model_mb`` bounds a model's size."""
+    the client tries another endpoint); ``max_model_mb`` bounds a model's size.
+    ``metrics_port``: serve Prometheus ``/metrics`` there (0 = a free port; None = not)."""
     port_list = [ports] if isinstance(ports, int) else list(ports)
     if not port_list:
         port_list = [0]
@@ -100,6 +106,7 @@ def start_server(
     # gRPC's own limit sits above the model limit so that an oversized model gets our message
     # (which names the limit and the flag) rather than a bare transport error.
     message_limit = engine.max_model_bytes + 4 * 2**20
+    metrics = EstimatorMetrics(engine) if metrics_port is not None else None
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="estimator"),
         options=[
@@ -108,6 +115,7 @@ def start_server(
             ("grpc.so_reuseport", 0),  # a port given twice must fail, not be shared silently
         ],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
+        interceptors=[metrics.interceptor(SERVICE_NAME)] if metrics is not None else None,
     )
     servicer = EstimatorServicer(engine)
     pb_grpc.add_EstimatorServicer_to_server(servicer, server)
@@ -130,6 +138,12 @@ def start_server(
                 f"pick another --port or --host"
             )
         bound.append(got)
+    if metrics is not None and metrics_port is not None:
+        try:
+            metrics.serve(metrics_port, host)
+        except Gen5NasError:
+            server.stop(None)
+            raise
     server.start()
     serving = health_pb2.HealthCheckResponse.SERVING
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -139,4 +153,6 @@ def start_server(
     has_ort = importlib.util.find_spec("onnxruntime") is not None
     health_servicer.set("onnxruntime", serving if has_ort else not_serving)
     log.info("estimator listening on %s", ", ".join(f"{host}:{p}" for p in bound))
-    return EstimatorServer(server, bound, host, servicer, health_servicer)
+    handle = EstimatorServer(server, bound, host, servicer, health_servicer)
+    handle.metrics = metrics
+    return handle
