@@ -239,10 +239,14 @@ def _torch_export_engine():  # type: ignore[no-untyped-def]
         """The estimator's former arch path, for the side-by-side only: a random static subnet
         built with torch and traced by torch.onnx.export, then analysed."""
 
-        def arch_work(self, space_name: str, arch_yaml: str, num_classes: int = 0) -> GraphWork:
+        def arch_work(
+            self, space_name: str, arch_yaml: str, num_classes: int = 0, activation: str = ""
+        ) -> GraphWork:
             from gen5nas.supernet import arch_onnx_bytes
 
-            _, space, arch, classes = self._resolve_arch(space_name, arch_yaml, num_classes)
+            _, space, arch, classes, _act = self._resolve_arch(
+                space_name, arch_yaml, num_classes, activation
+            )
             return self.analyze(arch_onnx_bytes(space, arch, num_classes=classes))
 
     return TorchExportEngine

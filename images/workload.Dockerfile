@@ -10,6 +10,9 @@ COPY operator/ operator/
 # torch comes from the base image (CUDA build); pip keeps it since it satisfies the extra.
 RUN pip install --no-cache-dir ".[workloads]" && rm -rf /src
 WORKDIR /work
-ENV PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4
+# The operator's pods run as 65532 on a read-only root with an emptyDir at /tmp as $HOME; the
+# image says the same, so a plain `docker run` is not root either.
+USER 65532:65532
+ENV PYTHONUNBUFFERED=1 OMP_NUM_THREADS=4 HOME=/tmp
 ENTRYPOINT []
 CMD ["gen5nas", "--help"]

@@ -97,6 +97,14 @@ BAD_VALUES = [
     ("postgres.bundled.username=drop;table", "/postgres/bundled/username", "pattern"),
     ("image.pullPolicy=Sometimes", "/image/pullPolicy", "'IfNotPresent'"),
     ("metrics.serviceMonitor.interval=often", "/metrics/serviceMonitor/interval", "'often'"),
+    ("policy.allowedImagePrefixes={ghcr.io/team}", "/policy/allowedImagePrefixes/0", "pattern"),
+    ("policy.mountRoots={data}", "/policy/mountRoots/0", "pattern"),
+    ("policy.allowedPvcLabel=nolabelvalue", "/policy/allowedPvcLabel", "pattern"),
+    (
+        "policy.allowedTolerations[0].effect=Sometimes",
+        "/policy/allowedTolerations/0/effect",
+        "'NoSchedule'",
+    ),
 ]
 
 
@@ -257,3 +265,18 @@ def test_helm_install_on_the_test_control_plane(helm_bin: Path, kube_cluster: An
     finally:
         helm(helm_bin, "uninstall", "g5", "--namespace", "gen5nas-system",
              "--kubeconfig", str(kube_cluster.kubeconfig), env=env)  # fmt: skip
+
+
+def test_the_operator_gets_the_policy_with_the_charts_pvcs(helm_bin: Path) -> None:
+    """GEN5NAS_POLICY is the values' policy, the chart's two PVCs allowed besides its list, and
+    the operator reads it (the same parse the operator's startup does)."""
+    from gen5nas_operator.settings import Settings
+
+    sets = ("resultsPvc.name=out", "datasetPvc.name=imagenet", "policy.allowedPvcs={scratch,out}")
+    dep = one(render(helm_bin, *sets), "Deployment", "g5-gen5nas")
+    env = {e["name"]: e["value"] for e in dep["spec"]["template"]["spec"]["containers"][0]["env"]}
+    policy = Settings.from_env(env).policy
+    assert policy.allowed_pvcs == ["out", "imagenet", "scratch"]
+    assert policy.allowed_image_prefixes == ["ghcr.io/gen5nas/"]
+    assert policy.mount_roots == ["/data", "/results"]
+    assert [t.key for t in policy.allowed_tolerations] == ["nvidia.com/gpu"]

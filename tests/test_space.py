@@ -113,8 +113,8 @@ INVALID: list[tuple[str, Callable[[dict[str, Any]], Any], str, str]] = [
     (
         "zero resolution",
         lambda d: d.__setitem__("input_resizer_cfg", [[0, 24]]),
-        "input_resizer_cfg",
-        "positive",
+        "input_resizer_cfg[0][0]",
+        "greater than or equal to 1",
     ),
     (
         "duplicate resolution",

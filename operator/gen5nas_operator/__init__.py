@@ -21,6 +21,7 @@ Where each concern lives:
   table's row type).
 - ``reconcile`` (dispatch by kind), ``resync`` (apply an outcome: events + status; the periodic
   loop), ``handlers`` (kopf wiring), ``crdgen`` (CRDs from the spec models), ``kube`` (a small
-  REST layer over the official client), ``study`` (read/delete a study), ``settings``,
+  REST layer over the official client), ``policy`` (what a resource's author may choose for its
+  pods), ``study`` (read/delete a study), ``settings``,
   ``termination`` (the export pod's last step), ``__main__``.
 """

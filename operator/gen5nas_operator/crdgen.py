@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel
 
+from gen5nas.spec.bounds import MAX_STRING
 from gen5nas.spec.common import API_GROUP, API_VERSION
 from gen5nas_operator.common.kind import Kind
 from gen5nas_operator.common.status_schema import COMMON_STATUS
@@ -41,7 +42,7 @@ _KEEP = {
     "type", "description", "properties", "required", "items", "enum", "minimum", "maximum",
     "exclusiveMinimum", "exclusiveMaximum", "minItems", "maxItems", "minLength", "maxLength",
     "pattern", "additionalProperties", "nullable", "format", "minProperties", "maxProperties",
-    "multipleOf", "uniqueItems",
+    "multipleOf", "uniqueItems", "x-kubernetes-validations",
 }  # fmt: skip
 _DROP = {"title", "default", "examples", "propertyNames", "readOnly", "writeOnly", "deprecated"}
 _FORMATS = {"date-time", "date", "int32", "int64", "float", "double", "byte", "uri"}
@@ -105,6 +106,8 @@ def to_openapi(node: dict[str, Any], defs: dict[str, Any], where: str = "spec") 
             bound = "minimum" if key == "exclusiveMinimum" else "maximum"
             out[bound] = value
             out[key] = True
+        elif key == "x-kubernetes-validations":
+            out[key] = copy.deepcopy(value)  # the models' CEL rules (gen5nas.spec.bounds.Cel)
         elif key == "format":
             if value in _FORMATS:
                 out[key] = value
@@ -131,6 +134,8 @@ def to_openapi(node: dict[str, Any], defs: dict[str, Any], where: str = "spec") 
         out["type"] = "string" if all(isinstance(v, str) for v in node["enum"]) else "integer"
     if out.get("type") == "array":
         out.setdefault("maxItems", DEFAULT_MAX_ITEMS)
+    if out.get("type") == "string" and "enum" not in out and "format" not in out:
+        out.setdefault("maxLength", MAX_STRING)  # the models' str_max_length
     if out.get("type") == "object" and "additionalProperties" in out:
         out.setdefault("maxProperties", DEFAULT_MAX_PROPERTIES)
     if (

@@ -21,6 +21,7 @@ PLURALS = {
     "Event": "events",
     "Service": "services",
     "Pod": "pods",
+    "PersistentVolumeClaim": "persistentvolumeclaims",
     "ServiceAccount": "serviceaccounts",
     "Role": "roles",
     "RoleBinding": "rolebindings",
@@ -30,6 +31,21 @@ PLURALS = {
     **{k.kind: k.plural for k in KINDS},
 }
 DISCOVERY_TTL_S = 300.0
+# Answers that hold until the request changes (an invalid or malformed object): retrying the same
+# manifest cannot succeed. Anything else (forbidden, a quota, throttling, a server error) may pass
+# on a later try.
+PERMANENT_REFUSALS = (400, 422)
+
+
+def refusal_message(exc: ApiException) -> str:
+    """The API server's own words for a refused request (its Status ``message``), else the HTTP
+    reason."""
+    try:
+        status = json.loads(exc.body or b"{}")
+    except (TypeError, ValueError):
+        status = {}
+    message = status.get("message") if isinstance(status, dict) else None
+    return str(message or f"{exc.status} {exc.reason}")
 
 
 def _base(api_version: str) -> str:
@@ -141,6 +157,16 @@ class Kube:
         query = [("labelSelector", label_selector)] if label_selector else []
         out = self._call("GET", path(api_version, kind, namespace), query=query)
         return list(out.get("items") or [])
+
+    def labels_of(self, api_version: str, kind: str, namespace: str, name: str) -> dict | None:
+        """An object's labels; None when it is missing or the operator may not read it."""
+        try:
+            obj = self.get(api_version, kind, namespace, name)
+        except ApiException as exc:
+            if exc.status != 403:
+                raise
+            return None
+        return dict((obj or {}).get("metadata", {}).get("labels") or {}) if obj else None
 
     def secret_value(self, namespace: str, name: str, key: str) -> str | None:
         """A Secret's value, or None when the Secret or the key is missing."""

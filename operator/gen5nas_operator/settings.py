@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 
 from gen5nas import __version__
 from gen5nas.errors import SpecError
+from gen5nas_operator.policy import Policy
 
 if TYPE_CHECKING:
     import kopf
@@ -38,6 +39,8 @@ class Settings:
     front_top: int = 10  # Pareto entries kept in status (the full front is on the PVC)
     rendezvous_port: int = 29500
     watch_server_timeout_s: int = 300
+    # What a resource's author may choose for its pods (JSON of the chart's `policy` values).
+    policy: Policy = field(default_factory=Policy)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -49,7 +52,9 @@ class Settings:
                 continue
             default = getattr(cls(), name)
             try:
-                if isinstance(default, list):
+                if isinstance(default, Policy):
+                    values[name] = Policy.from_json(raw, source=PREFIX + name.upper())
+                elif isinstance(default, list):
                     values[name] = [v.strip() for v in raw.split(",") if v.strip()]
                 elif isinstance(default, bool):
                     values[name] = raw.lower() in ("1", "true", "yes")
@@ -59,6 +64,8 @@ class Settings:
                     values[name] = float(raw)
                 else:
                     values[name] = raw
+            except SpecError:
+                raise
             except ValueError:
                 raise SpecError(
                     f"{raw!r} is not a valid {type(default).__name__}", field=PREFIX + name.upper()

@@ -147,10 +147,27 @@ class Cluster:
         )  # fmt: skip
 
 
-class OperatorProcess:
-    """`python -m gen5nas_operator` with a ServiceAccount's kubeconfig; restartable."""
+# The administrator's policy the shared e2e operator runs with: the operator's defaults (which
+# the shipped examples meet) plus the GPU pool label, taint and dataset PVC that
+# test_operator_e2e's training asks for.
+E2E_POLICY: dict[str, Any] = {
+    "allowedTolerations": [{"key": "nvidia.com/gpu"}, {"key": "gpu"}],
+    "allowedNodeSelectors": {"nvidia.com/gpu.product": ["*"], "gpu": ["a100"]},
+    "allowedPvcs": ["gen5nas-results", "gen5nas-datasets", "imagenet"],
+}
 
-    def __init__(self, kubeconfig: Path, namespace: str, log: Path) -> None:
+
+class OperatorProcess:
+    """`python -m gen5nas_operator` with a ServiceAccount's kubeconfig; restartable. ``policy``:
+    the chart's ``policy`` values (None: the operator's defaults)."""
+
+    def __init__(
+        self,
+        kubeconfig: Path,
+        namespace: str,
+        log: Path,
+        policy: dict[str, Any] | None = E2E_POLICY,
+    ) -> None:
         self.env = {
             **os.environ,
             "KUBECONFIG": str(kubeconfig),
@@ -158,6 +175,8 @@ class OperatorProcess:
             "GEN5NAS_RECONCILE_INTERVAL_S": "1",
             "GEN5NAS_FRONT_TOP": "3",
         }
+        if policy is not None:
+            self.env["GEN5NAS_POLICY"] = json.dumps(policy)
         self.log = log
         self.proc: subprocess.Popen[bytes] | None = None
 
@@ -280,7 +299,7 @@ def training(name: str, **runtime: Any) -> dict[str, Any]:
         "spec": {
             "searchSpace": {"name": "mobilenetv2_tiny"},
             "dataset": {"kind": "digits"},
-            "schedule": {"epochs": 2},
+            "schedule": {"epochs": 2, "warmupEpochs": 1},  # the default warmup is 5 epochs
             "runtime": runtime,
         },
     }

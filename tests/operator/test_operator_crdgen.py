@@ -83,12 +83,16 @@ def test_validation_carried_over() -> None:
     training = _spec_props("SupernetTraining")["properties"]
     arch = training["searchSpace"]["properties"]["archSetting"]["properties"]
     # tuples [min, max, step] -> arrays of exactly 3 integers
-    assert arch["numBlocks"]["items"] == {
+    depths = arch["numBlocks"]["items"]
+    assert {k: depths[k] for k in ("type", "items", "minItems", "maxItems")} == {
         "type": "array",
-        "items": {"type": "integer"},
+        "items": {"type": "integer", "minimum": 1, "maximum": 64},
         "minItems": 3,
         "maxItems": 3,
     }
+    # the models' cross-field rules become CEL rules with messages
+    rules = {r["rule"]: r["message"] for r in depths["x-kubernetes-validations"]}
+    assert "min must not be greater than max" in rules["self[0] <= self[1]"]
     assert "default: 0.2" in training["model"]["properties"]["dropout"]["description"]
 
 
@@ -99,8 +103,8 @@ def test_immutable_fields_have_cel_rules_with_messages() -> None:
             node = spec
             for part in path.split("."):
                 node = node["properties"][part]
-            rules = node["x-kubernetes-validations"]
-            assert {"rule": "self == oldSelf"}.items() <= rules[0].items()
+            rules = [r for r in node["x-kubernetes-validations"] if r["rule"] == "self == oldSelf"]
+            assert len(rules) == 1
             assert f"spec.{path} is immutable" in rules[0]["message"]
 
 

@@ -32,11 +32,14 @@ from gen5nas_operator import reconcile as r
 from gen5nas_operator import resync, termination
 from gen5nas_operator.common.conditions import FAILED, PENDING, RUNNING, SUCCEEDED, WAITING
 from gen5nas_operator.kube import PLURALS, Kube, path
+from gen5nas_operator.policy import Policy
 from gen5nas_operator.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 NS = "team-a"
-SETTINGS = Settings()
+# An administrator who lets resources run as their own account "x" (the workload identity test)
+# and name the DSN Secrets "db" and "db2".
+SETTINGS = Settings(policy=Policy(allowedServiceAccounts=["x"], allowedDsnSecrets=["db", "db2"]))
 
 
 def _merge(target: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -611,6 +614,6 @@ def test_training_with_its_own_service_account_gets_no_workload_identity(
 
     other = MemoryKube()
     add_cr(other, "SupernetTraining", "st", {**TRAINING, "runtime": {"serviceAccountName": "x"}})
-    reconcile(other, "SupernetTraining", "st")
+    assert reconcile(other, "SupernetTraining", "st").status["phase"] == PENDING
     assert other.names("v1", "ServiceAccount") == []
     assert other.names("rbac.authorization.k8s.io/v1", "Role") == []

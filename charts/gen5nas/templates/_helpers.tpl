@@ -77,3 +77,11 @@ app.kubernetes.io/name: gen5nas
 app.kubernetes.io/instance: {{ .root.Release.Name }}
 app.kubernetes.io/component: {{ .component }}
 {{- end -}}
+
+{{/* The operator's policy (GEN5NAS_POLICY): the values' policy, the chart's PVCs allowed too. */}}
+{{- define "gen5nas.policy" -}}
+{{- $p := deepCopy .Values.policy -}}
+{{- $pvcs := concat (list .Values.resultsPvc.name .Values.datasetPvc.name) .Values.policy.allowedPvcs | uniq -}}
+{{- $_ := set $p "allowedPvcs" $pvcs -}}
+{{- toJson $p -}}
+{{- end -}}

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from kubernetes.client.exceptions import ApiException
 from pydantic import ValidationError
 
 from gen5nas.errors import Gen5NasError
@@ -31,6 +32,26 @@ class NameConflict(Gen5NasError):
     """An object with a child's name exists and belongs to something else."""
 
 
+class ChildRejected(Gen5NasError):
+    """The API server refused a child as invalid (e.g. a resource quantity it cannot parse):
+    the same spec makes the same child, so nothing changes until the spec does (Failed)."""
+
+
+class ChildRefused(Exception):
+    """The API server refused a child for now (forbidden, a quota, throttling, its own error):
+    the resource waits and the next reconcile tries again."""
+
+
+def _refused(exc: ApiException, manifest: dict[str, Any], verb: str) -> Exception:
+    from gen5nas_operator.kube import PERMANENT_REFUSALS, refusal_message
+
+    what = f"{manifest['kind']} {manifest['metadata']['name']}"
+    message = f"the API server refused to {verb} {what}: {refusal_message(exc)}"
+    if exc.status in PERMANENT_REFUSALS:
+        return ChildRejected(message)
+    return ChildRefused(message)
+
+
 def parse_spec(model: type, body: dict[str, Any]) -> Any:
     """The spec model, or a Gen5NasError naming the field."""
     try:
@@ -41,13 +62,17 @@ def parse_spec(model: type, body: dict[str, Any]) -> Any:
 
 def ensure(kube: Kube, owner: Owner, manifests: list[dict[str, Any]]) -> list[str]:
     """Create what is missing; keep ConfigMaps in step with the spec; never touch what is not
-    ours. Returns the children created by this call."""
+    ours. Returns the children created by this call. A child the API server refuses raises
+    ChildRejected (invalid) or ChildRefused (for now), with the API server's message."""
     created = []
     for m in manifests:
         meta = m["metadata"]
         existing = kube.get(m["apiVersion"], m["kind"], meta["namespace"], meta["name"])
         if existing is None:
-            existing, made = kube.create(m)
+            try:
+                existing, made = kube.create(m)
+            except ApiException as exc:
+                raise _refused(exc, m, "create") from None
             if made:
                 created.append(f"{m['kind']}/{meta['name']}")
         refs = existing.get("metadata", {}).get("ownerReferences") or []
@@ -57,7 +82,10 @@ def ensure(kube: Kube, owner: Owner, manifests: list[dict[str, Any]]) -> list[st
                 f"{owner.kind}; delete or rename it"
             )
         if m["kind"] == "ConfigMap" and existing.get("data") != m["data"]:
-            kube.patch("v1", "ConfigMap", meta["namespace"], meta["name"], {"data": m["data"]})
+            try:
+                kube.patch("v1", "ConfigMap", meta["namespace"], meta["name"], {"data": m["data"]})
+            except ApiException as exc:
+                raise _refused(exc, m, "update") from None
     return created
 
 

@@ -1,5 +1,6 @@
 """The pod side every child shares: the spec ConfigMap a child runs with ``gen5nas <step> -f``,
-the pod template (image, resources, volumes, env), a Job around it, and the study DSN's env var.
+the pod template (image, resources, volumes, env), a Job around it, the study DSN's env var, and
+the restricted security context every child pod runs with.
 
 The contract with the workloads is the CLI: every child runs ``gen5nas <step> -f
 /config/spec.yaml`` on a ConfigMap the operator writes from the CR (the same document a user
@@ -27,6 +28,30 @@ STORAGE_ENV = "GEN5NAS_STORAGE_URL"  # from the Secret; never written into a man
 # The kubelet expands $(VAR) from the container's env: the pod spec holds only the reference.
 STORAGE_ARG = f"--storage=$({STORAGE_ENV})"
 GPU_RESOURCE = "nvidia.com/gpu"
+# Every child pod meets the Kubernetes "restricted" Pod Security Standard: a fixed non-root user
+# (the images' 65532; a UID, not a name, so the kubelet can check runAsNonRoot), no privilege
+# escalation, no capabilities, the runtime's seccomp profile and a read-only root filesystem.
+# What the workloads write outside their volumes (torch's and matplotlib's caches, tempfiles)
+# goes to an emptyDir at /tmp, which is also $HOME.
+RUN_AS = 65532
+TMP_MOUNT = "/tmp"
+TMP_SIZE = "16Gi"  # bounded: a runaway cache evicts the pod rather than filling the node's disk
+POD_SECURITY_CONTEXT: dict[str, Any] = {
+    "runAsNonRoot": True,
+    "runAsUser": RUN_AS,
+    "runAsGroup": RUN_AS,
+    # The PVCs' files become group-writable by the pods; only when the root's group differs.
+    "fsGroup": RUN_AS,
+    "fsGroupChangePolicy": "OnRootMismatch",
+    "seccompProfile": {"type": "RuntimeDefault"},
+}
+CONTAINER_SECURITY_CONTEXT: dict[str, Any] = {
+    "allowPrivilegeEscalation": False,
+    "privileged": False,
+    "readOnlyRootFilesystem": True,
+    "runAsNonRoot": True,
+    "capabilities": {"drop": ["ALL"]},
+}
 
 
 def effective_spec(raw_spec: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
@@ -116,6 +141,19 @@ def _volumes(
     return volumes, mounts
 
 
+def restricted(pod_spec: dict[str, Any]) -> dict[str, Any]:
+    """``pod_spec`` made to meet the restricted Pod Security Standard (see POD_SECURITY_CONTEXT),
+    with a writable /tmp (also $HOME) for each container. Changes and returns ``pod_spec``."""
+    pod_spec["securityContext"] = copy.deepcopy(POD_SECURITY_CONTEXT)
+    pod_spec.setdefault("volumes", []).append({"name": "tmp", "emptyDir": {"sizeLimit": TMP_SIZE}})
+    for container in pod_spec["containers"]:
+        container["securityContext"] = copy.deepcopy(CONTAINER_SECURITY_CONTEXT)
+        container.setdefault("volumeMounts", []).append({"name": "tmp", "mountPath": TMP_MOUNT})
+        container.setdefault("env", []).insert(0, {"name": "HOME", "value": TMP_MOUNT})
+        container.setdefault("workingDir", TMP_MOUNT)  # the image's may not be writable
+    return pod_spec
+
+
 def _env(owner: Owner) -> list[dict[str, Any]]:
     return [
         {"name": "GEN5NAS_NAMESPACE", "value": owner.namespace},
@@ -160,9 +198,11 @@ def pod_template(
         spec["tolerations"] = tolerations(runtime)
     if runtime.service_account_name or service_account:
         spec["serviceAccountName"] = runtime.service_account_name or service_account
+    else:  # the namespace's default account: its token is of no use to the step
+        spec["automountServiceAccountToken"] = False
     if subdomain:
         spec["subdomain"] = subdomain
-    return {"metadata": {"labels": labels(owner, component)}, "spec": spec}
+    return {"metadata": {"labels": labels(owner, component)}, "spec": restricted(spec)}
 
 
 def job_manifest(

@@ -171,6 +171,7 @@ def handle_export(args: argparse.Namespace) -> int:
     from gen5nas.errors import SpecError
     from gen5nas.spec.common import load_spec
     from gen5nas.spec.export import KIND, SubnetExportSpec
+    from gen5nas.spec.output_paths import check_writable_dir, check_writable_file
 
     if args.file is not None and args.positional:
         raise SpecError("give either -f FILE or CONFIG CHECKPOINT ARCH_YAML N,C,H,W, not both")
@@ -194,7 +195,10 @@ def handle_export(args: argparse.Namespace) -> int:
     from gen5nas.export.export import export_subnet
     from gen5nas.train.distributed import shutdown
 
-    work_dir.mkdir(parents=True, exist_ok=True)
+    check_writable_dir(work_dir, "--work-dir")
+    output = args.output or spec.output
+    if output:
+        check_writable_file(output, "--output" if args.output else "output")
     if Path(config).resolve() != (work_dir / Path(config).name).resolve():
         shutil.copyfile(config, work_dir / Path(config).name)  # as the seed keeps its config
     handler = _log_to_work_dir(work_dir, "export")
@@ -232,18 +236,18 @@ def handle_export(args: argparse.Namespace) -> int:
 
 
 def handle_retrain(args: argparse.Namespace) -> int:
-    from gen5nas.errors import SpecError
+    from gen5nas.spec.bounds import MAX_EPOCHS, check_flag
     from gen5nas.spec.common import load_spec
     from gen5nas.spec.export import KIND, SubnetExportSpec
+    from gen5nas.spec.output_paths import check_writable_dir
 
     manifest, spec = load_spec(args.file, KIND, SubnetExportSpec)
     if args.epochs is not None:
-        if args.epochs < 1:
-            raise SpecError(f"must be >= 1, got {args.epochs}", field="--epochs")
+        check_flag(args.epochs, "--epochs", MAX_EPOCHS)
         spec = spec.model_copy(
             update={"retrain": spec.retrain.model_copy(update={"epochs": args.epochs})}
         )
-    work_dir = args.work_dir or Path("work_dirs") / manifest.name
+    work_dir = check_writable_dir(args.work_dir or Path("work_dirs") / manifest.name, "--work-dir")
 
     from gen5nas.export.retrain import REPORT_FILE, run_retrain
     from gen5nas.train.distributed import shutdown

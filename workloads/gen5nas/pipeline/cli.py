@@ -35,18 +35,19 @@ def register(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from gen5nas.errors import SpecError
     from gen5nas.pipeline.spec import Pipeline
+    from gen5nas.spec.bounds import MAX_EPOCHS, MAX_TRIALS, MAX_WORKERS, check_flag
+    from gen5nas.spec.output_paths import check_writable_dir
 
     pipeline = Pipeline(args.file)
-    for flag, value in (
-        ("--epochs", args.epochs),
-        ("--max-trials", args.max_trials),
-        ("--workers", args.workers),
+    for flag, value, high in (
+        ("--epochs", args.epochs, MAX_EPOCHS),
+        ("--max-trials", args.max_trials, MAX_TRIALS),
+        ("--workers", args.workers, MAX_WORKERS),
     ):
-        if value is not None and value < 1:
-            raise SpecError(f"must be >= 1, got {value}", field=flag)
-    work_dir = args.work_dir or Path("work_dirs") / pipeline.name
+        if value is not None:
+            check_flag(value, flag, high)
+    work_dir = check_writable_dir(args.work_dir or Path("work_dirs") / pipeline.name, "--work-dir")
 
     from gen5nas.pipeline.run import run_pipeline
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from pydantic import Field
 
 from gen5nas.errors import SpecError
+from gen5nas.spec.bounds import PathStr
 from gen5nas.spec.common import load_spec
 from gen5nas.spec.export import KIND as EXPORT_KIND
 from gen5nas.spec.export import SubnetExportSpec
@@ -35,9 +36,9 @@ KIND = "Pipeline"
 
 
 class PipelineSpec(SpecModel):
-    supernet_training: str = Field(description="SupernetTraining manifest (path)")
-    nas_search: str = Field(description="NASSearch manifest (path)")
-    subnet_export: str | None = Field(
+    supernet_training: PathStr = Field(description="SupernetTraining manifest (path)")
+    nas_search: PathStr = Field(description="NASSearch manifest (path)")
+    subnet_export: PathStr | None = Field(
         default=None,
         description="SubnetExport manifest used as the base of the export (path); its subnet "
         "choice is replaced by the search's best trade-off",

@@ -82,10 +82,12 @@ def register(subparsers: Any) -> None:
 
 def handle(args: argparse.Namespace) -> int:
     from gen5nas.spec.common import load_spec
+    from gen5nas.spec.output_paths import check_writable_dir
     from gen5nas.spec.search import KIND, NASSearchSpec
 
     manifest, spec = load_spec(args.file, KIND, NASSearchSpec)
     settings = settings_from_args(args, manifest.name, spec)
+    check_writable_dir(settings.work_dir, "--work-dir")
 
     from gen5nas.search.job import run_search
     from gen5nas.search.outputs import arch_file
@@ -124,14 +126,13 @@ def settings_from_args(args: argparse.Namespace, name: str, spec: NASSearchSpec)
     """Command-line overrides applied to the spec; errors name the flag or the field."""
     from gen5nas.search.settings import SearchSettings
     from gen5nas.search.study import default_storage_url
+    from gen5nas.spec.bounds import MAX_TRIALS, MAX_WORKERS, check_flag
 
     if args.max_trials is not None:
-        if args.max_trials < 1:
-            raise SpecError(f"must be >= 1, got {args.max_trials}", field="--max-trials")
+        check_flag(args.max_trials, "--max-trials", MAX_TRIALS)
         spec = spec.model_copy(update={"max_trials": args.max_trials})
     workers = args.workers if args.workers is not None else 1
-    if workers < 1:
-        raise SpecError(f"must be >= 1, got {workers}", field="--workers")
+    check_flag(workers, "--workers", MAX_WORKERS)
     checkpoint = args.checkpoint or spec.checkpoint
     if not checkpoint:
         raise SpecError(

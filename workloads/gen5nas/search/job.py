@@ -24,8 +24,8 @@ from gen5nas.search.cost import check_estimator, estimator_servers
 from gen5nas.search.log_dir import close_log_dir, open_log_dir
 from gen5nas.search.metrics import SearchMetricsEndpoint
 from gen5nas.search.outputs import StudyOutputs, record_outputs
-from gen5nas.search.results import COST_ATTRS, TrialRecord
-from gen5nas.search.runner import constraint_limits, seed_extremes
+from gen5nas.search.results import COST_ATTRS, TrialRecord, constraint_limits, pareto_front
+from gen5nas.search.runner import seed_extremes
 from gen5nas.search.settings import SearchSettings
 from gen5nas.search.study import open_search_study, parse_storage_url, redact
 from gen5nas.search.workers import FailedWorkers, check_failed_workers, run_workers
@@ -122,7 +122,7 @@ def run_search(
         records, paths = _write_outputs(outputs, failed)
         if failed:
             check_failed_workers(failed, records, spec.max_trials)
-        front = sorted((r for r in records if r.pareto), key=lambda r: r.cost(cost_key) or 0.0)
+        front = pareto_front(records, cost_key)
         result = SearchResult(
             settings.study_name, settings.storage_url, records, paths, cost_key, front
         )

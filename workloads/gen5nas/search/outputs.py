@@ -24,7 +24,7 @@ from typing import Any
 import optuna
 
 from gen5nas.atomic import atomic_write_bytes
-from gen5nas.search.results import TrialRecord, collect
+from gen5nas.search.results import TrialRecord, collect, pareto_front
 from gen5nas.spec.space import SearchSpace, save_arch
 
 log = logging.getLogger(__name__)
@@ -134,7 +134,7 @@ def _split(records: Sequence[TrialRecord], cost_key: str) -> dict[str, list[Tria
         if r.state == "COMPLETE" and r.accuracy is not None and r.cost(cost_key) is not None
     ]
     return {
-        "front": sorted((r for r in done if r.pareto), key=lambda r: r.cost(cost_key) or 0.0),
+        "front": pareto_front(done, cost_key),
         "other": [r for r in done if not r.pareto and r.feasible],
         "infeasible": [r for r in done if not r.feasible],
     }
@@ -273,7 +273,7 @@ class StudyOutputs:
     space: SearchSpace
     work_dir: Path
     cost_key: str
-    limits: dict[str, float]  # the constraints (``runner.constraint_limits``)
+    limits: dict[str, float]  # the constraints (``results.constraint_limits``)
 
     def write(
         self, records: list[TrialRecord] | None = None

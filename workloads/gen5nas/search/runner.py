@@ -36,9 +36,6 @@ from gen5nas.search.results import (
     counted_trials,
     pareto_front,
 )
-
-# Imported from here by search.job; its home is results, beside is_feasible.
-from gen5nas.search.results import constraint_limits as constraint_limits
 from gen5nas.search.study import quiet_experimental, retry_callback
 from gen5nas.spec.space import Arch, SearchSpace
 

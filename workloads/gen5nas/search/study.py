@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import importlib.util
 import json
 import logging
 import sqlite3
@@ -63,9 +64,26 @@ def redact(url: str) -> str:
         return "<unparsable URL>"
 
 
+# A bare scheme names SQLAlchemy's default driver, which may not be the one installed (for
+# postgresql, psycopg 3 since SQLAlchemy 2.1): use the first one of these that imports.
+DRIVERS = {"postgresql": ("psycopg2", "psycopg"), "mysql": ("pymysql",)}
+
+
+def _installed_driver(url: URL) -> URL:
+    candidates = DRIVERS.get(url.drivername, ())
+    for driver in candidates:
+        if importlib.util.find_spec(driver) is not None:
+            return url.set(drivername=f"{url.drivername}+{driver}")
+    return url
+
+
 def parse_storage_url(url: str) -> URL:
-    """Validate an Optuna RDB URL; a bad one is a SpecError naming ``storage.url``."""
-    example = "sqlite:///path/study.db or postgresql+psycopg2://user:pass@host:5432/db"
+    """Validate an Optuna RDB URL; a bad one is a SpecError naming ``storage.url``. A bare
+    ``postgresql://`` (or ``mysql://``) gets the installed driver."""
+    example = (
+        "sqlite:///path/study.db, postgresql://user@host:5432/db or "
+        "postgresql+psycopg2://user@host:5432/db"
+    )
     try:
         parsed = make_url(url)
     except sqlalchemy.exc.ArgumentError:
@@ -78,10 +96,13 @@ def parse_storage_url(url: str) -> URL:
             f"{list(SUPPORTED_DIALECTS)}, e.g. {example}",
             field=STORAGE_FIELD,
         )
+    parsed = _installed_driver(parsed)
     try:
-        parsed.get_dialect()
+        parsed.get_dialect().import_dbapi()
     except (sqlalchemy.exc.NoSuchModuleError, ImportError) as exc:
-        raise SpecError(f"no driver for {redact(url)}: {exc}", field=STORAGE_FIELD) from None
+        raise SpecError(
+            f"no driver for {redact(url)}: {exc}; accepted forms: {example}", field=STORAGE_FIELD
+        ) from None
     if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
         raise SpecError(
             "an in-memory SQLite study is lost when the process ends and is not shared by "
@@ -136,7 +157,7 @@ def open_storage(url: str, spec: StorageSpec | None = None) -> RDBStorage:
     try:
         with quiet_experimental():
             storage = RDBStorage(
-                url,
+                parsed.render_as_string(hide_password=False),
                 engine_kwargs=_engine_kwargs(parsed),
                 heartbeat_interval=spec.heartbeat_interval_s,
                 grace_period=spec.grace_period_s,

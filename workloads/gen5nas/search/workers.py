@@ -32,8 +32,8 @@ from gen5nas.search.evaluate import Evaluator
 from gen5nas.search.evaluator_setup import build_evaluator
 from gen5nas.search.metrics import SearchMetrics, SearchMetricsEndpoint
 from gen5nas.search.outputs import OutputRefresher, StudyOutputs
-from gen5nas.search.results import TrialRecord
-from gen5nas.search.runner import Worker, WorkerReport, constraint_limits
+from gen5nas.search.results import TrialRecord, constraint_limits
+from gen5nas.search.runner import Worker, WorkerReport
 from gen5nas.search.settings import SearchSettings
 from gen5nas.search.study import open_search_study
 from gen5nas.spec.space import SearchSpace

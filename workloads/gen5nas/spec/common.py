@@ -10,14 +10,29 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import Field, model_validator
+from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
 from gen5nas.errors import SpecError
+from gen5nas.spec.bounds import (
+    MAX_BATCH_SIZE,
+    MAX_CLASSES,
+    MAX_LIST,
+    MAX_NAME,
+    MAX_SAMPLES,
+    MAX_STRING,
+    MAX_WORKERS,
+    Cel,
+    K8sName,
+    PathStr,
+    Quantity,
+    cel_rules,
+)
 from gen5nas.spec.space import (
     ArchSetting,
     ModelT,
+    Resolutions,
     SearchSpace,
     SpecModel,
     parse_model,
@@ -38,11 +53,25 @@ class SpaceSpec(SpecModel):
     """The search space: a shipped one by ``name``, or inline ``archSetting`` +
     ``inputResizerCfg`` (the seed's names)."""
 
+    model_config = cel_rules(
+        Cel(
+            "!(has(self.name) && (has(self.archSetting) || has(self.inputResizerCfg)))",
+            "searchSpace: give either name or archSetting+inputResizerCfg, not both",
+        ),
+        Cel(
+            "has(self.name) || (has(self.archSetting) && has(self.inputResizerCfg))",
+            "searchSpace: give name (a shipped space) or both archSetting and inputResizerCfg",
+        ),
+    )
+
     name: str | None = Field(
-        default=None, description="a shipped space, e.g. mobilenetv2_sample1 or mobilenetv2_tiny"
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME,
+        description="a shipped space, e.g. mobilenetv2_sample1 or mobilenetv2_tiny",
     )
     arch_setting: ArchSetting | None = None
-    input_resizer_cfg: list[tuple[int, int]] | None = None
+    input_resizer_cfg: Resolutions | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> SpaceSpec:
@@ -72,55 +101,128 @@ class DatasetKind(StrEnum):
     coco = "coco"  # COCO json + images, for detection
 
 
+PATH_REQUIRED = (DatasetKind.imagefolder, DatasetKind.coco)  # read from a path, not generated
+
+
 class DatasetSpec(SpecModel):
+    model_config = cel_rules(
+        Cel(
+            f"(has(self.kind) && !(self.kind in {[k.value for k in PATH_REQUIRED]})) || "
+            f"has(self.path)",
+            f"dataset.path is required for dataset kinds {[k.value for k in PATH_REQUIRED]} "
+            f"(imagefolder is the default)",
+        )
+    )
+
     kind: DatasetKind = DatasetKind.imagefolder
-    path: str | None = Field(
+    path: PathStr | None = Field(
         default=None,
         description="dataset root (train/ and val/ for imagefolder); for digits and synthetic, "
         "where the generated tree is written (default: under the work dir)",
     )
-    num_classes: int | None = Field(default=None, ge=1, description="default: from the data")
-    batch_size: int = Field(default=64, ge=1, description="per process")
-    val_batch_size: int | None = Field(default=None, ge=1)
-    num_workers: int = Field(default=2, ge=0)
-    max_train_samples: int | None = Field(default=None, ge=1, description="subset, for trials")
-    max_val_samples: int | None = Field(default=None, ge=1)
+    num_classes: int | None = Field(
+        default=None, ge=1, le=MAX_CLASSES, description="default: from the data"
+    )
+    batch_size: int = Field(default=64, ge=1, le=MAX_BATCH_SIZE, description="per process")
+    val_batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)
+    num_workers: int = Field(default=2, ge=0, le=256)
+    max_train_samples: int | None = Field(
+        default=None, ge=1, le=MAX_SAMPLES, description="subset, for trials"
+    )
+    max_val_samples: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
 
     @model_validator(mode="after")
     def _path_needed(self) -> DatasetSpec:
-        if self.kind in (DatasetKind.imagefolder, DatasetKind.coco) and not self.path:
+        if self.kind in PATH_REQUIRED and not self.path:
             raise ValueError(f"path is required for dataset kind {self.kind.value}")
         return self
 
 
 class Toleration(SpecModel):
-    key: str | None = None
+    key: str | None = Field(default=None, max_length=MAX_NAME)
     operator: str | None = Field(default=None, pattern="^(Exists|Equal)$")
-    value: str | None = None
+    value: str | None = Field(default=None, max_length=63)
     effect: str | None = Field(default=None, pattern="^(NoSchedule|PreferNoSchedule|NoExecute)$")
+
+
+# A mount path is absolute and normalized (no segment starts with '.', so no '.' or '..'; no '//',
+# no trailing '/') and lies in no directory the image or the operator uses: a volume there would
+# replace what the pod runs (its Python, its libraries) or the operator's /config and /tmp. The
+# operator's policy narrows it further to the roots the administrator allows.
+MOUNT_PATH_PATTERN = r"^(/[A-Za-z0-9_][A-Za-z0-9._-]*)+$"
+UNMOUNTABLE = (
+    "/bin", "/boot", "/config", "/dev", "/etc", "/home", "/lib", "/lib32", "/lib64", "/libx32",
+    "/opt", "/proc", "/root", "/run", "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var",
+)  # fmt: skip
+
+
+def unmountable(path: str) -> str | None:
+    """The directory of UNMOUNTABLE that ``path`` lies in, if any."""
+    return next((d for d in UNMOUNTABLE if path == d or path.startswith(d + "/")), None)
+
+
+def _mountable(path: str) -> str:
+    if directory := unmountable(path):
+        raise ValueError(f"{path!r} lies in {directory}, which the image or the operator uses")
+    return path
+
+
+MountPath = Annotated[
+    str,
+    Field(max_length=MAX_STRING, pattern=MOUNT_PATH_PATTERN),
+    AfterValidator(_mountable),
+    Cel(
+        f"!{list(UNMOUNTABLE)}.exists(d, self == d || self.startsWith(d + '/'))",
+        f"a mount path must not lie in {', '.join(UNMOUNTABLE)} (the image's or the "
+        "operator's directories); mount under e.g. /data or /results",
+    ),
+]
 
 
 class RuntimeSpec(SpecModel):
     """Where and how the step's pods run in a cluster (ignored by the local CLI)."""
 
-    image: str | None = Field(default=None, description="default: the operator's workload image")
-    gpus_per_worker: int = Field(default=1, ge=0, description="nvidia.com/gpu per pod")
-    workers: int = Field(default=1, ge=1, description="pods (nodes) for training")
-    processes_per_worker: int | None = Field(
-        default=None, ge=1, description="torchrun --nproc-per-node (default: gpusPerWorker or 1)"
+    image: str | None = Field(
+        default=None, min_length=1, max_length=1024, description="default: the operator's image"
     )
-    cpu: str | None = Field(default=None, description="CPU request, e.g. '8'")
-    memory: str | None = Field(default=None, description="memory request, e.g. 32Gi")
-    shm_size: str = Field(default="8Gi", description="/dev/shm for data loader workers")
-    node_selector: dict[str, str] = Field(default_factory=dict)
-    tolerations: list[Toleration] = Field(default_factory=list)
-    dataset_pvc: str | None = Field(default=None, description="PVC with the dataset (read-only)")
-    dataset_mount_path: str = "/data"
-    results_pvc: str | None = Field(
+    gpus_per_worker: int = Field(default=1, ge=0, le=64, description="nvidia.com/gpu per pod")
+    workers: int = Field(default=1, ge=1, le=MAX_WORKERS, description="pods (nodes) for training")
+    processes_per_worker: int | None = Field(
+        default=None,
+        ge=1,
+        le=256,
+        description="torchrun --nproc-per-node (default: gpusPerWorker or 1)",
+    )
+    cpu: Quantity | None = Field(default=None, description="CPU request, e.g. '8'")
+    memory: Quantity | None = Field(default=None, description="memory request, e.g. 32Gi")
+    shm_size: Quantity = Field(default="8Gi", description="/dev/shm for data loader workers")
+    node_selector: dict[
+        Annotated[str, Field(max_length=MAX_NAME)], Annotated[str, Field(max_length=63)]
+    ] = Field(default_factory=dict, max_length=MAX_LIST)
+    tolerations: list[Toleration] = Field(default_factory=list, max_length=MAX_LIST)
+    dataset_pvc: K8sName | None = Field(
+        default=None, description="PVC with the dataset (read-only)"
+    )
+    dataset_mount_path: MountPath = "/data"
+    results_pvc: K8sName | None = Field(
         default=None, description="PVC for results (default: operator setting)"
     )
-    results_mount_path: str = "/results"
-    service_account_name: str | None = None
+    results_mount_path: MountPath = "/results"
+    service_account_name: K8sName | None = None
+
+
+class Metadata(SpecModel):
+    """A manifest's metadata; only the name matters to the CLI (labels etc. pass through)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    # The name becomes a directory (work_dirs/<name>) and Kubernetes object names: as the API
+    # server requires, a DNS-1123 name, so "/" or ".." can never point outside the work dir.
+    name: K8sName = Field(
+        default="local",
+        description="lowercase letters, digits, '-' and '.', starting and ending with a "
+        "letter or digit (e.g. my-search)",
+    )
 
 
 class Manifest(SpecModel):
@@ -128,13 +230,13 @@ class Manifest(SpecModel):
 
     api_version: str = Field(alias="apiVersion")
     kind: str
-    metadata: dict[str, Any] = Field(default_factory=dict)
+    metadata: Metadata = Field(default_factory=lambda: Metadata())
     spec: dict[str, Any]
     status: dict[str, Any] | None = None
 
     @property
     def name(self) -> str:
-        return str(self.metadata.get("name", "local"))
+        return self.metadata.name
 
 
 def read_manifest(path: str | Path, kind: str) -> tuple[Manifest, dict[str, Any]]:
@@ -163,7 +265,7 @@ def read_manifest(path: str | Path, kind: str) -> tuple[Manifest, dict[str, Any]
     if kinds:
         raise SpecError(f"{path}: expected kind {kind}, found {kinds}", field="kind")
     if len(docs) == 1 and isinstance(docs[0], dict):
-        bare = Manifest(apiVersion=GROUP_VERSION, kind=kind, metadata={}, spec=docs[0])
+        bare = Manifest(apiVersion=GROUP_VERSION, kind=kind, spec=docs[0])
         return bare, docs[0]
     raise SpecError(f"{path}: expected a {kind} manifest (apiVersion/kind/metadata/spec)")
 

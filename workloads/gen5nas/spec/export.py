@@ -2,12 +2,30 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from pydantic import Field, model_validator
 
+from gen5nas.spec.bounds import (
+    MAX_BATCHES,
+    MAX_EPOCHS,
+    MAX_ITERS,
+    MAX_LIST,
+    MAX_LR,
+    MAX_NAME,
+    MAX_RESOLUTION,
+    MAX_TRIALS,
+    Cel,
+    Epochs,
+    K8sName,
+    PathStr,
+    Seed,
+    cel_rules,
+)
 from gen5nas.spec.common import DatasetSpec, RuntimeSpec
-from gen5nas.spec.search import EstimatorServer
+from gen5nas.spec.search import EstimatorServer, HwConfig
 from gen5nas.spec.space import Arch, SpecModel
-from gen5nas.spec.training import CheckpointSpec
+from gen5nas.spec.training import CheckpointSpec, check_warmup, warmup_within_epochs
 
 KIND = "SubnetExport"
 
@@ -18,60 +36,105 @@ DEFAULT_PARITY_ATOL = 1e-4
 
 
 MIN_OPSET = 17  # the oldest opset exported (and the default); the newest depends on torch
+MAX_OPSET = 30  # a bound for the spec; export.check_opset knows what this torch writes
 
 
 class RetrainSpec(SpecModel):
+    model_config = cel_rules(warmup_within_epochs(10))
+
     enabled: bool = Field(default=False, description="export: retrain first (gen5nas retrain)")
     from_scratch: bool = Field(default=False, description="false: fine-tune inherited weights")
-    epochs: int = Field(default=10, ge=1)
+    epochs: Epochs = 10
     lr: float | None = Field(
         default=None,
         gt=0,
+        le=MAX_LR,
         description="default: 0.1 x batch/256 from scratch, a tenth to fine-tune",
     )
-    max_iters_per_epoch: int | None = Field(default=None, ge=1, description="for smoke runs")
-    warmup_epochs: float = Field(default=0, ge=0, description="linear warmup before cosine")
-    weight_decay: float = Field(default=4e-5, ge=0)
+    max_iters_per_epoch: int | None = Field(
+        default=None, ge=1, le=MAX_ITERS, description="for smoke runs"
+    )
+    warmup_epochs: float = Field(
+        default=0, ge=0, le=MAX_EPOCHS, description="linear warmup before cosine"
+    )
+    weight_decay: float = Field(default=4e-5, ge=0, le=1)
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)
-    seed: int = 0
+    seed: Seed = 0
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
+
+    @model_validator(mode="after")
+    def _warmup(self) -> RetrainSpec:
+        check_warmup(self.epochs, self.warmup_epochs, "warmup_epochs" in self.model_fields_set)
+        return self
 
 
 class SubnetExportSpec(SpecModel):
-    supernet_training: str | None = Field(default=None, description="cluster: its checkpoint")
-    checkpoint: str | None = None
-    nas_search: str | None = Field(default=None, description="cluster: the NASSearch of trial")
-    trial: int | None = Field(default=None, ge=0, description="a trial number of the study")
-    arch_file: str | None = Field(default=None, description="a fix_subnets/trial_N.yaml")
+    model_config = cel_rules(
+        Cel(
+            "(has(self.trial) ? 1 : 0) + (has(self.archFile) ? 1 : 0) + (has(self.arch) ? 1 : 0)"
+            " == 1",
+            "name exactly one subnet: trial (with nasSearch or a storage), archFile, or an "
+            "inline arch",
+        )
+    )
+
+    supernet_training: K8sName | None = Field(default=None, description="cluster: its checkpoint")
+    checkpoint: PathStr | None = None
+    nas_search: K8sName | None = Field(default=None, description="cluster: the NASSearch of trial")
+    trial: int | None = Field(
+        default=None, ge=0, le=MAX_TRIALS, description="a trial number of the study"
+    )
+    arch_file: PathStr | None = Field(default=None, description="a fix_subnets/trial_N.yaml")
     arch: Arch | None = None
-    input_shape: list[int] | None = Field(
+    input_shape: list[Annotated[int, Field(ge=1, le=MAX_RESOLUTION)]] | None = Field(
         default=None, min_length=4, max_length=4, description="N,C,H,W (default: 1,3,arch res)"
     )
-    opset: int = Field(default=MIN_OPSET, ge=MIN_OPSET)
+    opset: int = Field(default=MIN_OPSET, ge=MIN_OPSET, le=MAX_OPSET)
     dynamic_batch: bool = False
     dataset: DatasetSpec | None = Field(default=None, description="BN recalibration, parity")
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)
-    profile: str = Field(default="rcar-gen5-npu", description="profile for the estimated cost")
-    output: str | None = Field(default=None, description="ONNX path (default: work dir)")
+    profile: str = Field(
+        default="rcar-gen5-npu",
+        min_length=1,
+        max_length=MAX_NAME,
+        description="profile for the estimated cost",
+    )
+    output: PathStr | None = Field(default=None, description="ONNX path (default: work dir)")
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
     # Added for the local CLI (the operator fills storage/studyName from the NASSearch).
     storage: str | None = Field(
-        default=None, description="Optuna RDB URL of the study holding trial (local runs)"
+        default=None,
+        min_length=1,
+        max_length=2048,
+        description="Optuna RDB URL of the study holding trial (local runs)",
     )
     study_name: str | None = Field(
-        default=None, description="study in storage (default: the only one there)"
+        default=None,
+        min_length=1,
+        max_length=MAX_NAME,
+        description="study in storage (default: the only one there)",
     )
     bn_calibration_batches: int = Field(
-        default=64, ge=1, description="train batches to recalibrate BN of a supernet subnet"
+        default=64,
+        ge=1,
+        le=MAX_BATCHES,
+        description="train batches to recalibrate BN of a supernet subnet",
     )
-    parity_samples: int = Field(default=8, ge=1, description="real val images for ORT parity")
+    parity_samples: int = Field(
+        default=8, ge=1, le=10_000, description="real val images for ORT parity"
+    )
     parity_atol: float = Field(
-        default=DEFAULT_PARITY_ATOL, gt=0, description="max |ort - torch| / max(1, max |torch|)"
+        default=DEFAULT_PARITY_ATOL,
+        gt=0,
+        le=1,
+        description="max |ort - torch| / max(1, max |torch|)",
     )
     estimator_servers: list[EstimatorServer] = Field(
-        default_factory=list, description="gRPC estimators; empty: the analytical model in-process"
+        default_factory=list,
+        max_length=MAX_LIST,
+        description="gRPC estimators; empty: the analytical model in-process",
     )
-    hw_config: dict[str, float] = Field(
+    hw_config: HwConfig = Field(
         default_factory=dict, description="overrides of the profile's parameters"
     )
 

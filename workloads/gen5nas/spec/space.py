@@ -8,9 +8,11 @@ table, never searched); ``stride`` is fixed per stage. Torch-free: the operator 
 
 from __future__ import annotations
 
+import functools
 import math
 import random
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -21,15 +23,34 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
     ModelWrapValidatorHandler,
     ValidationError,
     model_validator,
 )
 from pydantic.alias_generators import to_camel
-from pydantic_core import InitErrorDetails, PydanticCustomError
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, InitErrorDetails, PydanticCustomError, core_schema
 
 from gen5nas.atomic import atomic_write_text
 from gen5nas.errors import ArchError, SpecError
+from gen5nas.spec.bounds import (
+    DNS1123_SUBDOMAIN,
+    MAX_CHANNELS,
+    MAX_DEPTH,
+    MAX_EXPAND_RATIO,
+    MAX_KERNEL,
+    MAX_LIST,
+    MAX_RESOLUTION,
+    MAX_SPACE_VALUES,
+    MAX_STAGES,
+    MAX_STRING,
+    Cel,
+    cel_rules,
+)
+from gen5nas.spec.yaml_input import read_yaml as read_yaml  # re-exported: the one reader
+from gen5nas.spec.yaml_input import read_yaml_documents as read_yaml_documents
 
 
 class SpecModel(BaseModel):
@@ -37,28 +58,84 @@ class SpecModel(BaseModel):
     accepted as well, and unknown fields refused so that a typo never passes silently."""
 
     model_config = ConfigDict(
-        alias_generator=to_camel, populate_by_name=True, extra="forbid", frozen=True
+        alias_generator=to_camel,
+        populate_by_name=True,
+        extra="forbid",
+        frozen=True,
+        allow_inf_nan=False,  # .inf / .nan in a float field is refused, never trained with
+        str_max_length=MAX_STRING,
     )
 
 
-def _check_range(value: tuple[int, int, int]) -> tuple[int, int, int]:
+def _check_range(value: tuple[int, int, int], max_value: int) -> tuple[int, int, int]:
     lo, hi, step = value
     if lo <= 0:
         raise ValueError(f"min must be positive, got {lo} (format [min, max, step])")
+    if hi > max_value or step > max_value:
+        raise ValueError(
+            f"{list(value)}: max and step may be at most {max_value} (format [min, max, step])"
+        )
     if lo > hi:
         raise ValueError(f"min {lo} is greater than max {hi} (format [min, max, step])")
     if step <= 0:
         raise ValueError(f"step must be positive, got {step} (format [min, max, step])")
+    # Counted, never expanded: a huge range is refused before it costs memory.
+    count = (hi - lo) // step + 1
+    if count > MAX_SPACE_VALUES:
+        raise ValueError(
+            f"[{lo}, {hi}, {step}] expands to {count} values; allowed: at most "
+            f"{MAX_SPACE_VALUES} per range (raise step or narrow [min, max])"
+        )
     if (hi - lo) % step:
+        first = [lo + i * step for i in range(min(count, 6))]
         raise ValueError(
             f"step {step} does not land on max: from {lo} by {step} the values are "
-            f"{list(range(lo, hi + 1, step))[:6]}..., never {hi} (format [min, max, step])"
+            f"{first}..., never {hi} (format [min, max, step])"
         )
     return value
 
 
-IntRange = Annotated[tuple[int, int, int], AfterValidator(_check_range)]
+_RANGE_RULES = (
+    Cel("self[0] <= self[1]", "min must not be greater than max (format [min, max, step])"),
+    Cel(
+        "self[2] < 1 || (self[1] - self[0]) % self[2] == 0",
+        "step must land on max: (max - min) must be a multiple of step ([min, max, step])",
+    ),
+    Cel(
+        f"self[2] < 1 || (self[1] - self[0]) / self[2] < {MAX_SPACE_VALUES}",
+        f"a [min, max, step] range may expand to at most {MAX_SPACE_VALUES} values",
+    ),
+)
+
+
+@dataclass(frozen=True)
+class RangeBounds:
+    """``[min, max, step]`` with min and max in 1..max_value, step >= 1 landing exactly on max
+    and at most MAX_SPACE_VALUES values: checked by :func:`_check_range` (its messages name min,
+    max or step), and carried into the JSON schema (element bounds and CEL rules) for the CRD."""
+
+    max_value: int
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        check = functools.partial(_check_range, max_value=self.max_value)
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        out = handler(schema)
+        for item in out.get("prefixItems", []):
+            item.update(minimum=1, maximum=self.max_value)
+        out.setdefault("x-kubernetes-validations", []).extend(r.as_dict() for r in _RANGE_RULES)
+        return out
+
+
+IntRange = Annotated[tuple[int, int, int], RangeBounds(MAX_CHANNELS)]
 """``[min, max, step]``, all positive, and ``step`` lands exactly on ``max``."""
+DepthRange = Annotated[tuple[int, int, int], RangeBounds(MAX_DEPTH)]
+ChannelRange = IntRange
 
 
 def range_values(r: tuple[int, int, int]) -> list[int]:
@@ -76,7 +153,15 @@ def _check_kernel_range(value: tuple[int, int, int]) -> tuple[int, int, int]:
     return value
 
 
-KernelRange = Annotated[IntRange, AfterValidator(_check_kernel_range)]
+KernelRange = Annotated[
+    tuple[int, int, int],
+    RangeBounds(MAX_KERNEL),
+    AfterValidator(_check_kernel_range),
+    Cel(
+        "self[0] % 2 == 1 && (self[0] == self[1] || self[2] % 2 == 0)",
+        "kernel sizes must be odd: an odd min and an even step, e.g. [3, 7, 2]",
+    ),
+]
 
 
 def _check_ratio_table(table: dict[int, float]) -> dict[int, float]:
@@ -92,7 +177,14 @@ def _check_ratio_table(table: dict[int, float]) -> dict[int, float]:
     return dict(sorted(table.items()))
 
 
-ExpandTable = Annotated[dict[int, float], AfterValidator(_check_ratio_table)]
+ExpandTable = Annotated[
+    dict[Annotated[int, Field(ge=1, le=MAX_DEPTH)], Annotated[float, Field(le=MAX_EXPAND_RATIO)]],
+    Field(max_length=MAX_DEPTH),
+    AfterValidator(_check_ratio_table),
+    Cel("size(self) >= 1", "empty table; give a ratio for every num_blocks value"),
+    Cel("self.all(k, k.matches('^[0-9]+$'))", "keys are num_blocks values (integers)"),
+    Cel("self.all(k, self[k] >= 1.0)", "a ratio is a number >= 1 (1 = no expand conv)"),
+]
 
 
 def _resolution_list(value: Any) -> Any:
@@ -105,12 +197,23 @@ def _resolution_list(value: Any) -> Any:
 def _check_resolutions(value: list[tuple[int, int]]) -> list[tuple[int, int]]:
     if not value:
         raise ValueError("empty list; give at least one [height, width], e.g. [[224, 224]]")
-    for h, w in value:
-        if h <= 0 or w <= 0:
-            raise ValueError(f"resolution [{h}, {w}] must be positive in both height and width")
     if len(set(value)) != len(value):
         raise ValueError(f"duplicate resolutions in {[list(v) for v in value]}")
     return value
+
+
+_Side = Annotated[int, Field(ge=1, le=MAX_RESOLUTION)]
+Resolution = tuple[_Side, _Side]
+"""``[height, width]`` in pixels."""
+
+Resolutions = Annotated[
+    list[Resolution],
+    BeforeValidator(_resolution_list),
+    Field(max_length=MAX_LIST),
+    AfterValidator(_check_resolutions),
+    Cel("size(self) >= 1", "give at least one [height, width], e.g. [[224, 224]]"),
+    Cel("self.all(a, self.exists_one(b, b == a))", "duplicate resolutions"),
+]
 
 
 def _errors_at(title: str, errors: list[tuple[tuple[str | int, ...], str, Any]]) -> ValidationError:
@@ -134,21 +237,52 @@ def _errors_at(title: str, errors: list[tuple[tuple[str | int, ...], str, Any]])
     )
 
 
+def _same_stages(name: str) -> Cel:
+    return Cel(
+        f"size(self.{name}) == size(self.numBlocks)",
+        f"{name} needs one entry per stage: as many as numBlocks",
+    )
+
+
+_STAGE = f"[{', '.join(str(i) for i in range(MAX_STAGES))}]"
+_DEPTHS = f"[{', '.join(str(d) for d in range(1, MAX_DEPTH + 1))}]"
+
+
 class ArchSetting(SpecModel):
     """The seed's ``arch_setting``: one list entry per stage for the per-stage keys."""
 
-    num_blocks: list[IntRange] = Field(min_length=1, description="per stage [min, max, step]")
-    kernel_size: list[KernelRange] = Field(min_length=1, description="per stage [min, max, step]")
-    num_out_channels: list[IntRange] = Field(min_length=1, description="per stage [min, max, step]")
+    # The API server's copy of _check_consistency. CEL has no range(): the stage indices and
+    # depths are literal lists (both are bounded, so the cost estimate is too).
+    model_config = cel_rules(
+        *(_same_stages(n) for n in ("kernelSize", "numOutChannels", "expandRatio", "stride")),
+        Cel(
+            f"{_STAGE}.all(i, i >= size(self.numBlocks) || i >= size(self.expandRatio) || "
+            f"self.numBlocks[i][2] < 1 || {_DEPTHS}.all(d, d < self.numBlocks[i][0] || "
+            f"d > self.numBlocks[i][1] || (d - self.numBlocks[i][0]) % self.numBlocks[i][2] "
+            f"!= 0 || string(d) in self.expandRatio[i]))",
+            "expandRatio needs a ratio for every numBlocks value of its stage",
+        ),
+    )
+
+    num_blocks: list[DepthRange] = Field(
+        min_length=1, max_length=MAX_STAGES, description="per stage [min, max, step]"
+    )
+    kernel_size: list[KernelRange] = Field(
+        min_length=1, max_length=MAX_STAGES, description="per stage [min, max, step]"
+    )
+    num_out_channels: list[ChannelRange] = Field(
+        min_length=1, max_length=MAX_STAGES, description="per stage [min, max, step]"
+    )
     expand_ratio: list[ExpandTable] = Field(
         min_length=1,
+        max_length=MAX_STAGES,
         description="per stage {num_blocks: ratio} (CompOFA: the ratio follows the depth)",
     )
     stride: list[Annotated[int, Field(ge=1, le=2)]] = Field(
-        min_length=1, description="per stage, fixed: 1 or 2"
+        min_length=1, max_length=MAX_STAGES, description="per stage, fixed: 1 or 2"
     )
-    first_num_out_channels: IntRange = Field(description="[min, max, step] of the stem conv")
-    last_num_out_channels: IntRange = Field(description="[min, max, step] of the last 1x1 conv")
+    first_num_out_channels: ChannelRange = Field(description="[min, max, step] of the stem conv")
+    last_num_out_channels: ChannelRange = Field(description="[min, max, step] of the last 1x1 conv")
 
     @model_validator(mode="before")
     @classmethod
@@ -214,10 +348,10 @@ class ArchSetting(SpecModel):
 class StageArch(SpecModel):
     """One stage of a concrete subnet."""
 
-    num_blocks: int = Field(ge=1)
-    kernel_size: int = Field(ge=1)
-    expand_ratio: float = Field(gt=0)
-    num_out_channels: int = Field(ge=1)
+    num_blocks: int = Field(ge=1, le=MAX_DEPTH)
+    kernel_size: int = Field(ge=1, le=MAX_KERNEL)
+    expand_ratio: float = Field(gt=0, le=MAX_EXPAND_RATIO)
+    num_out_channels: int = Field(ge=1, le=MAX_CHANNELS)
 
 
 class Arch(SpecModel):
@@ -226,10 +360,10 @@ class Arch(SpecModel):
     Its YAML form (``fix_subnets/trial_N.yaml``) is documented in README "Architecture files".
     """
 
-    resolution: tuple[int, int]
-    first_num_out_channels: int = Field(ge=1)
-    last_num_out_channels: int = Field(ge=1)
-    stages: list[StageArch] = Field(min_length=1)
+    resolution: Resolution
+    first_num_out_channels: int = Field(ge=1, le=MAX_CHANNELS)
+    last_num_out_channels: int = Field(ge=1, le=MAX_CHANNELS)
+    stages: list[StageArch] = Field(min_length=1, max_length=MAX_STAGES)
 
     def to_yaml_dict(self) -> dict[str, Any]:
         """The seed-vocabulary (snake_case) dict written to ``fix_subnets/trial_N.yaml``."""
@@ -260,28 +394,11 @@ class Arch(SpecModel):
         return self.model_dump_json(by_alias=False)
 
 
-def read_yaml_documents(path: str | Path, what: str = "file") -> list[Any]:
-    """Every YAML document in ``path``; a missing file or bad YAML is a SpecError naming it."""
-    path = Path(path)
-    try:
-        return list(yaml.safe_load_all(path.read_text()))
-    except FileNotFoundError:
-        raise SpecError(f"{what} not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from None
-
-
-def read_yaml(path: str | Path, what: str = "file") -> Any:
-    """The one YAML document in ``path`` (None when empty); see :func:`read_yaml_documents`."""
-    docs = read_yaml_documents(path, what)
-    if len(docs) > 1:
-        raise SpecError(f"{path}: holds {len(docs)} YAML documents; expected one {what}")
-    return docs[0] if docs else None
-
-
 def load_arch(path: str | Path) -> Arch:
     """Read an arch YAML (``fix_subnets/trial_N.yaml``); errors name the file and the field."""
     data = read_yaml(path, "arch file")
+    if data is None:
+        raise SpecError(f"{path}: empty file; expected an arch (resolution, stages, ...)")
     if isinstance(data, dict) and "arch" in data and "stages" not in data:
         data = data["arch"]  # an arch embedded in a larger document (e.g. a trial record)
     return parse_model(Arch, data, source=str(path))
@@ -295,11 +412,7 @@ class SearchSpace(SpecModel):
     """``arch_setting`` + ``input_resizer_cfg``: everything that defines the candidate subnets."""
 
     arch_setting: ArchSetting
-    input_resizer_cfg: Annotated[
-        list[tuple[int, int]],
-        BeforeValidator(_resolution_list),
-        AfterValidator(_check_resolutions),
-    ] = Field(description="list of [height, width] input resolutions")
+    input_resizer_cfg: Resolutions = Field(description="list of [height, width] input resolutions")
 
     # ---- the two extremes and random members ---------------------------------------------
     def _stage(self, i: int, depth: int, kernel: int, width: int) -> StageArch:
@@ -472,6 +585,14 @@ def format_validation_error(exc: ValidationError, source: str | None = None) -> 
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown field (check the spelling; see the spec reference in the README)"
+        elif (
+            err["type"] == "string_pattern_mismatch"
+            and (err.get("ctx") or {}).get("pattern") == DNS1123_SUBDOMAIN
+        ):
+            msg = (
+                f"{str(err['input'])[:80]!r} is not a DNS-1123 name: lowercase letters, digits, "
+                f"'-' and '.', starting and ending with a letter or digit (e.g. my-search)"
+            )
         lines.append(f"{loc}: {msg}" if loc else msg)
     head = f"{source}: invalid spec" if source else "invalid spec"
     return head + ":\n  " + "\n  ".join(lines)

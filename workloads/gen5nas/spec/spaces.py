@@ -6,10 +6,9 @@ from functools import cache
 from importlib import resources
 from pathlib import Path
 
-import yaml
-
 from gen5nas.errors import SpecError
 from gen5nas.spec.space import SearchSpace, parse_model, read_yaml
+from gen5nas.spec.yaml_input import load_yaml_text
 
 DEFAULT_SPACE = "mobilenetv2_sample1"
 
@@ -24,7 +23,8 @@ def named_spaces() -> list[str]:
 @cache
 def _named(name: str) -> SearchSpace:
     path = resources.files("gen5nas") / "spaces" / f"{name}.yaml"
-    return parse_model(SearchSpace, yaml.safe_load(path.read_text()), source=f"space {name}")
+    source = f"space {name}"
+    return parse_model(SearchSpace, load_yaml_text(path.read_text(), source), source=source)
 
 
 def load_space(name_or_path: str | Path = DEFAULT_SPACE) -> SearchSpace:

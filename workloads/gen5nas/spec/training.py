@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
+from gen5nas.spec.bounds import (
+    MAX_BATCHES,
+    MAX_CLASSES,
+    MAX_EPOCHS,
+    MAX_ITERS,
+    MAX_LR,
+    Cel,
+    Epochs,
+    Seed,
+    cel_rules,
+)
 from gen5nas.spec.common import DatasetSpec, RuntimeSpec, SpaceSpec, Task
 from gen5nas.spec.plan import Activation
 from gen5nas.spec.space import SpecModel
@@ -14,7 +25,9 @@ KIND = "SupernetTraining"
 
 
 class ModelSpec(SpecModel):
-    num_classes: int | None = Field(default=None, ge=1, description="default: from the dataset")
+    num_classes: int | None = Field(
+        default=None, ge=1, le=MAX_CLASSES, description="default: from the dataset"
+    )
     activation: Activation = Activation.relu6
     dropout: float = Field(default=0.2, ge=0.0, lt=1.0, description="max subnet only")
     drop_path: float = Field(
@@ -30,35 +43,70 @@ class OptimizerSpec(SpecModel):
     """Defaults follow AttentiveNAS/mmrazor BigNAS recipes (SGD Nesterov, lr 0.8 per 2048
     images scaled linearly, wd 1e-5 without BN/bias, label smoothing 0.1, clip 1.0)."""
 
-    lr: float | None = Field(default=None, gt=0, description="default: 0.1 x batch/256")
+    lr: float | None = Field(default=None, gt=0, le=MAX_LR, description="default: 0.1 x batch/256")
     momentum: float = Field(default=0.9, ge=0, lt=1)
     nesterov: bool = True
-    weight_decay: float = Field(default=1e-5, ge=0)
+    weight_decay: float = Field(default=1e-5, ge=0, le=1)
     no_decay_bn_bias: bool = True
-    grad_clip_norm: float | None = Field(default=1.0, gt=0)
+    grad_clip_norm: float | None = Field(default=1.0, gt=0, le=1e6)
     label_smoothing: float = Field(default=0.1, ge=0, lt=1)
 
 
+def warmup_within_epochs(default_epochs: int) -> Cel:
+    """CEL of :func:`check_warmup` (for the schedule and the retrain spec)."""
+    return Cel(
+        "!has(self.warmupEpochs) || self.warmupEpochs <= "
+        f"double(has(self.epochs) ? self.epochs : {default_epochs})",
+        "warmupEpochs must not exceed epochs",
+    )
+
+
+def check_warmup(epochs: int, warmup_epochs: float, explicit: bool) -> None:
+    """A warmup the user wrote must fit the run; the default one is cut to the run instead
+    (``build_scheduler``), so a short run needs no warmup setting."""
+    if explicit and warmup_epochs > epochs:
+        raise ValueError(
+            f"warmupEpochs ({warmup_epochs}) must not exceed epochs ({epochs}); allowed: "
+            f"0..{epochs}"
+        )
+
+
 class ScheduleSpec(SpecModel):
-    epochs: int = Field(default=360, ge=1)
-    warmup_epochs: float = Field(default=5, ge=0)
+    model_config = cel_rules(warmup_within_epochs(360))
+
+    epochs: Epochs = 360
+    warmup_epochs: float = Field(default=5, ge=0, le=MAX_EPOCHS)
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="cosine floor, x lr")
-    num_random_subnets: int = Field(default=2, ge=0, description="BigNAS: 2 (sandwich of 4)")
-    val_interval_epochs: int = Field(default=1, ge=1)
-    max_iters_per_epoch: int | None = Field(default=None, ge=1, description="for smoke runs")
-    log_interval_iters: int = Field(default=20, ge=1, description="log line + metrics record")
+    num_random_subnets: int = Field(default=2, ge=0, le=64, description="BigNAS: 2 (sandwich of 4)")
+    val_interval_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
+    max_iters_per_epoch: int | None = Field(
+        default=None, ge=1, le=MAX_ITERS, description="for smoke runs"
+    )
+    log_interval_iters: int = Field(
+        default=20, ge=1, le=MAX_ITERS, description="log line + metrics record"
+    )
+
+    @model_validator(mode="after")
+    def _warmup(self) -> ScheduleSpec:
+        check_warmup(self.epochs, self.warmup_epochs, "warmup_epochs" in self.model_fields_set)
+        return self
 
 
 class DistillationSpec(SpecModel):
     enabled: bool = True
-    temperature: float = Field(default=1.0, gt=0)
+    temperature: float = Field(default=1.0, gt=0, le=100)
 
 
 class CheckpointSpec(SpecModel):
-    interval_epochs: int = Field(default=1, ge=1)
-    keep_last: int = Field(default=3, ge=1, description="epoch_N.pth files kept (best is kept)")
+    interval_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
+    keep_last: int = Field(
+        default=3, ge=1, le=1000, description="epoch_N.pth files kept (best is kept)"
+    )
     interval_iters: int | None = Field(
-        default=None, ge=1, description="also checkpoint every N iterations (long epochs)"
+        default=None,
+        ge=1,
+        le=MAX_ITERS,
+        description="also checkpoint every N iterations (long epochs)",
     )
 
 
@@ -71,8 +119,10 @@ class SupernetTrainingSpec(SpecModel):
     schedule: ScheduleSpec = Field(default_factory=ScheduleSpec)
     distillation: DistillationSpec = Field(default_factory=DistillationSpec)
     checkpoint: CheckpointSpec = Field(default_factory=CheckpointSpec)
-    bn_calibration_batches: int = Field(default=64, ge=1, description="before each validation")
-    seed: int = 0
+    bn_calibration_batches: int = Field(
+        default=64, ge=1, le=MAX_BATCHES, description="before each validation"
+    )
+    seed: Seed = 0
     deterministic: bool = False
     precision: Literal["fp32", "bf16"] = Field(
         default="fp32", description="bf16: autocast on GPUs that support it"

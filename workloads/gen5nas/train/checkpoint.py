@@ -34,6 +34,7 @@ from gen5nas import __version__
 from gen5nas.atomic import atomic_write, atomic_write_text
 from gen5nas.errors import CheckpointError
 from gen5nas.spec import SearchSpace
+from gen5nas.train.finite import assert_finite_state
 
 FORMAT = "gen5nas-checkpoint/v1"
 POINTER = "last_checkpoint"
@@ -42,6 +43,7 @@ BEST_PREFIX = "best_max_subnet.accuracy_top1_epoch_"
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
     """Atomically write ``state`` (see the module docstring for the keys) to ``path``."""
+    assert_finite_state(state)  # a NaN weight never becomes the checkpoint a rerun resumes
     return atomic_write(path, lambda f: torch.save({"format": FORMAT, **state}, f))
 
 

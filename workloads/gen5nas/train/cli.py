@@ -35,19 +35,20 @@ def register(subparsers: Any) -> None:
 
 
 def handle(args: argparse.Namespace) -> int:
-    from gen5nas.errors import SpecError
+    from gen5nas.spec.bounds import MAX_EPOCHS, check_flag
     from gen5nas.spec.common import load_spec
+    from gen5nas.spec.output_paths import check_writable_dir
     from gen5nas.spec.training import KIND, SupernetTrainingSpec
 
     manifest, spec = load_spec(args.file, KIND, SupernetTrainingSpec)
     if args.epochs is not None:
-        if args.epochs < 1:
-            raise SpecError(f"must be >= 1, got {args.epochs}", field="--epochs")
+        check_flag(args.epochs, "--epochs", MAX_EPOCHS)
         spec = spec.model_copy(
             update={"schedule": spec.schedule.model_copy(update={"epochs": args.epochs})}
         )
     spec.search_space.resolve()  # a bad space is reported before torch is even imported
     work_dir = args.work_dir or Path("work_dirs") / manifest.name
+    check_writable_dir(work_dir, "--work-dir")
 
     from gen5nas.train.distributed import shutdown
     from gen5nas.train.job import run_supernet_training

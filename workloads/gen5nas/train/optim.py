@@ -68,7 +68,7 @@ def build_scheduler(optimizer: Optimizer, spec: ScheduleSpec, iters_per_epoch: i
     return LambdaLR(
         optimizer,
         WarmupCosine(
-            warmup_iters=round(spec.warmup_epochs * iters_per_epoch),
+            warmup_iters=round(min(spec.warmup_epochs, spec.epochs) * iters_per_epoch),
             total_iters=spec.epochs * iters_per_epoch,
             min_ratio=spec.min_lr_ratio,
         ),

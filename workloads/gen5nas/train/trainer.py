@@ -73,6 +73,7 @@ from gen5nas.train.checkpoint import (
 )
 from gen5nas.train.distributed import DistEnv, all_reduce_sum, barrier, unwrap, wrap_ddp
 from gen5nas.train.evaluate import Validator
+from gen5nas.train.finite import check_finite_step
 from gen5nas.train.optim import build_optimizer, build_scheduler
 from gen5nas.train.progress_report import ProgressReporter
 from gen5nas.train.sandwich import StepContext, StepOutput, TrainStep
@@ -570,6 +571,7 @@ class Trainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 ctx = StepContext(epoch, self.iteration, self._autocast)
                 out = self.step(self._ddp, batch, ctx)
+                check_finite_step(out.losses, epoch + 1, self.iteration + 1)  # before the step
                 if clip is not None:
                     torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
                 self.optimizer.step()

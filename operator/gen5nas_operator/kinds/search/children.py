@@ -22,6 +22,7 @@ from gen5nas_operator.common.pods import (
     effective_spec,
     job_manifest,
     pod_template,
+    restricted,
     secret_env,
     spec_configmap,
     tolerations,
@@ -63,7 +64,7 @@ def estimator_children(owner: Owner, spec: NASSearchSpec, settings: Settings) ->
         "livenessProbe": {**probe, "initialDelaySeconds": 15, "failureThreshold": 6},
         "resources": {"requests": {"cpu": "500m", "memory": "512Mi"}},
     }
-    pod_spec: dict[str, Any] = {"containers": [container]}
+    pod_spec: dict[str, Any] = {"containers": [container], "automountServiceAccountToken": False}
     if spec.runtime.node_selector:
         pod_spec["nodeSelector"] = dict(spec.runtime.node_selector)
     if spec.runtime.tolerations:
@@ -75,7 +76,10 @@ def estimator_children(owner: Owner, spec: NASSearchSpec, settings: Settings) ->
         "spec": {
             "replicas": est.replicas,
             "selector": {"matchLabels": selector(owner, "estimator")},
-            "template": {"metadata": {"labels": labels(owner, "estimator")}, "spec": pod_spec},
+            "template": {
+                "metadata": {"labels": labels(owner, "estimator")},
+                "spec": restricted(pod_spec),
+            },
         },
     }
     service = {
