@@ -74,6 +74,7 @@ from gen5nas.train.checkpoint import (
 from gen5nas.train.distributed import DistEnv, all_reduce_sum, barrier, unwrap, wrap_ddp
 from gen5nas.train.evaluate import Validator
 from gen5nas.train.finite import check_finite_step
+from gen5nas.train.metrics import TrainingMetrics
 from gen5nas.train.optim import build_optimizer, build_scheduler
 from gen5nas.train.progress_report import ProgressReporter
 from gen5nas.train.sandwich import StepContext, StepOutput, TrainStep
@@ -111,6 +112,7 @@ class TrainerConfig:
     resolved_config: dict[str, Any] | None = None  # written to the log folder
     hooks: Sequence[StepHook] = field(default_factory=tuple)
     progress: ProgressReporter | None = None  # rank 0's progress on its pod (kubectl get)
+    metrics: TrainingMetrics | None = None  # rank 0's Prometheus gauges (each record)
 
 
 @dataclass
@@ -344,6 +346,8 @@ class Trainer:
         if self._tb is not None:
             for key, value in values.items():
                 self._tb.add_scalar(f"{kind}/{key}", value, self.iteration)
+        if self.cfg.metrics is not None:
+            self.cfg.metrics.on_record(kind, values, epoch, self.iteration)
 
     def _close_outputs(self) -> None:
         if self._tb is not None:
