@@ -90,8 +90,9 @@ class EstimatorMetrics:
             self.endpoint.close()
 
     def backend_of(self, request: Any, response: Any) -> str:
-        if response is not None and getattr(response, "backend", ""):
-            return str(response.backend)
+        answered: str | None = getattr(response, "backend", None)
+        if answered:
+            return answered
         if not hasattr(request, "backend"):
             return "none"
         if request.backend:

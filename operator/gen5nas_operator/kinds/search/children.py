@@ -85,6 +85,12 @@ def estimator_children(owner: Owner, spec: NASSearchSpec, settings: Settings) ->
             ),
         },
     }
+    service_ports: list[dict[str, Any]] = [
+        {"name": f"grpc-{i}", "port": p, "targetPort": p, "appProtocol": "grpc"}
+        for i, p in enumerate(ports)
+    ]
+    if metrics_port:  # what the chart's estimator ServiceMonitor scrapes
+        service_ports.append({"name": PORT_NAME, "port": metrics_port, "targetPort": PORT_NAME})
     service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -92,16 +98,9 @@ def estimator_children(owner: Owner, spec: NASSearchSpec, settings: Settings) ->
         "spec": {
             "clusterIP": "None",
             "selector": selector(owner, "estimator"),
-            "ports": [
-                {"name": f"grpc-{i}", "port": p, "targetPort": p, "appProtocol": "grpc"}
-                for i, p in enumerate(ports)
-            ],
+            "ports": service_ports,
         },
     }
-    if metrics_port:  # what the chart's estimator ServiceMonitor scrapes
-        service["spec"]["ports"].append(
-            {"name": PORT_NAME, "port": metrics_port, "targetPort": PORT_NAME}
-        )
     return [deployment, service]
 
 
