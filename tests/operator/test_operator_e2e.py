@@ -184,7 +184,7 @@ def test_search_waits_runs_reports_front_and_cleans_up(
     est = dep["spec"]["template"]["spec"]["containers"][0]
     assert est["readinessProbe"]["grpc"]["port"] == 50051
     assert est["livenessProbe"]["grpc"]["port"] == 50051
-    assert est["command"][-3:] == ["--port", "50051", "50052"]
+    assert est["command"][-5:] == ["--port", "50051", "50052", "--metrics-port", "9464"]
     svc = cluster.get("service", "nas-b-estimator")
     assert svc is not None and svc["spec"]["clusterIP"] == "None"
     spec_doc = yaml.safe_load(cluster.get("configmap", "nas-b-spec")["data"]["spec.yaml"])
