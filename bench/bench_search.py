@@ -60,7 +60,7 @@ def main() -> None:
     from gen5nas.estimator.server import start_server
     from gen5nas.search.checkpoint_space import read_supernet
     from gen5nas.search.cost import make_client, make_cost_fn
-    from gen5nas.search.evaluator_setup import build_evaluator
+    from gen5nas.search.evaluate import build_evaluator
     from gen5nas.search.results import collect
     from gen5nas.search.runner import Worker, seed_extremes
     from gen5nas.search.settings import SearchSettings

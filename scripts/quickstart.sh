@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on one machine, no cluster: installs the pinned Python environment, then trains a
-# supernet on the bundled handwritten-digits dataset, starts PPA estimator servers in-process,
+# supernet on the bundled generated scenes dataset, starts PPA estimator servers in-process,
 # searches with Optuna NSGA-III into an SQLite study, and exports the best trade-off to ONNX.
 # Rerunning resumes: finished steps are skipped.
 set -euo pipefail

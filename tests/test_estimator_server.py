@@ -11,7 +11,7 @@ from typing import Any
 import grpc
 import onnx
 import pytest
-from estimator_helpers import ServerProcess
+from estimator_helpers import ServerProcess, endless_loop, ort_workers, running
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
@@ -202,6 +202,34 @@ def test_cli_server_multi_port_and_sigterm() -> None:
                 assert stub.Estimate(pb.EstimateRequest(onnx=MODEL), timeout=30).latency_ms > 0
         srv.proc.send_signal(signal.SIGTERM)
         assert srv.proc.wait(timeout=30) == 0
+
+
+def test_sigterm_stops_the_server_with_a_measurement_that_never_ends() -> None:
+    """A measurement that would run for days is in flight: SIGTERM still ends the server
+    (NOT_SERVING, ``--grace 2`` of draining, then the onnxruntime worker is killed)."""
+    with ServerProcess(1) as srv:
+        channel, stub = _stub(srv.ports[0])
+        result: dict[str, object] = {}
+
+        def request() -> None:
+            endless = pb.EstimateRequest(onnx=endless_loop(), profile="cpu-ort", omit_layers=True)
+            try:
+                stub.Estimate(endless, timeout=600)
+            except grpc.RpcError as exc:
+                result["code"] = exc.code()
+
+        worker = threading.Thread(target=request)
+        worker.start()
+        # The onnxruntime worker is spawned for this request: then the request is in flight.
+        wait_until("the onnxruntime worker", lambda: ort_workers(srv.proc.pid), 120, [], 0.1)
+        workers = ort_workers(srv.proc.pid)
+        srv.proc.send_signal(signal.SIGTERM)
+        assert srv.proc.wait(timeout=120) == 0
+        worker.join(60)
+        channel.close()
+    assert not worker.is_alive()
+    assert result["code"] in (grpc.StatusCode.CANCELLED, grpc.StatusCode.UNAVAILABLE), result
+    assert not any(running(pid) for pid in workers)  # no orphan left computing
 
 
 def _slow_profile_dir(tmp_path: Path) -> Path:

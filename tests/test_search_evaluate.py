@@ -19,8 +19,7 @@ from torch import nn
 from gen5nas.data import imagefolder
 from gen5nas.data.imagefolder import Batch
 from gen5nas.search.checkpoint_space import checkpoint_meta
-from gen5nas.search.evaluate import Evaluator
-from gen5nas.search.evaluator_setup import build_evaluator
+from gen5nas.search.evaluate import Evaluator, build_evaluator
 from gen5nas.search.results import REASON_ATTR
 from gen5nas.search.runner import Worker, seed_extremes
 from gen5nas.search.settings import SearchSettings

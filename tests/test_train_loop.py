@@ -15,9 +15,9 @@ from torch.optim.optimizer import register_optimizer_step_pre_hook
 from train_helpers import tiny_spec
 
 from gen5nas.data import write_synthetic
+from gen5nas.run_outputs import METRICS_FILE
 from gen5nas.spec.training import SupernetTrainingSpec
 from gen5nas.train.job import run_supernet_training
-from gen5nas.train.trainer import METRICS_FILE
 
 CLIP = 1e-3
 

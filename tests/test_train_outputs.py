@@ -11,7 +11,7 @@ import pytest
 
 import gen5nas.logdir
 from gen5nas.logdir import new_log_dir
-from gen5nas.train.trainer import trim_metrics
+from gen5nas.run_outputs import trim_metrics
 
 
 def test_a_torn_last_metrics_line_is_dropped_with_a_warning(

@@ -20,8 +20,9 @@ from train_helpers import cli_env, gen5nas_cmd, tiny_spec, write_manifest
 from gen5nas.data import write_synthetic
 from gen5nas.spec.training import SupernetTrainingSpec
 from gen5nas.train.checkpoint import BEST_PREFIX, last_checkpoint, read_checkpoint
+from gen5nas.train.checkpoint_store import CheckpointStore
 from gen5nas.train.job import run_supernet_training
-from gen5nas.train.trainer import Trainer, TrainResult
+from gen5nas.train.trainer import TrainResult
 
 
 @pytest.fixture(scope="module")
@@ -105,10 +106,10 @@ def test_a_kill_while_linking_the_best_file_leaves_the_pointer_behind(
     torch.set_num_threads(1)
     spec = _spec(data)
 
-    def killed(self: Trainer, source: Path, epoch: int) -> Path:
+    def killed(self: CheckpointStore, source: Path, epoch: int) -> Path:
         raise KeyboardInterrupt(f"killed while linking the best file of epoch {epoch}")
 
-    monkeypatch.setattr(Trainer, "_link_best", killed)
+    monkeypatch.setattr(CheckpointStore, "link_best", killed)
     with pytest.raises(KeyboardInterrupt, match="epoch 1"):
         run_supernet_training(spec, tmp_path, device="cpu")
     monkeypatch.undo()

@@ -11,8 +11,9 @@ from torch import nn
 from gen5nas.data import Batch
 from gen5nas.spec import load_space
 from gen5nas.supernet import Supernet, extract_subnet
+from gen5nas.tasks.classification import distillation_loss
 from gen5nas.train.bn_calibration import BatchCache, recalibrate_bn
-from gen5nas.train.sandwich import PlainStep, SandwichStep, StepContext, distillation_loss
+from gen5nas.train.sandwich import PlainStep, SandwichStep, StepContext
 
 SPACE = load_space("mobilenetv2_tiny")
 

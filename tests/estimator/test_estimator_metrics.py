@@ -37,16 +37,23 @@ def _port(server) -> int:
 
 
 def test_requests_are_counted_by_method_backend_and_code(server) -> None:
+    sent = [
+        pb.EstimateRequest(onnx=MODEL),
+        pb.EstimateRequest(onnx=MODEL, profile="edge-npu"),
+        pb.EstimateRequest(onnx=MODEL, backend="tpu-magic"),
+        pb.EstimateRequest(),
+        pb.EstimateRequest(onnx=MODEL, profile="no-such-chip"),
+    ]
     with grpc.insecure_channel(server.addresses[0]) as channel:
         stub = pb_grpc.EstimatorStub(channel)
-        ok = stub.Estimate(pb.EstimateRequest(onnx=MODEL), timeout=30)
-        stub.Estimate(pb.EstimateRequest(onnx=MODEL, profile="edge-npu"), timeout=30)
+        ok = stub.Estimate(sent[0], timeout=30)
+        stub.Estimate(sent[1], timeout=30)
         with pytest.raises(grpc.RpcError) as bad:
-            stub.Estimate(pb.EstimateRequest(onnx=MODEL, backend="tpu-magic"), timeout=30)
+            stub.Estimate(sent[2], timeout=30)
         with pytest.raises(grpc.RpcError) as empty:
-            stub.Estimate(pb.EstimateRequest(), timeout=30)
+            stub.Estimate(sent[3], timeout=30)
         with pytest.raises(grpc.RpcError) as unknown:
-            stub.Estimate(pb.EstimateRequest(onnx=MODEL, profile="no-such-chip"), timeout=30)
+            stub.Estimate(sent[4], timeout=30)
         stub.ListHardware(pb.ListHardwareRequest(), timeout=30)
         health = health_pb2_grpc.HealthStub(channel)
         health.Check(health_pb2.HealthCheckRequest(service=""), timeout=10)
@@ -73,9 +80,11 @@ def test_requests_are_counted_by_method_backend_and_code(server) -> None:
     buckets = m.values(f"{DURATION}_bucket", method="Estimate", backend="analytical")
     assert [v for labels, v in buckets if labels["le"] == "+Inf"] == [3]
     assert m.value(f"{DURATION}_sum", method="Estimate", backend="analytical") > 0
-    # Four requests carried a model (the empty one did not); the sum is their bytes.
-    assert m.value("gen5nas_estimator_request_model_bytes_count") == 4
-    assert m.value("gen5nas_estimator_request_model_bytes_sum") == 4 * len(MODEL)
+    # Every Estimate request's size; the sum is the bytes received.
+    sizes = [r.ByteSize() for r in sent]
+    assert m.value("gen5nas_estimator_request_size_bytes_count") == 5
+    assert m.value("gen5nas_estimator_request_size_bytes_sum") == sum(sizes)
+    assert min(sizes[:2]) > len(MODEL)  # the model is the bulk of a request
     assert m.value("gen5nas_estimator_requests_in_flight", method="Estimate") == 0
     # The model was analysed once: later requests hit the graph cache (the refused ones stop
     # before the analysis: backend and profile are checked first).
@@ -98,7 +107,8 @@ def test_arch_requests_count_the_arch_cache(server) -> None:
     assert m.value(REQUESTS, method="Estimate", backend="analytical", code="OK") == 3
     assert m.value("gen5nas_estimator_cache_misses_total", cache="arch_graph") == 1
     assert m.value("gen5nas_estimator_cache_hits_total", cache="arch_graph") == 2
-    assert m.value("gen5nas_estimator_request_model_bytes_count") == 0  # no model was sent
+    size = pb.EstimateRequest(arch=pb.ArchRef(space="mobilenetv2_tiny", arch_yaml=arch_yaml))
+    assert m.value("gen5nas_estimator_request_size_bytes_sum") == 3 * size.ByteSize()
 
 
 class _HeldEngine(EstimatorEngine):

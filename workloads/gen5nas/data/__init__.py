@@ -1,5 +1,6 @@
-"""Datasets: a checked, fault-tolerant ImageFolder loader, the digits demo data and a synthetic
-tree generator (all ImageFolder trees), and ``build_loaders`` used by train, search and retrain."""
+"""Datasets: a checked, fault-tolerant ImageFolder loader, the digits demo data, a synthetic
+tree generator and the generated scenes (all ImageFolder trees; the scenes also as COCO boxes
+and masks), and ``build_loaders`` used by train, search and retrain."""
 
 from gen5nas.data.generate import write_digits, write_synthetic
 from gen5nas.data.imagefolder import (
@@ -10,6 +11,7 @@ from gen5nas.data.imagefolder import (
     scan_imagefolder,
 )
 from gen5nas.data.loaders import DataLoaders, ShardSampler, build_loaders, dist_info
+from gen5nas.data.scenes import SceneSettings, write_scenes
 from gen5nas.data.transforms import AugmentConfig
 
 __all__ = [
@@ -17,6 +19,7 @@ __all__ = [
     "Batch",
     "DataLoaders",
     "ImageFolderDataset",
+    "SceneSettings",
     "ShardSampler",
     "batch_to",
     "build_loaders",
@@ -24,5 +27,6 @@ __all__ = [
     "dist_info",
     "scan_imagefolder",
     "write_digits",
+    "write_scenes",
     "write_synthetic",
 ]

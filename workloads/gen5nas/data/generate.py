@@ -34,7 +34,7 @@ def _is_complete(root: Path, recipe: dict[str, object]) -> bool:
     return marker.is_file() and json.loads(marker.read_text()) == recipe
 
 
-def _write_tree(root: Path, recipe: dict[str, object], fill: Callable[[Path], None]) -> Path:
+def write_tree(root: Path, recipe: dict[str, object], fill: Callable[[Path], None]) -> Path:
     """Run ``fill(tmp_dir)`` and move the result to ``root`` atomically (unless already there)."""
     if _is_complete(root, recipe):
         return root
@@ -80,7 +80,7 @@ def write_digits(root: str | Path, size: int = 32) -> Path:
             folder.mkdir(parents=True, exist_ok=True)
             img.save(folder / f"{n:04d}.png")
 
-    return _write_tree(Path(root), {"kind": "digits", "size": size, "version": 1}, fill)
+    return write_tree(Path(root), {"kind": "digits", "size": size, "version": 1}, fill)
 
 
 def write_synthetic(
@@ -123,4 +123,4 @@ def write_synthetic(
         "seed": seed,
         "version": 1,
     }
-    return _write_tree(Path(root), recipe, fill)
+    return write_tree(Path(root), recipe, fill)

@@ -24,9 +24,10 @@ from gen5nas.data.imagefolder import (
     collate_skipping,
     scan_imagefolder,
 )
+from gen5nas.data.scenes import SceneSettings, write_scenes
 from gen5nas.data.transforms import AugmentConfig, train_transform, val_transform
 from gen5nas.errors import SpecError
-from gen5nas.spec.common import DatasetKind, DatasetSpec
+from gen5nas.spec.common import DatasetKind, DatasetSpec, ScenesSpec
 
 _SUBSET_SEED = 20240917  # subsets (maxTrainSamples...) must not change with the training seed
 
@@ -136,14 +137,15 @@ class DataLoaders:
 def prepare_dataset(
     spec: DatasetSpec, work_dir: str | Path | None, resolution: tuple[int, int]
 ) -> Path:
-    """The dataset root (with train/ and val/), generating digits/synthetic trees if needed.
+    """The dataset root (with train/ and val/), generating digits/synthetic/scenes trees if
+    needed.
 
     Generated trees are written once per node (local rank 0 first, others wait at a barrier).
     """
     if spec.kind == DatasetKind.coco:
         raise SpecError(
-            "kind coco (detection) has no classification loader; use imagefolder, digits or "
-            "synthetic here",
+            "kind coco (detection) has no classification loader; use imagefolder, digits, "
+            "synthetic or scenes here",
             field="dataset.kind",
         )
     if spec.kind == DatasetKind.imagefolder:
@@ -159,6 +161,8 @@ def prepare_dataset(
     def write() -> Path:
         if spec.kind == DatasetKind.digits:
             return write_digits(root)
+        if spec.kind == DatasetKind.scenes:
+            return write_scenes(root, scene_settings(spec), workers=min(2, os.cpu_count() or 1))
         per_class_train = (spec.max_train_samples or 640) // (spec.num_classes or 10)
         per_class_val = (spec.max_val_samples or 160) // (spec.num_classes or 10)
         return write_synthetic(
@@ -176,6 +180,32 @@ def prepare_dataset(
             write()
         dist.barrier()
     return write()
+
+
+def generated_data_home(spec: DatasetSpec, work_dir: Path, checkpoint: Path) -> Path:
+    """Where a later step (search, export) finds a generated tree: a tree with no path lives
+    under the training's work dir, reused from there rather than written again."""
+    if spec.kind.generated and not spec.path:
+        training_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
+        if (training_dir / "data" / spec.kind.value).is_dir():
+            return training_dir
+    return work_dir
+
+
+def scene_settings(spec: DatasetSpec) -> SceneSettings:
+    """The generator settings of a ``kind: scenes`` dataset spec."""
+    scenes = spec.scenes or ScenesSpec()
+    return SceneSettings(
+        num_classes=spec.num_classes or 10,
+        train_images=scenes.train_images,
+        val_images=scenes.val_images,
+        image_size=scenes.image_size,
+        max_objects=scenes.max_objects,
+        clutter=scenes.clutter,
+        occlusion=scenes.occlusion,
+        noise=scenes.noise,
+        seed=scenes.seed,
+    )
 
 
 def _subset(n: int, limit: int | None) -> list[int] | None:

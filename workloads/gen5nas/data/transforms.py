@@ -5,8 +5,9 @@ each subnet's resolution in ``forward``, so one loader serves every subnet of a 
 
 ImageNet-style data gets the standard recipe: RandomResizedCrop(scale 0.08-1) + horizontal
 flip for training, resize to ``res / 0.875`` + centre crop for validation. Small, centred
-images (the digits demo, synthetic trees) get a milder crop, no flip (a mirrored digit is
-another symbol) and no val crop (the object fills the frame).
+images (the digits demo, synthetic trees, scenes) get a milder crop and no val crop (the
+object fills the frame), the digits and synthetic trees no flip (a mirrored digit is another
+symbol).
 """
 
 from __future__ import annotations
@@ -30,6 +31,8 @@ class AugmentConfig:
     def for_kind(cls, kind: str) -> AugmentConfig:
         if kind in ("digits", "synthetic"):
             return cls(crop_scale=(0.6, 1.0), hflip=False, val_crop_fraction=1.0)
+        if kind == "scenes":  # every category is its own mirror image (up to rotation)
+            return cls(crop_scale=(0.6, 1.0), hflip=True, val_crop_fraction=1.0)
         return cls()
 
 

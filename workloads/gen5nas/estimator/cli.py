@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,6 +39,10 @@ def register(subparsers: Any) -> None:
     s.add_argument("--grace", type=float, default=10.0, help="drain time on shutdown, s")
     s.add_argument("--drain-delay", type=float, default=0.0,
                    help="seconds NOT_SERVING before draining (let probes notice)")  # fmt: skip
+    s.add_argument("--max-request-s", type=float, default=600.0,
+                   help="longest a request may take when its client sets no shorter deadline")  # fmt: skip
+    s.add_argument("--measure-memory-mb", type=int, default=8192,
+                   help="memory of the onnxruntime worker process (a model needing more fails)")  # fmt: skip
     s.add_argument("--metrics-port", type=int, default=None,
                    help="serve Prometheus /metrics on this port (0 = any free; default: off)")  # fmt: skip
     s.set_defaults(func=_serve)
@@ -124,6 +129,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     from gen5nas.estimator.server import start_server
 
+    for flag, value, zero_ok in (("--max-request-s", args.max_request_s, False),
+                                 ("--grace", args.grace, True),  # 0: stop at once
+                                 ("--measure-memory-mb", args.measure_memory_mb, False)):  # fmt: skip
+        if not (value >= 0 if zero_ok else value > 0) or value == float("inf"):
+            bound = "0 or more" if zero_ok else "more than 0"
+            raise SpecError(f"must be a finite number {bound}, got {value}", flag)
     server = start_server(
         args.port,
         args.profiles,
@@ -131,6 +142,8 @@ def _serve(args: argparse.Namespace) -> int:
         max_workers=args.max_workers,
         max_concurrent_rpcs=args.max_concurrent,
         max_model_mb=args.max_model_mb,
+        max_request_s=args.max_request_s,
+        measure_memory_mb=args.measure_memory_mb,
         metrics_port=args.metrics_port,
     )
     # One line a wrapper can parse for the ports (0 asks for a free one).
@@ -142,6 +155,9 @@ def _serve(args: argparse.Namespace) -> int:
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:
+        if stop.is_set():  # a second signal: no more draining
+            log.warning("signal %d again: exiting now", signum)
+            os._exit(0)
         log.info("signal %d: NOT_SERVING, draining for up to %.0f s", signum, args.grace)
         stop.set()
 

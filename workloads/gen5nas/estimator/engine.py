@@ -11,9 +11,10 @@ the measured one (onnxruntime's fp32 kernels take the same time whatever the val
 
 from __future__ import annotations
 
+import math
 import threading
 import time
-from collections.abc import Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -21,7 +22,13 @@ import yaml
 from gen5nas import __version__
 from gen5nas.errors import Gen5NasError
 from gen5nas.estimator import analytical, arch_graph
-from gen5nas.estimator.errors import DeadlineExceeded, InvalidRequest, NotFound
+from gen5nas.estimator.errors import (
+    InvalidRequest,
+    NotFound,
+    TooLarge,
+    check_deadline,
+    request_scope,
+)
 from gen5nas.estimator.onnx_graph import GraphWork, analyze, analyze_model, model_sha256
 from gen5nas.estimator.profiles import ProfileRegistry
 from gen5nas.estimator.result import Estimate, LayerEstimate
@@ -29,6 +36,9 @@ from gen5nas.lru import LRU
 
 ESTIMATOR_VERSION = f"gen5nas-estimator/{__version__}"
 DEFAULT_MAX_MODEL_BYTES = 256 * 2**20
+MAX_ARCH_YAML_BYTES = 64 * 1024  # an arch document is a few hundred bytes
+MAX_YAML_DEPTH = 16
+MAX_CLASSES = 100_000  # the classifier's weight grows with it (x 1280 channels x 4 bytes)
 
 
 class EstimatorEngine:
@@ -38,7 +48,11 @@ class EstimatorEngine:
         profiles_dirs: Iterable[str] = (),
         max_model_bytes: int = DEFAULT_MAX_MODEL_BYTES,
         cache_size: int = 512,
+        measure_memory_mb: int | None = None,
+        max_run_s: float | None = None,
     ) -> None:
+        """``measure_memory_mb`` bounds the onnxruntime worker's memory, ``max_run_s`` a
+        measurement of a request without a deadline (defaults: ``measured``'s)."""
         self.registry = registry or ProfileRegistry(profiles_dirs)
         self.max_model_bytes = max_model_bytes
         self._graphs: LRU[Hashable, GraphWork] = LRU(cache_size)  # small (per-node counts)
@@ -46,6 +60,28 @@ class EstimatorEngine:
         self._arch_bytes: LRU[Hashable, bytes] = LRU(16)  # whole ONNX files with weights: a few
         self._measurer: Any = None
         self._measurer_lock = threading.Lock()
+        self._measure_options: dict[str, Any] = {
+            k: v
+            for k, v in (("memory_mb", measure_memory_mb), ("max_run_s", max_run_s))
+            if v is not None
+        }
+        self._health_listeners: list[Callable[[str, bool], None]] = []
+
+    def on_backend_health(self, listener: Callable[[str, bool], None]) -> None:
+        """``listener(backend, serving)`` hears when a backend stops or starts being able to
+        serve (the onnxruntime worker died, restarted, cannot start)."""
+        self._health_listeners.append(listener)
+
+    def _backend_health(self, backend: str, serving: bool) -> None:
+        for listener in self._health_listeners:
+            listener(backend, serving)
+
+    def close(self) -> None:
+        """Stop the measured backend's worker process (a measurement in progress ends)."""
+        with self._measurer_lock:
+            measurer, self._measurer = self._measurer, None
+        if measurer is not None:
+            measurer.close()
 
     def caches(self) -> dict[str, LRU[Hashable, Any]]:
         """The engine's caches by name (their hit counts and sizes are the server's metrics)."""
@@ -77,11 +113,16 @@ class EstimatorEngine:
         if not space_name:
             raise InvalidRequest(f"arch.space is empty; known spaces: {named_spaces()}")
         if space_name not in named_spaces():  # never a path: a request must not read files
-            raise NotFound(f"unknown search space {space_name!r}; known: {named_spaces()}")
-        try:
-            data = yaml.safe_load(arch_yaml or "")
-        except yaml.YAMLError as exc:
-            raise InvalidRequest(f"arch.arch_yaml is not valid YAML: {exc}") from None
+            raise NotFound(f"unknown search space {space_name[:80]!r}; known: {named_spaces()}")
+        if not 0 <= num_classes <= MAX_CLASSES:
+            raise InvalidRequest(
+                f"arch.num_classes = {num_classes}: must be in 1..{MAX_CLASSES} (0 = 1000)"
+            )
+        if activation and activation not in arch_graph.ACTIVATIONS:
+            raise InvalidRequest(
+                f"arch.activation {activation[:80]!r} is not one of {list(arch_graph.ACTIVATIONS)}"
+            )
+        data = _parse_arch_yaml(arch_yaml)
         if not isinstance(data, dict):
             raise InvalidRequest(
                 "arch.arch_yaml must be an arch document (fix_subnets/trial_N.yaml)"
@@ -93,10 +134,6 @@ class EstimatorEngine:
             raise InvalidRequest(str(exc)) from None
         classes = num_classes or 1000
         activation = activation or "relu6"
-        if activation not in arch_graph.ACTIVATIONS:
-            raise InvalidRequest(
-                f"arch.activation {activation!r} is not one of {list(arch_graph.ACTIVATIONS)}"
-            )
         return (space_name, arch.key(), classes, activation), space, arch, classes, activation
 
     def arch_onnx(
@@ -140,19 +177,31 @@ class EstimatorEngine:
         metrics: Sequence[str] = (),
         with_layers: bool = True,
         deadline: float | None = None,
+        client_gone: Callable[[], bool] | None = None,
     ) -> Estimate:
         """``metrics`` is a subset of ("latency", "energy"); empty = both. ``deadline`` is a
-        ``time.monotonic()`` instant (the measured backend stops at it)."""
+        ``time.monotonic()`` instant: every stage stops at it (the measured backend too), as
+        at ``client_gone()``."""
+        with request_scope(deadline, client_gone or (lambda: False)):
+            return self._estimate(
+                onnx_bytes, arch, profile, hw_config, backend, input_shapes, metrics,
+                with_layers, deadline,
+            )  # fmt: skip
+
+    def _estimate(  # type: ignore[no-untyped-def]
+        self, onnx_bytes, arch, profile, hw_config, backend, input_shapes, metrics, with_layers,
+        deadline,
+    ) -> Estimate:  # fmt: skip
         hw = self.registry.get(profile).with_overrides(hw_config)
         backend = backend or hw.default_backend
         if backend not in hw.backends:
             raise InvalidRequest(
-                f"backend {backend!r} is not available for profile {hw.name!r}; it has "
+                f"backend {backend[:80]!r} is not available for profile {hw.name!r}; it has "
                 f"{list(hw.backends)}"
             )
         bad = [m for m in metrics if m not in ("latency", "energy")]
         if bad:
-            raise InvalidRequest(f"unknown metrics {bad}; allowed: latency, energy")
+            raise InvalidRequest(f"unknown metrics {bad[:5]}; allowed: latency, energy")
         want_latency = not metrics or "latency" in metrics
         want_energy = not metrics or "energy" in metrics
         if arch is not None:
@@ -164,9 +213,15 @@ class EstimatorEngine:
             )
         else:
             work = self.analyze(onnx_bytes, input_shapes)
-        if deadline is not None and time.monotonic() > deadline:
-            raise DeadlineExceeded("the request's deadline passed while its model was analysed")
-        result = analytical.estimate(work, hw, with_layers and backend == "analytical")
+        check_deadline("the model's analysis")
+        try:
+            result = analytical.estimate(work, hw, with_layers and backend == "analytical")
+        except (OverflowError, ValueError) as exc:  # a finite but extreme hw_config value
+            raise InvalidRequest(
+                f"the estimate is out of range for profile {hw.name!r} with hw_config "
+                f"{dict(hw_config or {})}: {exc}"
+            ) from None
+        _check_range(result, hw_config)
         if backend == "analytical":
             return _replace(
                 result,
@@ -174,6 +229,8 @@ class EstimatorEngine:
                 energy_mj=result.energy_mj if want_energy else None,
                 estimator_version=ESTIMATOR_VERSION,
             )
+        check_deadline("the analytical estimate")
+        _check_runnable(work, self._measure_options.get("memory_mb"))
         if arch is not None:
             onnx_bytes = self.arch_onnx(*arch)
         assert onnx_bytes is not None
@@ -188,7 +245,10 @@ class EstimatorEngine:
 
         with self._measurer_lock:
             if self._measurer is None:
-                self._measurer = OrtMeasurer()
+                self._measurer = OrtMeasurer(
+                    lambda serving: self._backend_health("onnxruntime", serving),
+                    **self._measure_options,
+                )
         m = self._measurer.measure(
             onnx_bytes,
             work.input_shapes,
@@ -220,6 +280,61 @@ class EstimatorEngine:
             layers=layers,
             notes=notes,
             estimator_version=ESTIMATOR_VERSION,
+        )
+
+
+def _parse_arch_yaml(text: str) -> Any:
+    """An arch document, bounded before it is built: its size, nesting and no anchors or
+    aliases (an arch never needs them; an alias bomb expands to millions of nodes)."""
+    if len(text.encode()) > MAX_ARCH_YAML_BYTES:
+        raise TooLarge(
+            f"arch.arch_yaml is {len(text.encode())} bytes, over the limit of "
+            f"{MAX_ARCH_YAML_BYTES} (an arch document is a few hundred bytes)"
+        )
+    try:
+        depth = 0
+        for event in yaml.parse(text or "", Loader=yaml.SafeLoader):
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None):
+                raise InvalidRequest("arch.arch_yaml: YAML anchors and aliases are not allowed")
+            if isinstance(event, yaml.CollectionStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    raise InvalidRequest(
+                        f"arch.arch_yaml nests deeper than {MAX_YAML_DEPTH} levels"
+                    )
+            elif isinstance(event, yaml.CollectionEndEvent):
+                depth -= 1
+        return yaml.safe_load(text or "")
+    except yaml.YAMLError as exc:
+        raise InvalidRequest(f"arch.arch_yaml is not valid YAML: {exc}") from None
+
+
+_INT64_MAX = 2**63 - 1
+
+
+def _check_range(est: Estimate, hw_config: Mapping[str, float] | None) -> None:
+    """Refuse an estimate the answer cannot carry: a total beyond int64 or a non-finite
+    number, which extreme (finite) hw_config values can give."""
+    ints = [est.total_macs, est.total_bytes]
+    floats = [v for v in (est.latency_ms, est.energy_mj) if v is not None]
+    if any(v > _INT64_MAX for v in ints) or not all(math.isfinite(v) for v in floats):
+        raise InvalidRequest(
+            f"the estimate is out of range (latency {est.latency_ms}, energy {est.energy_mj}, "
+            f"bytes {est.total_bytes}); check hw_config {dict(hw_config or {})}"
+        )
+
+
+def _check_runnable(work: GraphWork, memory_mb: int | None) -> None:
+    """Refuse, before onnxruntime allocates it, a tensor larger than the worker's memory."""
+    from gen5nas.estimator.measured import DEFAULT_MEMORY_MB
+
+    limit = (memory_mb or DEFAULT_MEMORY_MB) * 2**20
+    biggest = max((t for n in work.nodes for t in n.tensors), key=lambda t: t.numel, default=None)
+    if biggest is not None and biggest.numel * 4 > limit:
+        raise TooLarge(
+            f"tensor {biggest.name!r} has {biggest.numel:.3g} elements, more than the "
+            f"onnxruntime backend's {limit // 2**20} MiB of memory (server flag "
+            f"--measure-memory-mb); the analytical backend can still estimate it"
         )
 
 

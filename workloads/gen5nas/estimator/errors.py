@@ -5,6 +5,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import time
+from collections.abc import Callable, Iterator
+
 from gen5nas.errors import Gen5NasError
 
 
@@ -34,6 +39,52 @@ class NotAvailable(EstimatorError):
 
 class DeadlineExceeded(EstimatorError):
     code = "DEADLINE_EXCEEDED"
+
+
+class BackendUnavailable(EstimatorError):
+    """A backend that cannot serve now (its worker failed to start); another server may."""
+
+    code = "UNAVAILABLE"
+
+
+class Cancelled(EstimatorError):
+    code = "CANCELLED"
+
+
+# The request being served: (deadline as a time.monotonic() instant or None, client-gone test).
+_REQUEST: contextvars.ContextVar[tuple[float | None, Callable[[], bool]] | None] = (
+    contextvars.ContextVar("gen5nas_estimator_request", default=None)
+)
+
+
+@contextlib.contextmanager
+def request_scope(
+    deadline: float | None, client_gone: Callable[[], bool] = lambda: False
+) -> Iterator[None]:
+    """Within it, :func:`check_deadline` stops work whose request is past its deadline or whose
+    client went away (a context variable, so the analysis needs no request argument)."""
+    token = _REQUEST.set((deadline, client_gone))
+    try:
+        yield
+    finally:
+        _REQUEST.reset(token)
+
+
+def check_deadline(stage: str) -> None:
+    """Raise DeadlineExceeded / Cancelled between stages of a request that nobody waits for."""
+    scope = _REQUEST.get()
+    if scope is None:
+        return
+    deadline, client_gone = scope
+    if deadline is not None and time.monotonic() > deadline:
+        raise DeadlineExceeded(f"the request's deadline passed during {stage}; stopped there")
+    if client_gone():
+        raise Cancelled(f"the client went away during {stage}; stopped there")
+
+
+def request_deadline() -> float | None:
+    scope = _REQUEST.get()
+    return None if scope is None else scope[0]
 
 
 class EstimatorUnavailable(Gen5NasError):

@@ -10,14 +10,17 @@ name                                                      type       labels
 ``gen5nas_estimator_requests_total``                      counter    method, backend, code
 ``gen5nas_estimator_request_duration_seconds``            histogram  method, backend
 ``gen5nas_estimator_requests_in_flight``                  gauge      method
-``gen5nas_estimator_request_model_bytes``                 histogram  (ONNX models received)
+``gen5nas_estimator_request_size_bytes``                  histogram  (Estimate requests: the
+                                                                     model bytes received)
 ``gen5nas_estimator_cache_hits_total`` / ``_misses_total``  counter    cache
 ``gen5nas_estimator_cache_entries``                       gauge      cache
 ========================================================  =========  ==========================
 
 ``backend`` is the backend that answered (``analytical``, ``onnxruntime``); for a refused
 request the one it asked for, its profile's default when it named none, ``other`` for a name
-no profile has (a typo must not make a new series), ``none`` for ListHardware.
+no profile has (a typo must not make a new series), ``none`` for ListHardware. The servicer
+parses requests itself (they reach it as bytes), so only a refused request is parsed here
+again, to read its backend and profile.
 """
 
 from __future__ import annotations
@@ -31,8 +34,10 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from gen5nas.estimator._proto import estimator_pb2 as pb
 from gen5nas.estimator.engine import EstimatorEngine
 from gen5nas.estimator.profiles import BACKENDS
+from gen5nas.estimator.service import parse_request
 from gen5nas.metrics_http import MetricsEndpoint
 
 # 4 KiB .. 256 MiB (the default --max-model-mb), x4 apart.
@@ -66,9 +71,10 @@ class EstimatorMetrics:
             ["method"],
             registry=self.registry,
         )
-        self.model_bytes = Histogram(
-            "gen5nas_estimator_request_model_bytes",
-            "Size of the ONNX models received (arch requests carry none).",
+        self.request_bytes = Histogram(
+            "gen5nas_estimator_request_size_bytes",
+            "Size of the Estimate requests received (an ONNX model is most of one; an arch "
+            "request is a few KiB).",
             buckets=MODEL_BYTES_BUCKETS,
             registry=self.registry,
         )
@@ -89,12 +95,17 @@ class EstimatorMetrics:
         if self.endpoint is not None:
             self.endpoint.close()
 
-    def backend_of(self, request: Any, response: Any) -> str:
+    def backend_of(self, method: str, request: Any, response: Any) -> str:
         answered: str | None = getattr(response, "backend", None)
         if answered:
             return answered
-        if not hasattr(request, "backend"):
+        if method != "Estimate":
             return "none"
+        if isinstance(request, bytes):
+            try:
+                request = parse_request(pb.EstimateRequest, request)
+            except Exception:  # malformed: refused before anything was asked of a backend
+                return "other"
         if request.backend:
             return request.backend if request.backend in BACKENDS else "other"
         try:
@@ -124,9 +135,9 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
         def observed(request: Any, context: grpc.ServicerContext) -> Any:
             in_flight = metrics.in_flight.labels(method)
             in_flight.inc()
-            onnx = getattr(request, "onnx", b"")
-            if onnx:
-                metrics.model_bytes.observe(len(onnx))
+            if method == "Estimate":
+                size = len(request) if isinstance(request, bytes) else request.ByteSize()
+                metrics.request_bytes.observe(size)
             response = None
             t0 = time.perf_counter()
             try:
@@ -140,7 +151,7 @@ class _MetricsInterceptor(grpc.ServerInterceptor):
                 code = context.code()  # type: ignore[attr-defined]
                 if code is None:
                     code = grpc.StatusCode.OK if response is not None else grpc.StatusCode.UNKNOWN
-                backend = metrics.backend_of(request, response)
+                backend = metrics.backend_of(method, request, response)
                 metrics.requests.labels(method, backend, code.name).inc()
                 metrics.duration.labels(method, backend).observe(elapsed)
 

@@ -31,8 +31,6 @@ fine-tunes the subnet's inherited weights (or trains it from scratch with
 from __future__ import annotations
 
 import argparse
-import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -156,16 +154,6 @@ def spec_from_config(
     return manifest.name, parse_model(SubnetExportSpec, data, source=f"{config} + arguments")
 
 
-def _log_to_work_dir(work_dir: Path, name: str) -> logging.Handler:
-    from gen5nas.logdir import new_log_dir
-
-    log_dir = new_log_dir(work_dir)
-    handler = logging.FileHandler(log_dir / f"{name}.log")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    logging.getLogger("gen5nas").addHandler(handler)
-    return handler
-
-
 # ---- handlers ---------------------------------------------------------------------------------
 def handle_export(args: argparse.Namespace) -> int:
     from gen5nas.errors import SpecError
@@ -193,15 +181,14 @@ def handle_export(args: argparse.Namespace) -> int:
         )
 
     from gen5nas.export.export import export_subnet
+    from gen5nas.run_outputs import RunOutputs
     from gen5nas.train.distributed import shutdown
 
     check_writable_dir(work_dir, "--work-dir")
     output = args.output or spec.output
     if output:
         check_writable_file(output, "--output" if args.output else "output")
-    if Path(config).resolve() != (work_dir / Path(config).name).resolve():
-        shutil.copyfile(config, work_dir / Path(config).name)  # as the seed keeps its config
-    handler = _log_to_work_dir(work_dir, "export")
+    outputs = RunOutputs(work_dir, "export", config_file=config)
     try:
         result = export_subnet(
             spec,
@@ -214,8 +201,7 @@ def handle_export(args: argparse.Namespace) -> int:
             config_file=config,
         )
     finally:
-        logging.getLogger("gen5nas").removeHandler(handler)
-        handler.close()
+        outputs.close()
         shutdown()
     if result.card:
         card = result.card
@@ -265,11 +251,13 @@ def handle_retrain(args: argparse.Namespace) -> int:
     finally:
         shutdown()
     if outcome.is_main:
-        inherited = outcome.prepared.inherited["accuracy_top1"]
-        retrained = outcome.retrained.get("accuracy_top1", float("nan"))
+        metric = outcome.task.metric
+        inherited = outcome.prepared.inherited[metric.key]
+        retrained = outcome.retrained.get(metric.key, float("nan"))
         print(
-            f"top-1: inherited {inherited:.2f}% -> retrained {retrained:.2f}% "
-            f"({retrained - inherited:+.2f}) after {outcome.result.epochs_completed} epoch(s)"
+            f"{metric.title}: inherited {metric.format(inherited)} -> retrained "
+            f"{metric.format(retrained)} ({outcome.gain:+.2f}) after "
+            f"{outcome.result.epochs_completed} epoch(s)"
         )
         print(f"checkpoint: {outcome.result.last_checkpoint}")
         print(f"report: {outcome.work_dir / REPORT_FILE}")

@@ -315,7 +315,7 @@ def export_subnet(
     # Everything the card needs is computed before any write: a failure on the way leaves
     # an older ONNX + card pair as it was, never a new ONNX beside a stale card.
     data, onnx_section = verified_onnx(
-        model,
+        prepared.task.export_wrapper(model),
         input_shape,
         out,
         images,
@@ -324,11 +324,12 @@ def export_subnet(
         atol=spec.parity_atol,
     )
     arch = prepared.choice.arch
+    metric = prepared.task.metric
     accuracy = {
-        "metric": "accuracy/top1",
-        "unit": "percent",
-        "inherited": prepared.inherited["accuracy_top1"],
-        "retrained": retrain_record["retrained"]["accuracy_top1"] if retrain_record else None,
+        "metric": metric.label,
+        "unit": metric.unit,
+        "inherited": prepared.inherited[metric.key],
+        "retrained": retrain_record["retrained"][metric.key] if retrain_record else None,
         "val_images": int(prepared.inherited["images"]),
         "dataset": str(prepared.loaders.root),
         "measured_on": "val images transformed at the arch's resolution, as the ONNX expects",

@@ -20,15 +20,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from gen5nas.data import DataLoaders, build_loaders, dist_info
+from gen5nas.data import DataLoaders, dist_info
+from gen5nas.data.loaders import generated_data_home
 from gen5nas.errors import SpecError
 from gen5nas.export.resolve import SubnetChoice, resolve_subnet
 from gen5nas.spec import SearchSpace
 from gen5nas.spec.export import SubnetExportSpec
-from gen5nas.supernet import Supernet, extract_subnet
+from gen5nas.supernet import Supernet
+from gen5nas.tasks.base import Task, get_task
+from gen5nas.tasks.classification import CLASSIFICATION
 from gen5nas.train.bn_calibration import recalibrate_bn
 from gen5nas.train.checkpoint import load_supernet
-from gen5nas.train.evaluate import evaluate
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +43,9 @@ class PreparedSubnet:
     choice: SubnetChoice
     loaders: DataLoaders
     model: nn.Module  # the static subnet, inherited weights, BN recalibrated, eval mode
-    inherited: dict[str, float]  # evaluate() metrics of the inherited subnet
+    inherited: dict[str, float]  # the task's metrics of the inherited subnet
     bn_images: int  # images the BN statistics were recomputed on
+    task: Task
 
     @property
     def space(self) -> SearchSpace:
@@ -72,6 +75,7 @@ class Resolved:
     meta: dict[str, Any]
     checkpoint: Path
     choice: SubnetChoice
+    task: Task
 
 
 def load_and_resolve(
@@ -83,14 +87,8 @@ def load_and_resolve(
 ) -> Resolved:
     """Checkpoint and subnet, with every check that needs no data (cheap, before any work)."""
     path = checkpoint_path(spec, checkpoint)
-    supernet, meta = load_supernet(path)
-    task = meta.get("task", "classification")
-    if task != "classification":
-        raise SpecError(
-            f"the checkpoint is a {task} supernet; export of {task} models is not available "
-            "in this version (classification only)",
-            field="checkpoint",
-        )
+    supernet, meta = load_supernet(path)  # refuses a task that is not implemented
+    task = get_task(str(meta.get("task", "classification")), field="checkpoint")
     if spec.trial is not None and not (storage or spec.storage) and spec.nas_search:
         raise SpecError(
             f"nasSearch {spec.nas_search!r} names a cluster resource (the operator passes its "
@@ -105,7 +103,7 @@ def load_and_resolve(
         storage=storage or spec.storage,
         study_name=study_name or spec.study_name,
     )
-    return Resolved(supernet, meta, path, choice)
+    return Resolved(supernet, meta, path, choice, task)
 
 
 def build_subnet_loaders(
@@ -115,6 +113,7 @@ def build_subnet_loaders(
     work_dir: Path,
     checkpoint: Path,
     seed: int = 0,
+    task: Task = CLASSIFICATION,
 ) -> DataLoaders:
     if spec.dataset is None:
         raise SpecError(
@@ -122,13 +121,8 @@ def build_subnet_loaders(
             "the onnxruntime parity check its val images (same form as the training's dataset)",
             field="dataset",
         )
-    data_home = work_dir
-    if spec.dataset.kind.value in ("digits", "synthetic") and not spec.dataset.path:
-        # A generated tree with no path lives under the training's work dir: reuse it there.
-        training_dir = checkpoint if checkpoint.is_dir() else checkpoint.parent
-        if (training_dir / "data" / spec.dataset.kind.value).is_dir():
-            data_home = training_dir
-    loaders = build_loaders(spec.dataset, resolution, work_dir=data_home, seed=seed)
+    data_home = generated_data_home(spec.dataset, work_dir, checkpoint)
+    loaders = task.build_loaders(spec.dataset, resolution, work_dir=data_home, seed=seed)
     if loaders.num_classes != num_classes:
         raise SpecError(
             f"the dataset has {loaders.num_classes} classes, the supernet was trained for "
@@ -157,10 +151,11 @@ def prepare_subnet(
         resolved.choice,
     )
     arch = choice.arch
+    task = resolved.task
     loaders = build_subnet_loaders(
-        spec, arch.resolution, int(meta["num_classes"]), work_dir, path, seed
+        spec, arch.resolution, int(meta["num_classes"]), work_dir, path, seed, task
     )
-    model = extract_subnet(supernet, arch).to(device)
+    model = task.extract(supernet, arch).to(device)
     assert loaders.train is not None
     # Whole batches only: a trailing batch of one image cannot give BN statistics at 1x1.
     rank, world = dist_info()
@@ -168,15 +163,16 @@ def prepare_subnet(
     calibration = loaders.calibration(max(1, min(spec.bn_calibration_batches, full)), seed=seed)
     used = recalibrate_bn(model, calibration, device=device)
     assert loaders.val is not None
-    inherited = evaluate(model, loaders.val, device)
+    inherited = task.evaluate(model, loaders.val, device)
     model.eval()
     log.log(
         logging.INFO if rank == 0 else logging.DEBUG,
-        "subnet %s from %s: BN recalibrated on %d images, inherited top-1 %.2f%% on %d images",
+        "subnet %s from %s: BN recalibrated on %d images, inherited %s %s on %d images",
         arch.summary(),
         path,
         used,
-        inherited["accuracy_top1"],
+        task.metric.title,
+        task.metric.format(inherited[task.metric.key]),
         int(inherited["images"]),
     )
-    return PreparedSubnet(supernet, meta, path, choice, loaders, model, inherited, used)
+    return PreparedSubnet(supernet, meta, path, choice, loaders, model, inherited, used, task)

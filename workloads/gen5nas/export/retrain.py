@@ -4,8 +4,9 @@ The same machinery as the supernet (:class:`gen5nas.train.trainer.Trainer`): DDP
 torchrun, SGD + warmup/cosine, tqdm and rate/ETA log lines, ``epoch_N.pth`` +
 ``last_checkpoint`` (rerunning the same command resumes, mid-epoch too with
 ``retrain.checkpoint.intervalIters``), ``metrics.jsonl``. The one-step strategy is
-:class:`~gen5nas.train.sandwich.PlainStep` (cross entropy on the static model), validation is
-:class:`~gen5nas.train.evaluate.StaticValidator`.
+:class:`~gen5nas.train.sandwich.PlainStep` (the task's ground truth loss on the static model),
+validation is :class:`~gen5nas.train.evaluate.StaticValidator` (the task's evaluator); the
+task is the supernet checkpoint's.
 
 Outputs, in ``<work dir>/retrain/``: the checkpoints (``model_kind: static`` with the arch in
 their meta, so a retrain dir is never resumed for another subnet) and ``retrain_report.json``
@@ -27,13 +28,18 @@ from torch import nn
 from gen5nas.export.prepare import PreparedSubnet, Resolved, load_and_resolve, prepare_subnet
 from gen5nas.spec.export import RetrainSpec, SubnetExportSpec
 from gen5nas.spec.training import OptimizerSpec, ScheduleSpec
+from gen5nas.tasks.base import Task
 from gen5nas.train.trainer import StepHook, TrainResult
 
 log = logging.getLogger(__name__)
 
 RETRAIN_DIR = "retrain"
 REPORT_FILE = "retrain_report.json"
-BEST_PREFIX = "best_subnet.accuracy_top1_epoch_"
+
+
+def best_prefix(task: Task) -> str:
+    """``best_subnet.accuracy_top1_epoch_`` for classification."""
+    return f"best_subnet.{task.metric.key}_epoch_"
 
 
 @dataclass
@@ -44,10 +50,17 @@ class RetrainOutcome:
     work_dir: Path
     from_scratch: bool
     is_main: bool
+    task: Task
 
     @property
     def retrained(self) -> dict[str, float]:
         return dict(self.result.metrics)
+
+    @property
+    def gain(self) -> float:
+        """Retrained minus inherited headline metric (NaN before the first validation)."""
+        key = self.task.metric.key
+        return self.retrained.get(key, float("nan")) - self.prepared.inherited[key]
 
     def record(self) -> dict[str, Any]:
         return {
@@ -59,8 +72,7 @@ class RetrainOutcome:
             "arch_summary": self.prepared.choice.arch.summary(),
             "inherited": self.prepared.inherited,
             "retrained": self.retrained,
-            "gain_top1": self.retrained.get("accuracy_top1", float("nan"))
-            - self.prepared.inherited["accuracy_top1"],
+            f"gain_{self.task.metric.short}": self.gain,
         }
 
 
@@ -98,7 +110,7 @@ def run_retrain(
 ) -> RetrainOutcome:
     """Retrain (or resume retraining) the spec's subnet in ``work_dir/retrain``."""
     from gen5nas.export.onnx_card import write_json_atomic
-    from gen5nas.supernet import Supernet, extract_subnet
+    from gen5nas.tasks.base import get_task
     from gen5nas.train.checkpoint import make_meta
     from gen5nas.train.distributed import env_from_torchrun, unwrap
     from gen5nas.train.evaluate import StaticValidator
@@ -115,21 +127,23 @@ def run_retrain(
     )
     prepared = prepare_subnet(spec, work_dir, resolved, device=env.device, seed=r.seed)
     arch, meta, space = prepared.choice.arch, prepared.meta, prepared.space
+    task = get_task(str(meta.get("task", "classification")), field="checkpoint")
     num_classes = int(meta["num_classes"])
     activation = str(meta.get("activation", "relu6"))
     dropout = float(meta.get("dropout", 0.2))
     model = prepared.model
     if r.from_scratch:
         torch.manual_seed(r.seed)  # the same initial weights on every rank
-        model = extract_subnet(Supernet(space, num_classes, activation, dropout), arch)
+        supernet = task.build_supernet(space, num_classes, activation=activation, dropout=dropout)
+        model = task.extract(supernet, arch)
     seed_everything(r.seed, env.rank)
     loaders = prepared.loaders
     assert loaders.train is not None and loaders.val is not None
     batch = spec.dataset.batch_size if spec.dataset else 1
     trainer = Trainer(
         model,
-        PlainStep(label_smoothing=r.label_smoothing),
-        StaticValidator(loaders.val, env.device),
+        PlainStep(label_smoothing=r.label_smoothing, task=task),
+        StaticValidator(loaders.val, env.device, task=task),
         loaders.train,
         loaders.train_sampler,
         config=TrainerConfig(
@@ -138,8 +152,9 @@ def run_retrain(
             optimizer=optimizer_for(r, batch * env.world_size),
             checkpoint=r.checkpoint,
             elastic=False,
-            score_key="accuracy_top1",
-            best_prefix=BEST_PREFIX,
+            task=task,
+            score_key=task.metric.key,
+            best_prefix=best_prefix(task),
             config_file=Path(config_file) if config_file else None,
             resolved_config=spec.model_dump(mode="json", by_alias=True),
             hooks=tuple(hooks),
@@ -151,7 +166,7 @@ def run_retrain(
             classes=meta.get("classes"),
             activation=activation,
             dropout=dropout,
-            task=str(meta.get("task", "classification")),
+            task=task.name,
             model_kind="static",
             arch=arch.to_yaml_dict(),
         ),
@@ -159,7 +174,7 @@ def run_retrain(
     if env.is_main:
         log.info(
             "retraining %s (%s) in %s: %d epoch(s) x %d iterations, %d process(es), lr %.4g; "
-            "inherited top-1 %.2f%%",
+            "inherited %s %s",
             arch.summary(),
             "from scratch" if r.from_scratch else "fine-tune",
             out_dir,
@@ -167,17 +182,20 @@ def run_retrain(
             trainer.iters_per_epoch,
             env.world_size,
             trainer.optimizer.param_groups[0]["lr"],
-            prepared.inherited["accuracy_top1"],
+            task.metric.title,
+            task.metric.format(prepared.inherited[task.metric.key]),
         )
     result = trainer.fit()
     trained = unwrap(trainer.model).eval()
-    outcome = RetrainOutcome(prepared, trained, result, out_dir, r.from_scratch, env.is_main)
+    outcome = RetrainOutcome(prepared, trained, result, out_dir, r.from_scratch, env.is_main, task)
     if env.is_main:
         write_json_atomic(outcome.record(), out_dir / REPORT_FILE)
+        key = task.metric.key
         log.info(
-            "retrained top-1 %.2f%% (inherited %.2f%%): report %s",
-            outcome.retrained.get("accuracy_top1", float("nan")),
-            prepared.inherited["accuracy_top1"],
+            "retrained %s %s (inherited %s): report %s",
+            task.metric.title,
+            task.metric.format(outcome.retrained.get(key, float("nan"))),
+            task.metric.format(prepared.inherited[key]),
             out_dir / REPORT_FILE,
         )
     return outcome

@@ -8,7 +8,8 @@ Where each concern of a search lives:
 - the study: ``study`` (storage, opening a study with its identity), ``sampler`` (which Optuna
   sampler), ``encoding`` (arch <-> Optuna params);
 - the cost function: ``cost`` (estimator servers, client, the ``CostFn``), ``evaluate``
-  (accuracy + hardware cost of one arch), ``evaluator_setup`` (the evaluator's batches);
+  (accuracy + hardware cost of one arch through the task's metric, and the evaluator's
+  calibration and validation batches);
 - the workers: ``workers`` (one worker's set-up, the worker processes and their start barrier);
 - the outputs: ``results`` (trials -> records), ``pareto`` (non-dominated set, hypervolume),
   ``outputs`` (the seed's files, written from the study), ``log_dir`` (the log folder);

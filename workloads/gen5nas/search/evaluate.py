@@ -1,6 +1,7 @@
-"""Scoring one subnet: top-1 accuracy with inherited weights, and its hardware cost.
+"""Scoring one subnet: the task's metric with inherited weights, and its hardware cost.
 
-A worker builds one :class:`Evaluator`: the calibration batches (and the validation batches,
+A worker builds one :class:`Evaluator` (:func:`build_evaluator`, from the search's settings and
+the supernet checkpoint, whose task it evaluates for): the calibration batches (and the validation batches,
 when they fit ``evaluation.cacheMib``; else they are streamed) are read once and reused by
 every trial, so trials are comparable and no trial pays for decoding images. Per trial: the
 subnet is cut out of the supernet as a static module (no weight slicing on each forward), its
@@ -10,19 +11,27 @@ the same arch runs in a thread.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gen5nas.errors import Gen5NasError
-from gen5nas.spec.space import Arch
+from gen5nas.data.loaders import generated_data_home
+from gen5nas.errors import Gen5NasError, SpecError
+from gen5nas.spec.space import Arch, SearchSpace
+from gen5nas.tasks.base import Task, get_task
+from gen5nas.tasks.classification import CLASSIFICATION
+
+if TYPE_CHECKING:
+    from gen5nas.search.settings import SearchSettings
 
 log = logging.getLogger(__name__)
 
@@ -36,11 +45,11 @@ class TrialFailed(Gen5NasError):
 
 @dataclass
 class Outcome:
-    accuracy: float  # top-1, percent
+    accuracy: float  # the task's headline metric (classification: top-1, percent)
     latency_ms: float
     energy_mj: float
     timings: dict[str, float] = field(default_factory=dict)  # calib_s, eval_s, estimate_s...
-    extra: dict[str, float] = field(default_factory=dict)  # e.g. accuracy_top5
+    extra: dict[str, float] = field(default_factory=dict)  # the task's extra_metrics
 
 
 class ResizeInput(nn.Module):
@@ -68,7 +77,9 @@ class Evaluator:
         validation: Iterable[Any],
         cost_fn: CostFn,
         device: torch.device | None = None,
+        task: Task = CLASSIFICATION,
     ) -> None:
+        self.task = task
         self.supernet = supernet
         self.calibration = calibration
         self.validation = validation
@@ -82,23 +93,21 @@ class Evaluator:
     def subnet(self, arch: Arch) -> nn.Module:
         """The static subnet of ``arch`` (taking input at any resolution) with recalibrated
         BatchNorm statistics."""
-        from gen5nas.supernet import extract_subnet
         from gen5nas.train.bn_calibration import recalibrate_bn
 
-        model = ResizeInput(extract_subnet(self.supernet, arch), arch.resolution).to(self.device)
+        model = ResizeInput(self.task.extract(self.supernet, arch), arch.resolution)
+        model = model.to(self.device)
         recalibrate_bn(model, self.calibration, device=self.device)
         return model
 
     def evaluate(self, arch: Arch) -> Outcome:
         """Score ``arch``; :class:`TrialFailed` (with the reason) when it cannot be scored."""
-        from gen5nas.train.evaluate import evaluate as evaluate_model
-
         cost = self._pool.submit(_timed, self.cost_fn, arch)
         try:
             t0 = time.perf_counter()
             model = self.subnet(arch)
             t1 = time.perf_counter()
-            metrics = evaluate_model(model, self.validation, self.device)
+            metrics = self.task.evaluate(model, self.validation, self.device)
             t2 = time.perf_counter()
         except Exception as exc:
             # Any error of one subnet (an IndexError of a bad arch too) fails that trial, not
@@ -122,11 +131,11 @@ class Evaluator:
             "estimate_wait_s": time.perf_counter() - t2,  # what the thread did not hide
         }
         return Outcome(
-            metrics["accuracy_top1"],
+            metrics[self.task.metric.key],
             float(latency_ms),
             float(energy_mj),
             timings,
-            extra={"accuracy_top5": metrics["accuracy_top5"]},
+            extra={key: metrics[key] for key in self.task.extra_metrics},
         )
 
 
@@ -139,3 +148,70 @@ def _timed(fn: CostFn, arch: Arch) -> tuple[tuple[float, float], float]:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     return text.splitlines()[0]
+
+
+def build_evaluator(
+    settings: SearchSettings, space: SearchSpace, meta: dict[str, Any], cost_fn: CostFn
+) -> Evaluator:
+    """The worker's :class:`Evaluator`: the supernet of ``settings.checkpoint``, its task's
+    loaders at the space's largest resolution, the calibration batches (cached) and the
+    validation batches (cached when they fit ``evaluation.cacheMib``, else streamed)."""
+    from gen5nas.train.bn_calibration import BatchCache
+    from gen5nas.train.checkpoint import load_supernet
+
+    spec = settings.spec
+    task = get_task(str(meta.get("task", "classification")), field="checkpoint")
+    supernet, _ = load_supernet(settings.checkpoint)
+    dataset = spec.dataset
+    if spec.evaluation.batch_size is not None:
+        dataset = dataset.model_copy(
+            update={
+                "batch_size": spec.evaluation.batch_size,
+                "val_batch_size": spec.evaluation.batch_size,
+            }
+        )
+    data_home = generated_data_home(dataset, Path(settings.work_dir), Path(settings.checkpoint))
+    loaders = task.build_loaders(
+        dataset, space.max_resolution(), work_dir=data_home, seed=spec.sampler.seed
+    )
+    if loaders.num_classes != int(meta["num_classes"]):
+        raise SpecError(
+            f"the dataset has {loaders.num_classes} classes, the supernet "
+            f"{meta['num_classes']}: search on the data it was trained for",
+            field="dataset",
+        )
+    calibration = BatchCache(
+        loaders.calibration(spec.evaluation.calib_batches, seed=spec.sampler.seed),
+        spec.evaluation.calib_batches,
+    )
+    assert loaders.val is not None
+    val_batches = spec.evaluation.val_batches or len(loaders.val)
+    h, w = space.max_resolution()
+    val_bytes = min(val_batches, len(loaders.val)) * (loaders.val.batch_size or 1) * 3 * h * w * 4
+    validation: Iterable[Any]
+    if val_bytes <= spec.evaluation.cache_mib * 2**20:
+        validation = BatchCache(loaders.val, val_batches)
+    else:
+        log.info(
+            "validation set (%.0f MiB) exceeds evaluation.cacheMib; streaming it", val_bytes / 2**20
+        )
+        validation = FirstBatches(loaders.val, val_batches)
+    log.info(
+        "evaluator: %d calibration batches, %d validation batches (%s), %d classes",
+        len(calibration),
+        min(val_batches, len(loaders.val)),
+        "cached" if isinstance(validation, BatchCache) else "streamed",
+        loaders.num_classes,
+    )
+    return Evaluator(supernet, calibration, validation, cost_fn, torch.device("cpu"), task)
+
+
+class FirstBatches:
+    """The first ``n`` batches of ``loader``, read again on every pass (streamed validation)."""
+
+    def __init__(self, loader: Iterable[Any], n: int) -> None:
+        self.loader, self.n = loader, n
+
+    def __iter__(self) -> Iterator[Any]:
+        # islice stops before asking for batch n+1 (a loop with a break would load it).
+        return itertools.islice(self.loader, self.n)

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import optuna
 
-from gen5nas.errors import Gen5NasError, SpecError
+from gen5nas.errors import Gen5NasError
 from gen5nas.search.checkpoint_space import read_supernet
 from gen5nas.search.cost import check_estimator, estimator_servers
-from gen5nas.search.log_dir import close_log_dir, open_log_dir
+from gen5nas.search.log_dir import open_log_dir
 from gen5nas.search.metrics import SearchMetricsEndpoint
 from gen5nas.search.outputs import StudyOutputs, record_outputs
 from gen5nas.search.results import COST_ATTRS, TrialRecord, constraint_limits, pareto_front
@@ -29,6 +29,7 @@ from gen5nas.search.runner import seed_extremes
 from gen5nas.search.settings import SearchSettings
 from gen5nas.search.study import open_search_study, parse_storage_url, redact
 from gen5nas.search.workers import FailedWorkers, check_failed_workers, run_workers
+from gen5nas.tasks.base import get_task
 from gen5nas.train.checkpoint import supernet_checkpoint
 
 __all__ = ["SearchResult", "SearchSettings", "run_search"]
@@ -82,15 +83,10 @@ def run_search(
     settings = replace(settings, checkpoint=str(checkpoint))
     supernet = read_supernet(spec, checkpoint)
     space = supernet.space
-    if supernet.task != "classification":
-        raise SpecError(
-            f"searching a {supernet.task} supernet is not available in this "
-            "version; use a classification supernet",
-            field="checkpoint",
-        )
+    get_task(supernet.task, field="checkpoint")  # a task this version cannot search is refused
     work_dir.mkdir(parents=True, exist_ok=True)
-    handler = open_log_dir(work_dir, settings)
-    settings = replace(settings, log_file=getattr(handler, "baseFilename", None))
+    run_outputs = open_log_dir(work_dir, settings)
+    settings = replace(settings, log_file=str(run_outputs.log_file.path))
     try:
         study = open_search_study(settings, space, supernet.task)
         outputs = StudyOutputs(
@@ -128,7 +124,7 @@ def run_search(
         )
         _log_summary(result)
     finally:
-        close_log_dir(handler)
+        run_outputs.close()
     return result
 
 

@@ -24,12 +24,12 @@ from typing import Any
 import optuna
 import torch
 
-from gen5nas.data.loaders import prepare_dataset
+from gen5nas.data.loaders import generated_data_home, prepare_dataset
 from gen5nas.errors import Gen5NasError
+from gen5nas.logdir import LogFile
 from gen5nas.search.checkpoint_space import read_supernet
 from gen5nas.search.cost import make_client, server_list, supernet_cost_fn
-from gen5nas.search.evaluate import Evaluator
-from gen5nas.search.evaluator_setup import build_evaluator
+from gen5nas.search.evaluate import Evaluator, build_evaluator
 from gen5nas.search.metrics import SearchMetrics, SearchMetricsEndpoint
 from gen5nas.search.outputs import OutputRefresher, StudyOutputs
 from gen5nas.search.results import TrialRecord, constraint_limits
@@ -56,8 +56,11 @@ def run_workers(
     if settings.workers == 1:
         run_worker(settings, 0, metrics=metrics.local if metrics else None)
         return []
-    # Generated datasets (digits, synthetic) are written once, before the workers.
-    prepare_dataset(settings.spec.dataset, Path(settings.work_dir), space.max_resolution())
+    # Generated datasets are written once, before the workers.
+    home = generated_data_home(
+        settings.spec.dataset, Path(settings.work_dir), Path(settings.checkpoint)
+    )
+    prepare_dataset(settings.spec.dataset, home, space.max_resolution())
     return _run_processes(settings, metrics)
 
 
@@ -154,15 +157,11 @@ def _worker_main(
     )
     signal.signal(signal.SIGTERM, signal.default_int_handler)  # requeue the trial, then exit
     if settings.log_file:
-        handler = logging.FileHandler(settings.log_file)  # appends whole lines, as the parent
-        handler.setFormatter(
-            logging.Formatter(f"%(asctime)s %(levelname)s w{worker_index} %(name)s: %(message)s")
+        # The parent's file: LogFile appends whole lines, so the workers can share it.
+        LogFile(
+            settings.log_file,
+            fmt=f"%(asctime)s %(levelname)s w{worker_index} %(name)s: %(message)s",
         )
-        handler.setLevel(logging.INFO)
-        logger = logging.getLogger("gen5nas")
-        logger.addHandler(handler)
-        if logger.getEffectiveLevel() > logging.INFO:
-            logger.setLevel(logging.INFO)
     try:
         run_worker(settings, worker_index, start, SearchMetrics(None) if record_metrics else None)
     except Gen5NasError as exc:

@@ -98,7 +98,34 @@ class DatasetKind(StrEnum):
     imagefolder = "imagefolder"  # ImageNet layout: <path>/train/<class>/*.jpg, <path>/val/...
     digits = "digits"  # scikit-learn's handwritten digits, written as an ImageFolder tree
     synthetic = "synthetic"  # generated ImageFolder tree (smoke tests, benchmarks)
+    scenes = "scenes"  # generated scenes: ImageFolder tree + COCO boxes + masks (the quickstart)
     coco = "coco"  # COCO json + images, for detection
+
+    @property
+    def generated(self) -> bool:
+        """Written by gen5nas (under the work dir unless a path is given), not read."""
+        return self in (DatasetKind.digits, DatasetKind.synthetic, DatasetKind.scenes)
+
+
+SCENES_MAX_CLASSES = 32  # 8 shapes x 4 textures (gen5nas.data.scenes)
+
+
+class ScenesSpec(SpecModel):
+    """How ``kind: scenes`` draws its images (gen5nas.data.scenes); the same values always give
+    the same tree. Categories are (shape, texture) pairs, up to 32 (``numClasses``, default 10)."""
+
+    train_images: int = Field(default=8000, ge=1, le=2_000_000)
+    val_images: int = Field(default=2000, ge=1, le=1_000_000)
+    image_size: int = Field(default=32, ge=16, le=512, description="square, pixels")
+    max_objects: int = Field(
+        default=4, ge=1, le=16, description="the main object and up to maxObjects-1 smaller ones"
+    )
+    clutter: int = Field(default=3, ge=0, le=64, description="background strokes per image, up to")
+    occlusion: float = Field(
+        default=0.2, ge=0, le=1, description="probability of a bar across the main object"
+    )
+    noise: float = Field(default=0.04, ge=0, le=0.5, description="pixel noise std, up to (0-1)")
+    seed: int = Field(default=0, ge=0)
 
 
 PATH_REQUIRED = (DatasetKind.imagefolder, DatasetKind.coco)  # read from a path, not generated
@@ -117,12 +144,13 @@ class DatasetSpec(SpecModel):
     kind: DatasetKind = DatasetKind.imagefolder
     path: PathStr | None = Field(
         default=None,
-        description="dataset root (train/ and val/ for imagefolder); for digits and synthetic, "
-        "where the generated tree is written (default: under the work dir)",
+        description="dataset root (train/ and val/ for imagefolder); for digits, synthetic and "
+        "scenes, where the generated tree is written (default: under the work dir)",
     )
     num_classes: int | None = Field(
         default=None, ge=1, le=MAX_CLASSES, description="default: from the data"
     )
+    scenes: ScenesSpec | None = Field(default=None, description="kind scenes: how to draw them")
     batch_size: int = Field(default=64, ge=1, le=MAX_BATCH_SIZE, description="per process")
     val_batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)
     num_workers: int = Field(default=2, ge=0, le=256)
@@ -132,9 +160,17 @@ class DatasetSpec(SpecModel):
     max_val_samples: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
 
     @model_validator(mode="after")
-    def _path_needed(self) -> DatasetSpec:
+    def _fields_fit_kind(self) -> DatasetSpec:
         if self.kind in PATH_REQUIRED and not self.path:
             raise ValueError(f"path is required for dataset kind {self.kind.value}")
+        if self.scenes is not None and self.kind != DatasetKind.scenes:
+            raise ValueError(f"scenes settings are for kind scenes, not {self.kind.value}")
+        scenes_classes = self.num_classes if self.kind == DatasetKind.scenes else None
+        if scenes_classes is not None and not 2 <= scenes_classes <= SCENES_MAX_CLASSES:
+            raise ValueError(
+                f"numClasses {self.num_classes}: kind scenes draws 2 to "
+                f"{SCENES_MAX_CLASSES} categories"
+            )
         return self
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -37,6 +38,13 @@ class ModelSpec(SpecModel):
         description="stochastic depth of the last residual block (rising linearly from 0 at "
         "the first); max subnet only",
     )
+
+
+class ArchSampling(StrEnum):
+    """How the sandwich rule draws its random subnets (gen5nas.train.arch_sampling)."""
+
+    uniform = "uniform"  # BigNAS: every dimension independently uniform
+    stratified = "stratified"  # a step's random subnets spread from the min to the max size
 
 
 class OptimizerSpec(SpecModel):
@@ -78,6 +86,9 @@ class ScheduleSpec(SpecModel):
     warmup_epochs: float = Field(default=5, ge=0, le=MAX_EPOCHS)
     min_lr_ratio: float = Field(default=0.0, ge=0, le=1, description="cosine floor, x lr")
     num_random_subnets: int = Field(default=2, ge=0, le=64, description="BigNAS: 2 (sandwich of 4)")
+    arch_sampling: ArchSampling = Field(
+        default=ArchSampling.uniform, description="how the random subnets are drawn"
+    )
     val_interval_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
     max_iters_per_epoch: int | None = Field(
         default=None, ge=1, le=MAX_ITERS, description="for smoke runs"

@@ -238,19 +238,20 @@ def load_supernet(path: str | Path, space: SearchSpace | None = None) -> tuple[A
     BN running statistics are whatever the last calibration left: recalibrate
     (:func:`gen5nas.train.bn_calibration.recalibrate_bn`) for each subnet before evaluating it.
     """
-    from gen5nas.supernet import Supernet
+    from gen5nas.tasks.base import get_task
 
     path = supernet_checkpoint(path)
     state = read_checkpoint(path)
     meta = state.get("meta") or {}
     if meta.get("model_kind", "supernet") != "supernet":
         raise CheckpointError(f"{path} holds a {meta.get('model_kind')} model, not a supernet")
+    task = get_task(str(meta.get("task", "classification")), field="checkpoint")
     stored_space = SearchSpace.model_validate(meta["space"])
     if space is not None:
         check_same_space(meta, space, source=str(path))
-    model = Supernet(
+    model = task.build_supernet(
         stored_space,
-        num_classes=int(meta["num_classes"]),
+        int(meta["num_classes"]),
         activation=str(meta.get("activation", "relu6")),
         dropout=float(meta.get("dropout", 0.2)),
     )

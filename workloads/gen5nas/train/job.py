@@ -1,8 +1,9 @@
 """The SupernetTraining step: a validated spec in, a trained supernet in the work dir out.
 
 ``run_supernet_training`` assembles the pieces: the torchrun environment, seeds, the loaders
-(at the space's largest resolution; the supernet resizes per subnet), the supernet, the
-sandwich step, the min/max validator with BN recalibration, and the :class:`Trainer`.
+(at the space's largest resolution; the supernet resizes per subnet) and the supernet of the
+spec's task (:func:`gen5nas.tasks.base.get_task`), the sandwich step on the task's losses,
+the min/max validator with BN recalibration, and the :class:`Trainer`.
 Everything that can be wrong with the spec or the data is raised before the first step.
 """
 
@@ -36,9 +37,9 @@ def run_supernet_training(
     """
     import torch
 
-    from gen5nas.data import build_loaders
     from gen5nas.errors import SpecError
-    from gen5nas.supernet import Supernet
+    from gen5nas.tasks.base import get_task
+    from gen5nas.train.arch_sampling import arch_sampler
     from gen5nas.train.checkpoint import make_meta
     from gen5nas.train.distributed import env_from_torchrun
     from gen5nas.train.evaluate import SupernetValidator
@@ -46,17 +47,14 @@ def run_supernet_training(
     from gen5nas.train.sandwich import SandwichStep
     from gen5nas.train.trainer import Trainer, TrainerConfig, seed_everything
 
-    if spec.task.value != "classification":
-        raise SpecError(
-            f"{spec.task.value} supernet training is not available in this version; "
-            "use classification",
-            field="task",
-        )
+    task = get_task(spec.task.value)
     work_dir = Path(work_dir)
     space = spec.search_space.resolve()
     env = env_from_torchrun(device)
     seed_everything(spec.seed, env.rank, spec.deterministic)
-    loaders = build_loaders(spec.dataset, space.max_resolution(), work_dir=work_dir, seed=spec.seed)
+    loaders = task.build_loaders(
+        spec.dataset, space.max_resolution(), work_dir=work_dir, seed=spec.seed
+    )
     num_classes = spec.model.num_classes or loaders.num_classes
     if num_classes != loaders.num_classes:
         raise SpecError(
@@ -70,7 +68,7 @@ def run_supernet_training(
     ):
         raise SpecError("this GPU has no bf16 support; use fp32", field="precision")
     torch.manual_seed(spec.seed)  # the same initial weights on every rank and every run
-    model = Supernet(
+    model = task.build_supernet(
         space,
         num_classes,
         activation=spec.model.activation.value,
@@ -85,6 +83,8 @@ def run_supernet_training(
         distill=spec.distillation.enabled,
         temperature=spec.distillation.temperature,
         seed=spec.seed,
+        task=task,
+        sampler=arch_sampler(spec.schedule.arch_sampling.value),
     )
     assert loaders.val is not None
     val_loader = loaders.val
@@ -94,6 +94,7 @@ def run_supernet_training(
         lambda: loaders.calibration(spec.bn_calibration_batches, seed=spec.seed),
         env.device,
         spec.channels_last,
+        task=task,
     )
     meta = make_meta(
         space,
@@ -101,7 +102,7 @@ def run_supernet_training(
         classes=loaders.classes,
         activation=spec.model.activation.value,
         dropout=spec.model.dropout,
-        task=spec.task.value,
+        task=task.name,
     )
     resolved: dict[str, Any] = spec.model_dump(mode="json", by_alias=True)
     assert loaders.train is not None
@@ -117,6 +118,7 @@ def run_supernet_training(
             optimizer=spec.optimizer,
             checkpoint=spec.checkpoint,
             elastic=True,
+            task=task,
             precision=spec.precision,
             channels_last=spec.channels_last,
             config_file=Path(config_file) if config_file else None,

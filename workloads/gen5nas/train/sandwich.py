@@ -4,13 +4,18 @@ A strategy is called as ``step(model, batch, ctx) -> StepOutput`` and runs the f
 backward passes only; the :class:`~gen5nas.train.trainer.Trainer` zeroes gradients before,
 clips and steps the optimizer and the LR schedule after. Two strategies:
 
-- :class:`SandwichStep` (BigNAS): the max subnet on the ground truth (label smoothing, dropout
-  on), then the min subnet and ``num_random`` random subnets by in-place distillation: KL
-  divergence to the max subnet's detached soft output (dropout off). Gradients of the passes
+- :class:`SandwichStep` (BigNAS): the max subnet on the ground truth (the task's
+  ``ground_truth_loss``, dropout on), then the min subnet and ``num_random`` random subnets by
+  in-place distillation: the task's ``distillation_loss`` against the max subnet's detached
+  output (dropout off; for classification, KL divergence to its soft output). Gradients of the passes
   accumulate; under DDP all but the last pass run in ``no_sync``. The random archs come from
   ``random.Random(f"{seed}:{epoch}:{iteration}")``: the same on every rank without any
-  communication, and the same after a resume.
-- :class:`PlainStep`: one forward/backward with cross entropy (a static subnet; retraining).
+  communication, and the same after a resume; ``sampler`` picks them
+  (:mod:`gen5nas.train.arch_sampling`).
+- :class:`PlainStep`: one forward/backward on the task's ground truth loss (a static subnet;
+  retraining).
+
+The losses come from the :class:`~gen5nas.tasks.base.Task` (classification by default).
 """
 
 from __future__ import annotations
@@ -19,13 +24,15 @@ import contextlib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gen5nas.data.imagefolder import Batch
 from gen5nas.spec import Arch, SearchSpace
+from gen5nas.tasks.base import Task
+from gen5nas.tasks.classification import CLASSIFICATION
+from gen5nas.train.arch_sampling import ArchSampler, uniform
 from gen5nas.train.distributed import maybe_no_sync, unwrap
 
 if TYPE_CHECKING:
@@ -49,17 +56,6 @@ class TrainStep(Protocol):
     def __call__(self, model: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput: ...
 
 
-def distillation_loss(student: Tensor, teacher: Tensor, temperature: float = 1.0) -> Tensor:
-    """KL(teacher || student) on temperature-softened distributions, scaled by T^2 (Hinton)."""
-    t = temperature
-    return F.kl_div(
-        F.log_softmax(student.float() / t, dim=1),
-        F.log_softmax(teacher.float() / t, dim=1),
-        reduction="batchmean",
-        log_target=True,
-    ) * (t * t)
-
-
 class SandwichStep:
     """One BigNAS iteration over a supernet (see the module docstring)."""
 
@@ -71,8 +67,12 @@ class SandwichStep:
         distill: bool = True,
         temperature: float = 1.0,
         seed: int = 0,
+        task: Task = CLASSIFICATION,
+        sampler: ArchSampler = uniform,
     ) -> None:
         self.space = space
+        self.task = task
+        self.sampler = sampler
         self.num_random = num_random
         self.label_smoothing = label_smoothing
         self.distill = distill
@@ -82,29 +82,28 @@ class SandwichStep:
     def archs_for(self, epoch: int, iteration: int) -> list[tuple[str, Arch]]:
         rng = random.Random(f"{self.seed}:{epoch}:{iteration}")
         passes = [("max", self.space.max()), ("min", self.space.min())]
-        passes += [(f"random{i}", self.space.sample(rng)) for i in range(self.num_random)]
+        randoms = self.sampler(self.space, rng, self.num_random)
+        passes += [(f"random{i}", arch) for i, arch in enumerate(randoms)]
         return passes
 
     def __call__(self, model: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
         net = cast("Supernet", unwrap(model))
         passes = self.archs_for(ctx.epoch, ctx.iteration)
         losses: dict[str, Tensor] = {}
-        teacher: Tensor | None = None
+        teacher: Any = None
         try:
             for i, (name, arch) in enumerate(passes):
                 net.set_active(arch)
                 net.dropout_active = name == "max"
                 with maybe_no_sync(model, i < len(passes) - 1), ctx.autocast():
-                    logits = model(batch.images)
+                    output = model(batch.images)
                     if teacher is None or not self.distill:
-                        loss = F.cross_entropy(
-                            logits.float(), batch.targets, label_smoothing=self.label_smoothing
-                        )
+                        loss = self.task.ground_truth_loss(output, batch, self.label_smoothing)
                     else:
-                        loss = distillation_loss(logits, teacher, self.temperature)
+                        loss = self.task.distillation_loss(output, teacher, self.temperature)
                 loss.backward()
                 if name == "max":
-                    teacher = logits.detach()
+                    teacher = self.task.detach(output)
                 losses[name] = loss.detach()
         finally:
             net.dropout_active = True
@@ -113,17 +112,15 @@ class SandwichStep:
 
 
 class PlainStep:
-    """Cross entropy on one static model (retraining an extracted subnet)."""
+    """The ground truth loss on one static model (retraining an extracted subnet)."""
 
-    def __init__(self, label_smoothing: float = 0.1) -> None:
+    def __init__(self, label_smoothing: float = 0.1, task: Task = CLASSIFICATION) -> None:
         self.label_smoothing = label_smoothing
+        self.task = task
 
     def __call__(self, model: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
         with ctx.autocast():
-            logits = model(batch.images)
-            loss = F.cross_entropy(
-                logits.float(), batch.targets, label_smoothing=self.label_smoothing
-            )
+            loss = self.task.ground_truth_loss(model(batch.images), batch, self.label_smoothing)
         loss.backward()
         return StepOutput({"loss": loss.detach()})
 
@@ -134,5 +131,4 @@ __all__ = [
     "StepContext",
     "StepOutput",
     "TrainStep",
-    "distillation_loss",
 ]

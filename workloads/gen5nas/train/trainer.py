@@ -16,28 +16,25 @@ API (what the retrain step reuses)::
 
 What ``fit`` does: wraps the model in DDP when distributed (``elastic`` finds unused
 parameters), builds SGD + warmup/cosine, resumes (model, optimizer, scheduler, epoch and
-iteration, per-rank RNG states, best score), then per epoch: zero grads, ``step(...)``, clip,
-optimizer and LR step for every batch; a tqdm bar and periodic log lines on rank 0 (images/s,
-per-pass losses, ETA); validation every ``valIntervalEpochs`` and at the end; ``epoch_N.pth``,
-``last_checkpoint``, the best file (``best_prefix`` + epoch, a hard link to the epoch file),
-metrics as JSON lines in ``work_dir/metrics.jsonl``, TensorBoard scalars when available, and
+iteration, per-rank RNG states, best score; :mod:`gen5nas.train.resume` finds the point, the
+same on every rank), then per epoch: zero grads, ``step(...)``, clip, optimizer and LR step for
+every batch; a tqdm bar and periodic log lines on rank 0 (images/s, per-pass losses, ETA);
+validation every ``valIntervalEpochs`` and at the end; checkpoints ``epoch_N.pth``,
+``last_checkpoint`` and the best file (``best_prefix`` + epoch) through
+:class:`~gen5nas.train.checkpoint_store.CheckpointStore`; the log file, the config copies and
+``metrics.jsonl`` (+ TensorBoard) through :class:`~gen5nas.run_outputs.RunOutputs`; and
 (``config.progress``) rank 0's progress on its pod for ``kubectl get`` (``progress_report``).
-Rank 0 writes files; every rank reads the checkpoint it resumes from, and all ranks refuse to
-go on unless they found the same one (a work dir not on a shared filesystem). The best file is
-linked before the pointer moves, so a kill never leaves a checkpoint whose best file is missing
-(a resume re-links one that older versions lost).
+Rank 0 writes files; every rank takes part in gathering a checkpoint's state.
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import math
 import os
 import random
-import shutil
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -48,40 +45,33 @@ from typing import Any
 import numpy as np
 import torch
 import torch.distributed as dist
-import yaml
 from torch import Tensor, nn
 from tqdm import tqdm
 
-from gen5nas.atomic import atomic_write, atomic_write_text
 from gen5nas.data.imagefolder import Batch, batch_to
 from gen5nas.data.loaders import ShardSampler
-from gen5nas.errors import CheckpointError, Gen5NasError
-from gen5nas.logdir import new_log_dir
-from gen5nas.spec import SearchSpace
+from gen5nas.errors import Gen5NasError
+from gen5nas.run_outputs import RunOutputs
 from gen5nas.spec.training import CheckpointSpec, OptimizerSpec, ScheduleSpec
+from gen5nas.tasks.base import Task
+from gen5nas.tasks.classification import CLASSIFICATION
 from gen5nas.train.checkpoint import (
     BEST_PREFIX,
-    ResumePoint,
-    check_resume_points,
-    check_same_space,
-    last_checkpoint,
-    read_checkpoint,
     rng_state,
-    save_checkpoint,
     set_rng_state,
-    write_pointer,
 )
+from gen5nas.train.checkpoint_store import CheckpointStore
 from gen5nas.train.distributed import DistEnv, all_reduce_sum, barrier, unwrap, wrap_ddp
 from gen5nas.train.evaluate import Validator
 from gen5nas.train.finite import check_finite_step
 from gen5nas.train.metrics import TrainingMetrics
 from gen5nas.train.optim import build_optimizer, build_scheduler
 from gen5nas.train.progress_report import ProgressReporter
+from gen5nas.train.resume import check_meta, read_resume_state
 from gen5nas.train.sandwich import StepContext, StepOutput, TrainStep
 
 log = logging.getLogger(__name__)
 
-METRICS_FILE = "metrics.jsonl"
 StepHook = Callable[[StepContext, StepOutput], None]
 
 
@@ -104,7 +94,8 @@ class TrainerConfig:
     optimizer: OptimizerSpec
     checkpoint: CheckpointSpec
     elastic: bool = True  # a supernet: DDP must tolerate unused parameters
-    score_key: str = "max/accuracy_top1"  # higher is better; picks the best checkpoint
+    task: Task = CLASSIFICATION  # its metric ranks the checkpoints and is reported
+    score_key: str | None = None  # higher is better; picks the best checkpoint (max/<metric>)
     best_prefix: str = BEST_PREFIX
     precision: str = "fp32"
     channels_last: bool = False
@@ -152,29 +143,6 @@ class _Progress:
         return self.images / max(1e-9, time.perf_counter() - self.start)
 
 
-def trim_metrics(path: Path, iteration: int) -> None:
-    """Keep the records of ``path`` up to ``iteration`` (the steps past it are about to be
-    redone) and drop lines that do not parse: a kill mid-append leaves a torn last line.
-    Rewritten atomically, so a second kill here cannot lose the history."""
-    keep: list[str] = []
-    torn = 0
-    for line in path.read_text(errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            torn += 1
-            continue
-        if not isinstance(record, dict):
-            torn += 1
-        elif record.get("iteration", 0) <= iteration:
-            keep.append(line)
-    if torn:
-        log.warning("%s: dropped %d unparseable line(s) (a write cut short by a kill)", path, torn)
-    atomic_write_text(path, "".join(line + "\n" for line in keep))
-
-
 def _fmt_eta(seconds: float) -> str:
     return str(timedelta(seconds=round(seconds))) if math.isfinite(seconds) else "?"
 
@@ -219,54 +187,18 @@ class Trainer:
         self.best_epoch: int | None = None
         self.last_metrics: dict[str, float] = {}
         self.log_dir: Path | None = None
-        self._tb: Any = None
-        self._file_handler: logging.Handler | None = None
-        self._saved_level = logging.NOTSET
+        self.outputs: RunOutputs | None = None  # rank 0's
+        self.checkpoints = CheckpointStore(
+            self.work_dir, config.checkpoint.keep_last, config.best_prefix
+        )
         self._ddp: nn.Module = self.model
 
     # ---- resume -------------------------------------------------------------------------------
-    def _check_meta(self, stored: dict[str, Any], source: str) -> None:
-        if "space" in self.meta and self.meta["space"] is not None:
-            if stored.get("space") is None:
-                raise CheckpointError(f"{source} holds no search space; it is not a supernet's")
-            check_same_space(stored, SearchSpace.model_validate(self.meta["space"]), source)
-        for key in ("model_kind", "num_classes", "arch", "task"):
-            if key in self.meta and stored.get(key) != self.meta[key]:
-                raise CheckpointError(
-                    f"{source} does not match this run: {key} is {stored.get(key)!r} in the "
-                    f"checkpoint, {self.meta[key]!r} here; use another --work-dir"
-                )
-
-    def _read_resume_state(self) -> tuple[Path | None, dict[str, Any] | None]:
-        path: Path | None = None
-        state: dict[str, Any] | None = None
-        error: CheckpointError | None = None
-        try:
-            path = last_checkpoint(self.work_dir)
-            state = read_checkpoint(path) if path is not None else None
-        except CheckpointError as exc:
-            if not self.env.distributed:
-                raise
-            error = exc  # raised after the exchange, so that no rank waits on this one
-        if self.env.distributed:
-            # Every rank read the work dir itself: go on only if all found the same point.
-            point: ResumePoint = None
-            if error is not None:
-                point = str(error)
-            elif state is not None:
-                point = (int(state["epoch"]), int(state["iteration"]))
-            points: list[ResumePoint] = [None] * self.env.world_size
-            dist.all_gather_object(points, point)
-            check_resume_points(points, self.work_dir)
-            if error is not None:
-                raise error
-        return path, state
-
     def _resume(self) -> Path | None:
-        path, state = self._read_resume_state()
+        path, state = read_resume_state(self.work_dir, self.env)
         if path is None or state is None:
             return None
-        self._check_meta(state.get("meta") or {}, str(path))
+        check_meta(self.meta, state.get("meta") or {}, str(path))
         unwrap(self.model).load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         sched = dict(state["scheduler"])
@@ -280,7 +212,7 @@ class Trainer:
         self.best_score, self.best_epoch = best.get("score"), best.get("epoch")
         self.last_metrics = dict(state.get("metrics") or {})
         if self.env.is_main:
-            self._repair_best()
+            self.checkpoints.repair_best(self.best_epoch)
         rngs = state.get("rng") or []
         if len(rngs) == self.env.world_size:
             set_rng_state(rngs[self.env.rank])
@@ -305,58 +237,24 @@ class Trainer:
     def _open_outputs(self, resumed_from: Path | None) -> None:
         if not self.env.is_main:
             return
-        self.log_dir = new_log_dir(self.work_dir)
-        handler = logging.FileHandler(self.log_dir / "train.log")
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-        handler.setLevel(logging.INFO)
-        package_log = logging.getLogger("gen5nas")
-        self._saved_level = package_log.level
-        if package_log.getEffectiveLevel() > logging.INFO:
-            package_log.setLevel(logging.INFO)  # the log file always gets the progress lines
-        package_log.addHandler(handler)
-        self._file_handler = handler
-        if self.cfg.config_file is not None:
-            src = Path(self.cfg.config_file)
-            dst = self.work_dir / src.name
-            if src.resolve() != dst.resolve():  # -f may name the work dir's own copy
-                shutil.copyfile(src, dst)
-        if self.cfg.resolved_config is not None:
-            (self.log_dir / "resolved_config.yaml").write_text(
-                yaml.safe_dump(self.cfg.resolved_config, sort_keys=False)
-            )
-        metrics = self.work_dir / METRICS_FILE
-        if metrics.exists():  # records of an attempt killed before its first checkpoint go too
-            trim_metrics(metrics, self.iteration)
-        try:
-            from torch.utils.tensorboard import SummaryWriter
-
-            self._tb = SummaryWriter(
-                str(self.work_dir / "tensorboard"),
-                purge_step=self.iteration if resumed_from is not None else None,
-            )
-        except ImportError:
-            log.debug("tensorboard is not installed; metrics go to %s only", metrics)
+        self.outputs = RunOutputs(
+            self.work_dir,
+            "train",
+            config_file=self.cfg.config_file,
+            resolved_config=self.cfg.resolved_config,
+        )
+        self.log_dir = self.outputs.log_dir
+        self.outputs.start_metrics(self.iteration, resumed=resumed_from is not None)
 
     def _record(self, kind: str, values: dict[str, float], epoch: int) -> None:
-        if not self.env.is_main:
-            return
-        record = {"type": kind, "epoch": epoch, "iteration": self.iteration, **values}
-        with open(self.work_dir / METRICS_FILE, "a") as f:
-            f.write(json.dumps(record) + "\n")
-        if self._tb is not None:
-            for key, value in values.items():
-                self._tb.add_scalar(f"{kind}/{key}", value, self.iteration)
+        if self.outputs is not None:
+            self.outputs.record(kind, values, epoch, self.iteration)
         if self.cfg.metrics is not None:
             self.cfg.metrics.on_record(kind, values, epoch, self.iteration)
 
     def _close_outputs(self) -> None:
-        if self._tb is not None:
-            self._tb.close()
-        if self._file_handler is not None:
-            package_log = logging.getLogger("gen5nas")
-            package_log.removeHandler(self._file_handler)
-            package_log.setLevel(self._saved_level)
-            self._file_handler.close()
+        if self.outputs is not None:
+            self.outputs.close()
 
     # ---- checkpoints --------------------------------------------------------------------------
     def _state(self, iter_in_epoch: int) -> dict[str, Any]:
@@ -381,87 +279,22 @@ class Trainer:
         }
 
     def _save(self, name: str, iter_in_epoch: int = 0, best: bool = False) -> Path:
-        """Write checkpoint ``name``; with ``best``, also the best file, before the pointer: a
-        checkpoint the pointer names never claims a best epoch whose file is missing."""
         state = self._state(iter_in_epoch)  # collective: every rank takes part
         path = self.work_dir / name
         if self.env.is_main:
-            save_checkpoint(state, path)
-            if best:
-                self._link_best(path, self.epoch)
-            write_pointer(self.work_dir, path)
-            if self.best_epoch is not None:  # older bests go once the pointer has moved on
-                self._drop_other_best(self._best_path(self.best_epoch))
-            self._prune(keep=path)
+            self.checkpoints.save(
+                state, name, epoch=self.epoch, best=best, best_epoch=self.best_epoch
+            )
         barrier()
         return path
 
-    def _prune(self, keep: Path) -> None:
-        def number(p: Path) -> int:
-            return int(p.stem.split("_")[-1])
-
-        for old in self.work_dir.glob("iter_*.pth"):
-            if old != keep:
-                old.unlink(missing_ok=True)
-        epochs = sorted(self.work_dir.glob("epoch_*.pth"), key=number)
-        for old in epochs[: -self.cfg.checkpoint.keep_last]:
-            if old != keep:
-                old.unlink(missing_ok=True)
-
-    def _best_path(self, epoch: int) -> Path:
-        return self.work_dir / f"{self.cfg.best_prefix}{epoch}.pth"
-
-    def _drop_other_best(self, keep: Path) -> None:
-        for old in self.work_dir.glob(f"{self.cfg.best_prefix}*.pth"):
-            if old != keep:
-                old.unlink(missing_ok=True)
-
-    def _link_best(self, source: Path, epoch: int) -> Path:
-        """Make the best file of ``epoch`` a hard link to ``source`` (no second copy of the
-        weights; a copy where links are refused), put in place atomically."""
-        best = self._best_path(epoch)
-        tmp = best.with_name(f".{best.name}.tmp")
-        tmp.unlink(missing_ok=True)
-        try:
-            os.link(source, tmp)
-            os.replace(tmp, best)
-        except OSError:
-            tmp.unlink(missing_ok=True)
-            with open(source, "rb") as src:
-                atomic_write(best, lambda f: shutil.copyfileobj(src, f))
-        return best
-
     def _save_best_state(self) -> Path:
-        """A new best at an epoch without a checkpoint: the state goes to the best file itself
-        (the previous best stays until the pointer moves past it)."""
         state = self._state(0)  # collective
-        best = self._best_path(self.epoch)
+        best = self.checkpoints.best_path(self.epoch)
         if self.env.is_main:
-            save_checkpoint(state, best)
+            self.checkpoints.save_best_state(state, self.epoch)
         barrier()
         return best
-
-    def _repair_best(self) -> None:
-        """At resume: the checkpoint's best epoch must have its best file. Runs of older
-        versions linked it after the pointer, so a kill in between lost it; re-link it from
-        its epoch file, and drop best files of other epochs (left by a kill before the
-        pointer moved: those epochs are about to be redone)."""
-        if self.best_epoch is None:
-            return
-        best = self._best_path(self.best_epoch)
-        if not best.exists():
-            source = self.work_dir / f"epoch_{self.best_epoch}.pth"
-            if not source.exists():
-                log.warning(
-                    "%s and %s are both missing: the best checkpoint is lost until the next "
-                    "new best",
-                    best.name,
-                    source.name,
-                )
-                return
-            log.warning("%s was missing; re-linked from %s", best.name, source.name)
-            self._link_best(source, self.best_epoch)
-        self._drop_other_best(best)
 
     # ---- the loop -----------------------------------------------------------------------------
     def _autocast(self) -> contextlib.AbstractContextManager[None]:
@@ -494,15 +327,14 @@ class Trainer:
                 if last_epoch or self.epoch % self.cfg.checkpoint.interval_epochs == 0:
                     last_file = self._save(f"epoch_{self.epoch}.pth", best=new_best)
                     if new_best:
-                        best_file = self._best_path(self.epoch)
+                        best_file = self.checkpoints.best_path(self.epoch)
                 elif new_best:
                     best_file = self._save_best_state()
                 self._report_progress(force=True)
         finally:
             self._close_outputs()
-        if best_file is None and self.best_epoch is not None:
-            candidate = self.work_dir / f"{self.cfg.best_prefix}{self.best_epoch}.pth"
-            best_file = candidate if candidate.exists() else None
+        if best_file is None:
+            best_file = self.checkpoints.existing_best(self.best_epoch)
         return TrainResult(
             self.epoch,
             self.iteration,
@@ -522,8 +354,8 @@ class Trainer:
             self.epoch,
             self.cfg.schedule.epochs,
             self.iteration,
-            self.last_metrics.get("max/accuracy_top1"),
-            self.last_metrics.get("min/accuracy_top1"),
+            self.last_metrics.get(f"max/{self.cfg.task.metric.key}"),
+            self.last_metrics.get(f"min/{self.cfg.task.metric.key}"),
             force=force,
         )
 
@@ -533,12 +365,14 @@ class Trainer:
         metrics = self.validator(self._ddp)
         self.last_metrics = metrics
         self._record("val", metrics, self.epoch)
-        score = metrics.get(self.cfg.score_key)
+        score = metrics.get(self.cfg.score_key or f"max/{self.cfg.task.metric.key}")
         new_best = score is not None and (self.best_score is None or score > self.best_score)
         if new_best:
             self.best_score, self.best_epoch = score, self.epoch
         if self.env.is_main:
-            shown = {k: v for k, v in metrics.items() if "accuracy" in k or k.endswith("loss")}
+            task = self.cfg.task
+            names = {task.metric.key, *task.extra_metrics, "loss"}
+            shown = {k: v for k, v in metrics.items() if k.rsplit("/", 1)[-1] in names}
             log.info(
                 "epoch %d validation (%.1f s): %s%s",
                 self.epoch,

@@ -1,0 +1,71 @@
+"""Random-subnet sampling of the sandwich rule: uniform (BigNAS) and stratified by size."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from gen5nas.spec.spaces import load_space
+from gen5nas.spec.training import SupernetTrainingSpec
+from gen5nas.train.arch_sampling import arch_sampler, stratified, stratified_arch, uniform
+from gen5nas.train.sandwich import SandwichStep
+
+SPACE = load_space("mobilenetv2_tiny")
+
+
+def _scale(arch) -> int:  # a size proxy: total channels x blocks
+    return sum(s.num_out_channels * s.num_blocks for s in arch.stages)
+
+
+def test_levels_zero_and_one_without_jitter_are_the_extremes() -> None:
+    rng = random.Random(0)
+    assert stratified_arch(SPACE, 0.0, rng, jitter=0.0) == SPACE.min()
+    assert stratified_arch(SPACE, 1.0, rng, jitter=0.0) == SPACE.max()
+
+
+def test_stratified_spreads_a_step_over_the_size_range() -> None:
+    rng = random.Random(1)
+    small, large = [], []
+    for _ in range(200):
+        a, b = stratified(SPACE, rng, 2)
+        assert SPACE.contains(a) and SPACE.contains(b)
+        small.append(_scale(a))
+        large.append(_scale(b))
+    assert sum(large) / len(large) > sum(small) / len(small) + 20
+    # and the spread is wider than uniform sampling's, which concentrates on the middle
+    uni = [_scale(a) for a in uniform(SPACE, random.Random(1), 400)]
+    both = small + large
+    spread = max(both) - min(both)
+    assert spread >= max(uni) - min(uni)
+
+
+def test_samplers_are_functions_of_the_rng() -> None:
+    for name in ("uniform", "stratified"):
+        sampler = arch_sampler(name)
+        assert sampler(SPACE, random.Random(5), 3) == sampler(SPACE, random.Random(5), 3)
+    assert uniform(SPACE, random.Random(5), 2) == [
+        SPACE.sample(r) for r in [random.Random(5)] for _ in range(2)
+    ]
+
+
+def test_sandwich_uses_the_chosen_sampler() -> None:
+    step = SandwichStep(SPACE, num_random=2, sampler=stratified, seed=3)
+    names = [name for name, _ in step.archs_for(0, 7)]
+    assert names == ["max", "min", "random0", "random1"]
+    assert step.archs_for(0, 7) == step.archs_for(0, 7)  # same on every rank and on resume
+    uni = SandwichStep(SPACE, num_random=2, seed=3).archs_for(0, 7)
+    assert uni != step.archs_for(0, 7)
+
+
+def test_spec_field_and_unknown_name() -> None:
+    spec = SupernetTrainingSpec.model_validate(
+        {
+            "searchSpace": {"name": "mobilenetv2_tiny"},
+            "dataset": {"kind": "scenes"},
+            "schedule": {"archSampling": "stratified"},
+        }
+    )
+    assert spec.schedule.arch_sampling.value == "stratified"
+    with pytest.raises(ValueError, match="allowed"):
+        arch_sampler("attentive")

@@ -1,0 +1,133 @@
+"""The interface a task implements, and the registry the steps look tasks up in.
+
+A task is everything that differs between, say, classification and detection on the same
+elastic MBConv backbone; the steps (supernet training, search, retraining, export, the local
+pipeline) take a :class:`Task` and call it, never asking for its name:
+
+- data: :meth:`Task.build_loaders` (train/val loaders with the task's collate; the calibration
+  batches for BN recalibration come from the same object);
+- the model: :meth:`Task.build_supernet` puts the task's head on the elastic backbone,
+  :meth:`Task.extract` cuts a static subnet out of it;
+- the sandwich step's losses: :meth:`Task.ground_truth_loss` (the largest subnet) and
+  :meth:`Task.distillation_loss` (the others, against the largest one's detached output);
+- evaluation: :meth:`Task.evaluate` and :attr:`Task.metric` (a :class:`Metric`, higher is better: it ranks
+  the checkpoints, is the search's accuracy objective and the card's headline figure);
+- export: :meth:`Task.export_wrapper` is what torch.onnx and the parity check are fed;
+- cost: :attr:`Task.cost_scope` names the subgraph the estimator costs (``network`` or
+  ``backbone``).
+
+Tasks are keyed by the value of the specs' ``task`` field (:class:`gen5nas.spec.common.Task`);
+:func:`get_task` refuses a name no task is registered for, with the names that are.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from gen5nas.errors import SpecError
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from gen5nas.data import Batch, DataLoaders
+    from gen5nas.spec import Arch, SearchSpace
+    from gen5nas.spec.common import DatasetSpec
+
+CostScope = Literal["network", "backbone"]
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A task's headline metric (higher is better) and how outputs name it."""
+
+    key: str  # in the evaluator's metrics: ``accuracy_top1``
+    label: str  # in the card and the search's outputs: ``accuracy/top1``
+    title: str  # in log lines and command output: ``top-1``
+    short: str  # in file and record names: ``top1`` (``gain_top1``)
+    unit: str  # ``percent``
+
+    def format(self, value: float) -> str:
+        return f"{value:.2f}%" if self.unit == "percent" else f"{value:.4g}"
+
+
+@runtime_checkable
+class Task(Protocol):
+    name: str  # the spec's ``task`` value
+    metric: Metric  # the evaluator's headline figure
+    extra_metrics: Sequence[str]  # other evaluator keys the search records per trial
+    cost_scope: CostScope
+
+    def build_loaders(
+        self,
+        dataset: DatasetSpec,
+        resolution: tuple[int, int],
+        *,
+        work_dir: str | Path | None = None,
+        seed: int = 0,
+    ) -> DataLoaders: ...
+
+    def build_supernet(
+        self,
+        space: SearchSpace,
+        num_classes: int,
+        *,
+        activation: str = "relu6",
+        dropout: float = 0.2,
+        drop_path: float = 0.0,
+    ) -> nn.Module: ...
+
+    def extract(self, supernet: nn.Module, arch: Arch) -> nn.Module: ...
+
+    def ground_truth_loss(self, output: Any, batch: Batch, label_smoothing: float) -> Tensor: ...
+
+    def distillation_loss(self, student: Any, teacher: Any, temperature: float) -> Tensor: ...
+
+    def detach(self, output: Any) -> Any: ...
+
+    def evaluate(
+        self,
+        model: nn.Module,
+        loader: Iterable[Batch],
+        device: torch.device,
+        channels_last: bool = False,
+    ) -> dict[str, float]:
+        """The metrics over every rank's share of ``loader`` (all-reduced); they include
+        :attr:`metric`, ``images`` (scored) and ``skipped`` (unreadable)."""
+        ...
+
+    def export_wrapper(self, model: nn.Module) -> nn.Module: ...
+
+
+_TASKS: dict[str, Task] = {}
+
+
+def register_task(task: Task) -> Task:
+    """Make ``task`` available under ``task.name`` (a second task of that name replaces it)."""
+    _TASKS[task.name] = task
+    return task
+
+
+def task_names() -> list[str]:
+    _load_builtin()
+    return sorted(_TASKS)
+
+
+def get_task(name: str, field: str = "task") -> Task:
+    """The task registered as ``name``; :class:`SpecError` on ``field`` naming those that are."""
+    _load_builtin()
+    try:
+        return _TASKS[str(name)]
+    except KeyError:
+        raise SpecError(
+            f"task {str(name)!r} is not implemented; available: {', '.join(sorted(_TASKS))}",
+            field=field,
+        ) from None
+
+
+def _load_builtin() -> None:
+    # The built-in tasks register on import; imported here so that a caller needs only base.
+    import gen5nas.tasks.classification  # noqa: F401
