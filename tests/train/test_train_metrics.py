@@ -14,10 +14,10 @@ from train_helpers import tiny_spec, write_manifest
 
 from gen5nas.cli import main
 from gen5nas.data import write_synthetic
+from gen5nas.run_outputs import METRICS_FILE
 from gen5nas.spec.training import SupernetTrainingSpec
 from gen5nas.train.job import run_supernet_training
 from gen5nas.train.metrics import TrainingMetrics
-from gen5nas.train.trainer import METRICS_FILE
 
 
 @pytest.fixture(scope="module")
