@@ -32,6 +32,15 @@ def main(argv: list[str] | None = None) -> int:
         print(f"gen5nas-operator: error: {exc}", file=sys.stderr)
         return 2
     namespaces = handlers.SETTINGS.namespaces
+    if handlers.SETTINGS.metrics_port:
+        from gen5nas_operator.metrics import METRICS
+
+        try:
+            endpoint = METRICS.serve(handlers.SETTINGS.metrics_port)
+        except Gen5NasError as exc:
+            print(f"gen5nas-operator: error: {exc}", file=sys.stderr)
+            return 2
+        logging.getLogger("gen5nas_operator").info("metrics on %s", endpoint.url)
     asyncio.run(
         kopf.operator(
             clusterwide=not namespaces,

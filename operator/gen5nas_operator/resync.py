@@ -28,6 +28,7 @@ from gen5nas_operator.common.conditions import (
 )
 from gen5nas_operator.kinds import KINDS
 from gen5nas_operator.kube import Kube
+from gen5nas_operator.metrics import METRICS
 from gen5nas_operator.reconcile import Outcome, run
 from gen5nas_operator.settings import Settings
 
@@ -63,12 +64,13 @@ def _lock(key: tuple[str, str, str]) -> threading.Lock:
 def sync(kube: Kube, settings: Settings, kind: str, namespace: str, name: str) -> Outcome | None:
     """Read the resource afresh, reconcile it and apply the outcome; None when it is gone or
     being deleted (its children go with it by owner reference)."""
-    with _lock((kind, namespace, name)):
+    with _lock((kind, namespace, name)), METRICS.reconcile(kind) as record:
         body = kube.get(GROUP_VERSION, kind, namespace, name)
         if body is None or body["metadata"].get("deletionTimestamp"):
             return None
         outcome = run(kind, kube, settings, body)
         apply(kube, body, outcome)
+        record(outcome)
         return outcome
 
 
@@ -138,6 +140,7 @@ def resync_pass(kube: Kube, settings: Settings) -> int:
     """Sync every unsettled resource of each kind in the watched namespaces (all when none are
     set). A failure is logged and the pass goes on. Returns how many were synced."""
     done = 0
+    listed_all = True
     scopes: list[str | None] = list(settings.namespaces) or [None]
     for kind in KINDS:
         for namespace in scopes:
@@ -145,7 +148,9 @@ def resync_pass(kube: Kube, settings: Settings) -> int:
                 items = kube.list(GROUP_VERSION, kind.kind, namespace)
             except Exception:
                 log.exception("resync: listing %s in %s failed", kind.plural, namespace or "all")
+                listed_all = False
                 continue
+            METRICS.listed(kind.kind, namespace, items)
             for body in items:
                 if settled(body):
                     continue
@@ -156,6 +161,8 @@ def resync_pass(kube: Kube, settings: Settings) -> int:
                 except Exception:
                     log.exception("resync: %s %s/%s failed", kind.kind, meta["namespace"],
                                   meta["name"])  # fmt: skip
+    if listed_all:
+        METRICS.resync_succeeded()
     return done
 
 

@@ -39,6 +39,11 @@ class Settings:
     front_top: int = 10  # Pareto entries kept in status (the full front is on the PVC)
     rendezvous_port: int = 29500
     watch_server_timeout_s: int = 300
+    # Prometheus /metrics ports (0 = not served): the operator's own, the estimator pods', and
+    # the search and training pods' (gen5nas_operator.metrics, the workloads' --metrics-port).
+    metrics_port: int = 0
+    estimator_metrics_port: int = 9464
+    workload_metrics_port: int = 9464
     # What a resource's author may choose for its pods (JSON of the chart's `policy` values).
     policy: Policy = field(default_factory=Policy)
 
@@ -77,6 +82,12 @@ class Settings:
                 f"{settings.training_backend!r}: use auto, pytorchjob or indexedjob",
                 field=PREFIX + "TRAINING_BACKEND",
             )
+        for name in ("metrics_port", "estimator_metrics_port", "workload_metrics_port"):
+            if not 0 <= getattr(settings, name) <= 65535:
+                raise SpecError(
+                    f"must be a TCP port (1-65535) or 0 (off), got {getattr(settings, name)}",
+                    field=PREFIX + name.upper(),
+                )
         if settings.reconcile_interval_s <= 0 or settings.front_top < 1:
             raise SpecError(
                 "GEN5NAS_RECONCILE_INTERVAL_S must be > 0 and GEN5NAS_FRONT_TOP >= 1",

@@ -120,10 +120,11 @@ def test_search_children_estimator_job_and_secret_dsn() -> None:
     c = dep["spec"]["template"]["spec"]["containers"][0]
     assert dep["spec"]["replicas"] == 3 and c["image"] == "reg/est:1"
     assert c["command"] == [
-        "gen5nas", "estimator", "serve", "--drain-delay", "5", "--port", "6000", "6001"
+        "gen5nas", "estimator", "serve", "--drain-delay", "5", "--port", "6000", "6001",
+        "--metrics-port", "9464",
     ]  # fmt: skip
     assert c["readinessProbe"]["grpc"] == {"port": 6000} and "grpc" in c["livenessProbe"]
-    assert [p["port"] for p in svc["spec"]["ports"]] == [6000, 6001]
+    assert [p["port"] for p in svc["spec"]["ports"]] == [6000, 6001, 9464]  # + metrics
     assert svc["spec"]["clusterIP"] == "None"
     assert (
         dep["spec"]["selector"]["matchLabels"].items()

@@ -190,7 +190,7 @@ def test_search_waits_runs_reports_front_and_cleans_up(
     est = dep["spec"]["template"]["spec"]["containers"][0]
     assert est["readinessProbe"]["grpc"]["port"] == 50051
     assert est["livenessProbe"]["grpc"]["port"] == 50051
-    assert est["command"][-3:] == ["--port", "50051", "50052"]
+    assert est["command"][-5:] == ["--port", "50051", "50052", "--metrics-port", "9464"]
     svc = cluster.get("service", "nas-b-estimator")
     assert svc is not None and svc["spec"]["clusterIP"] == "None"
     spec_doc = yaml.safe_load(cluster.get("configmap", "nas-b-spec")["data"]["spec.yaml"])
@@ -212,7 +212,7 @@ def test_search_waits_runs_reports_front_and_cleans_up(
     ]
     assert all(p.env["GEN5NAS_STORAGE_URL"] == dsn for p in pods)
     fresh_checkpoint(pods[0].local(ckpt) / f"{BEST_PREFIX}1.pth")
-    ports = [p["containerPort"] for p in est["ports"]]
+    ports = [p["containerPort"] for p in est["ports"] if p["name"] != "metrics"]
     server = start_server([0] * len(ports), host="127.0.0.1")
     logs = [tmp_path / f"{p.name}.log" for p in pods]
     try:
@@ -756,15 +756,16 @@ def test_examples_make_the_children_they_describe(
     template = dep["spec"]["template"]
     assert dep["spec"]["selector"]["matchLabels"].items() <= template["metadata"]["labels"].items()
     (server,) = template["spec"]["containers"]
-    assert [p["containerPort"] for p in server["ports"]] == est["ports"]
-    assert server["command"][-len(est["ports"]) - 1 :] == ["--port", *map(str, est["ports"])]
+    assert [p["containerPort"] for p in server["ports"] if p["name"] != "metrics"] == est["ports"]
+    at = server["command"].index("--port")
+    assert server["command"][at : at + len(est["ports"]) + 1] == ["--port", *map(str, est["ports"])]
     for probe in ("readinessProbe", "livenessProbe"):
         # gRPC health of the whole server ("" service) on its first port
         assert server[probe]["grpc"]["port"] == est["ports"][0], probe
         assert server[probe]["grpc"].get("service", "") == "", probe
     svc = cluster.get("service", f"{se_name}-estimator")
     assert svc is not None and owned_by(svc, cr) and svc["spec"]["clusterIP"] == "None"
-    assert [p["port"] for p in svc["spec"]["ports"]] == est["ports"]
+    assert [p["port"] for p in svc["spec"]["ports"] if p["name"] != "metrics"] == est["ports"]
     assert svc["spec"]["selector"] == dep["spec"]["selector"]["matchLabels"]
     cm = cluster.get("configmap", f"{se_name}-spec")
     assert cm is not None and owned_by(cm, cr)

@@ -11,6 +11,7 @@ import os
 import re
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -189,6 +190,13 @@ E2E_POLICY: dict[str, Any] = {
 }
 
 
+def free_port() -> int:
+    """A loopback port free now (the operator binds it a moment later)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class OperatorProcess:
     """`python -m gen5nas_operator` with a ServiceAccount's kubeconfig; restartable. ``policy``:
     the chart's ``policy`` values (None: the operator's defaults)."""
@@ -206,7 +214,9 @@ class OperatorProcess:
             "GEN5NAS_NAMESPACES": namespace,
             "GEN5NAS_RECONCILE_INTERVAL_S": "1",
             "GEN5NAS_FRONT_TOP": "3",
+            "GEN5NAS_METRICS_PORT": str(free_port()),
         }
+        self.metrics_port = int(self.env["GEN5NAS_METRICS_PORT"])
         if policy is not None:
             self.env["GEN5NAS_POLICY"] = json.dumps(policy)
         self.log = log
@@ -501,6 +511,8 @@ class LocalPod:
         words = [expand(w, self.env) for w in [*container["command"], *container.get("args", [])]]
         if words[0] == "gen5nas":
             words[:1] = [sys.executable, "-m", "gen5nas"]
+        if "--metrics-port" in words:  # each pod has its own network; here they share one
+            words[words.index("--metrics-port") + 1] = "0"
         self.command = [self._local_arg(w) for w in words]
 
     def local(self, path: str) -> Path:

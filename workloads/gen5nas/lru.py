@@ -22,12 +22,16 @@ class LRU(Generic[K, V]):
         self.capacity = capacity
         self._data: OrderedDict[K, V] = OrderedDict()
         self._lock = threading.Lock()
+        self.hits = 0  # lookups that found their key (read by the estimator's /metrics)
+        self.misses = 0
 
     def get(self, key: K) -> V | None:
         """The value at ``key`` (now the most recently used), or None when absent."""
         with self._lock:
             if key not in self._data:
+                self.misses += 1
                 return None
+            self.hits += 1
             self._data.move_to_end(key)
             return self._data[key]
 

@@ -43,6 +43,8 @@ def register(subparsers: Any) -> None:
                    help="longest a request may take when its client sets no shorter deadline")  # fmt: skip
     s.add_argument("--measure-memory-mb", type=int, default=8192,
                    help="memory of the onnxruntime worker process (a model needing more fails)")  # fmt: skip
+    s.add_argument("--metrics-port", type=int, default=None,
+                   help="serve Prometheus /metrics on this port (0 = any free; default: off)")  # fmt: skip
     s.set_defaults(func=_serve)
 
     e = sub.add_parser("estimate", help="estimate one model (in-process, or via --server)")
@@ -142,11 +144,14 @@ def _serve(args: argparse.Namespace) -> int:
         max_model_mb=args.max_model_mb,
         max_request_s=args.max_request_s,
         measure_memory_mb=args.measure_memory_mb,
+        metrics_port=args.metrics_port,
     )
     # One line a wrapper can parse for the ports (0 asks for a free one).
     print(
         f"estimator listening on {' '.join(f'{args.host}:{p}' for p in server.ports)}", flush=True
     )
+    if server.metrics is not None and server.metrics.endpoint is not None:
+        print(f"estimator metrics on {server.metrics.endpoint.url}", flush=True)
     stop = threading.Event()
 
     def on_signal(signum: int, _frame: Any) -> None:

@@ -84,6 +84,14 @@ class EstimatorEngine:
         if measurer is not None:
             measurer.close()
 
+    def caches(self) -> dict[str, LRU[Hashable, Any]]:
+        """The engine's caches by name (their hit counts and sizes are the server's metrics)."""
+        return {
+            "graph": self._graphs,
+            "arch_graph": self._arch_graphs,
+            "arch_onnx": self._arch_bytes,
+        }
+
     # ---- inputs ---------------------------------------------------------------------------
     def analyze(
         self, onnx_bytes: bytes, input_shapes: Mapping[str, Sequence[int]] | None = None

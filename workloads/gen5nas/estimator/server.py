@@ -28,6 +28,7 @@ from grpc_reflection.v1alpha import reflection
 from gen5nas.errors import Gen5NasError
 from gen5nas.estimator._proto import estimator_pb2 as pb
 from gen5nas.estimator.engine import EstimatorEngine
+from gen5nas.estimator.metrics import EstimatorMetrics
 from gen5nas.estimator.profiles import ProfileRegistry
 from gen5nas.estimator.service import DEFAULT_MAX_REQUEST_S, EstimatorServicer
 
@@ -54,6 +55,7 @@ class EstimatorServer:
         self.servicer = servicer
         self.health = health_servicer
         self._stopped = threading.Event()
+        self.metrics: EstimatorMetrics | None = None  # set when /metrics is served (.endpoint)
 
     @property
     def addresses(self) -> list[str]:
@@ -70,6 +72,8 @@ class EstimatorServer:
             time.sleep(drain_delay)
         self._server.stop(grace).wait()
         self.servicer.engine.close()
+        if self.metrics is not None:
+            self.metrics.close()
         self._stopped.set()
 
     def wait(self, timeout: float | None = None) -> bool:
@@ -87,13 +91,15 @@ def start_server(
     max_request_s: float = DEFAULT_MAX_REQUEST_S,
     measure_memory_mb: int | None = None,
     engine: EstimatorEngine | None = None,
+    metrics_port: int | None = None,
 ) -> EstimatorServer:
     """Start an estimator listening on every port of ``ports`` (0 = a free one) on ``host``.
 
     ``max_concurrent_rpcs`` bounds the requests in progress (others get RESOURCE_EXHAUSTED, and
     the client tries another endpoint); ``max_model_mb`` bounds a model's size,
     ``max_request_s`` the time of a request without a (shorter) deadline, and
-    ``measure_memory_mb`` the onnxruntime worker's memory."""
+    ``measure_memory_mb`` the onnxruntime worker's memory. ``metrics_port``: serve Prometheus
+    ``/metrics`` there (0 = a free port; None = not)."""
     port_list = [ports] if isinstance(ports, int) else list(ports)
     if not port_list:
         port_list = [0]
@@ -110,6 +116,7 @@ def start_server(
     # gRPC's own limit sits above the model limit so that an oversized model gets our message
     # (which names the limit and the flag) rather than a bare transport error.
     message_limit = engine.max_model_bytes + 4 * 2**20
+    metrics = EstimatorMetrics(engine) if metrics_port is not None else None
     server = grpc.server(
         futures.ThreadPoolExecutor(max_workers=max_workers, thread_name_prefix="estimator"),
         options=[
@@ -118,6 +125,7 @@ def start_server(
             ("grpc.so_reuseport", 0),  # a port given twice must fail, not be shared silently
         ],
         maximum_concurrent_rpcs=max_concurrent_rpcs,
+        interceptors=[metrics.interceptor(SERVICE_NAME)] if metrics is not None else None,
     )
     servicer = EstimatorServicer(engine, max_request_s=max_request_s)
     server.add_generic_rpc_handlers((_estimator_handlers(servicer),))
@@ -140,6 +148,12 @@ def start_server(
                 f"pick another --port or --host"
             )
         bound.append(got)
+    if metrics is not None and metrics_port is not None:
+        try:
+            metrics.serve(metrics_port, host)
+        except Gen5NasError:
+            server.stop(None)
+            raise
     server.start()
     serving = health_pb2.HealthCheckResponse.SERVING
     not_serving = health_pb2.HealthCheckResponse.NOT_SERVING
@@ -152,7 +166,9 @@ def start_server(
         lambda backend, ok: health_servicer.set(backend, serving if ok else not_serving)
     )
     log.info("estimator listening on %s", ", ".join(f"{host}:{p}" for p in bound))
-    return EstimatorServer(server, bound, host, servicer, health_servicer)
+    handle = EstimatorServer(server, bound, host, servicer, health_servicer)
+    handle.metrics = metrics
+    return handle
 
 
 def _estimator_handlers(servicer: EstimatorServicer) -> grpc.GenericRpcHandler:

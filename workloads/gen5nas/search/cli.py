@@ -15,15 +15,18 @@ pareto_front.png, study.pkl, a copy of the config, and a <timestamp>/ log folder
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gen5nas.errors import SpecError
 
 if TYPE_CHECKING:
+    from gen5nas.search.metrics import SearchMetricsEndpoint
     from gen5nas.search.settings import SearchSettings
     from gen5nas.spec.search import NASSearchSpec
 
@@ -66,6 +69,12 @@ def register(subparsers: Any) -> None:
     )
     parser.add_argument("--max-trials", type=int, default=None, help="override spec.maxTrials")
     parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="serve the workers' Prometheus /metrics on this port (0 = any free; default: off)",
+    )
+    parser.add_argument(
         "--worker-offset", type=int, default=None, help=argparse.SUPPRESS
     )  # default: see default_worker_offset
     parser.set_defaults(func=handle)
@@ -86,7 +95,8 @@ def handle(args: argparse.Namespace) -> int:
     # A pod being deleted gets SIGTERM: handle it as Ctrl-C, so the running trial is
     # re-enqueued at once rather than after the heartbeat grace period.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
-    result = run_search(settings)
+    with _metrics_endpoint(args.metrics_port, settings.workers) as metrics:
+        result = run_search(settings, metrics)
     best = result.best_tradeoff()
     print(
         f"{result.completed} trials complete; Pareto front: {len(result.front)} subnets; "
@@ -98,6 +108,18 @@ def handle(args: argparse.Namespace) -> int:
             f"({arch_file(Path(settings.work_dir), best.number)})"
         )
     return 0
+
+
+@contextlib.contextmanager
+def _metrics_endpoint(port: int | None, workers: int) -> Iterator[SearchMetricsEndpoint | None]:
+    if port is None:
+        yield None
+        return
+    from gen5nas.search.metrics import SearchMetricsEndpoint
+
+    with SearchMetricsEndpoint(port, workers) as endpoint:
+        print(f"search metrics on {endpoint.endpoint.url}", flush=True)
+        yield endpoint
 
 
 def settings_from_args(args: argparse.Namespace, name: str, spec: NASSearchSpec) -> SearchSettings:

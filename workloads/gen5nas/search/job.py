@@ -22,6 +22,7 @@ from gen5nas.errors import Gen5NasError
 from gen5nas.search.checkpoint_space import read_supernet
 from gen5nas.search.cost import check_estimator, estimator_servers
 from gen5nas.search.log_dir import open_log_dir
+from gen5nas.search.metrics import SearchMetricsEndpoint
 from gen5nas.search.outputs import StudyOutputs, record_outputs
 from gen5nas.search.results import COST_ATTRS, TrialRecord, constraint_limits, pareto_front
 from gen5nas.search.runner import seed_extremes
@@ -68,8 +69,11 @@ class SearchResult:
         return min(self.front, key=lambda r: (distance(r), r.number))
 
 
-def run_search(settings: SearchSettings) -> SearchResult:
-    """Check, search (1 or ``settings.workers`` processes), write the outputs."""
+def run_search(
+    settings: SearchSettings, metrics: SearchMetricsEndpoint | None = None
+) -> SearchResult:
+    """Check, search (1 or ``settings.workers`` processes), write the outputs. ``metrics``:
+    the /metrics endpoint the workers record into (``search.metrics``)."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     spec = settings.spec
     cost_key = spec.cost_key.value
@@ -107,7 +111,7 @@ def run_search(settings: SearchSettings) -> SearchResult:
                 work_dir,
             )
             try:
-                failed = run_workers(settings, space)
+                failed = run_workers(settings, space, metrics)
             except BaseException:  # stopped (Ctrl-C, too many failures): keep what was scored
                 outputs.write_before_leaving()
                 raise

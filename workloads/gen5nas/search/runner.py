@@ -82,6 +82,7 @@ class Worker:
     poll_s: float = 2.0
     max_retry: int = 2
     on_progress: Callable[[list[TrialRecord]], None] | None = None
+    on_trial: Callable[[FrozenTrial], None] | None = None  # each trial this worker finished
     report: WorkerReport = field(default_factory=WorkerReport)
     _consecutive_failures: int = 0
     _last_reason: str = ""
@@ -128,6 +129,8 @@ class Worker:
 
     def _after_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
         self._current = None
+        if self.on_trial is not None:
+            self.on_trial(trial)
         if trial.user_attrs.get(SURPLUS_ATTR):
             self.report.surplus += 1
             return

@@ -10,13 +10,16 @@ was not spent.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import multiprocessing as mp
 import os
 import signal
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import optuna
 import torch
@@ -27,6 +30,7 @@ from gen5nas.logdir import LogFile
 from gen5nas.search.checkpoint_space import read_supernet
 from gen5nas.search.cost import make_client, server_list, supernet_cost_fn
 from gen5nas.search.evaluate import Evaluator, build_evaluator
+from gen5nas.search.metrics import SearchMetrics, SearchMetricsEndpoint
 from gen5nas.search.outputs import OutputRefresher, StudyOutputs
 from gen5nas.search.results import TrialRecord, constraint_limits
 from gen5nas.search.runner import Worker, WorkerReport
@@ -42,27 +46,35 @@ START_TIMEOUT_S = 300.0  # a peer that is not ready by then is not waited for
 FailedWorkers = list[tuple[str, int | None]]
 
 
-def run_workers(settings: SearchSettings, space: SearchSpace) -> FailedWorkers:
-    """One worker in this process, or ``settings.workers`` worker processes."""
+def run_workers(
+    settings: SearchSettings, space: SearchSpace, metrics: SearchMetricsEndpoint | None = None
+) -> FailedWorkers:
+    """One worker in this process, or ``settings.workers`` worker processes; ``metrics``: the
+    endpoint they record into (made for ``settings.workers``)."""
+    if metrics is not None and (metrics.local is not None) != (settings.workers == 1):
+        raise ValueError(f"the metrics endpoint was not made for {settings.workers} worker(s)")
     if settings.workers == 1:
-        run_worker(settings, 0)
+        run_worker(settings, 0, metrics=metrics.local if metrics else None)
         return []
     # Generated datasets are written once, before the workers.
     home = generated_data_home(
         settings.spec.dataset, Path(settings.work_dir), Path(settings.checkpoint)
     )
     prepare_dataset(settings.spec.dataset, home, space.max_resolution())
-    return _run_processes(settings)
+    return _run_processes(settings, metrics)
 
 
 def run_worker(
-    settings: SearchSettings, worker_index: int, start: threading.Barrier | None = None
+    settings: SearchSettings,
+    worker_index: int,
+    start: threading.Barrier | None = None,
+    metrics: SearchMetrics | None = None,
 ) -> WorkerReport:
     """Run one search worker until the study holds ``maxTrials`` COMPLETE trials.
 
     ``start``: a barrier shared by the workers of one process group; each waits there once
     ready (checkpoint loaded, batches prepared), so a slow starter still gets a share of a
-    small budget instead of finding it taken."""
+    small budget instead of finding it taken. ``metrics``: where its trials are recorded."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are logged by the worker
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, settings.workers)))
     spec = settings.spec
@@ -82,6 +94,7 @@ def run_worker(
                 study, space, Path(settings.work_dir), spec.cost_key.value, limits
             )
             writer = OutputRefresher(outputs)
+        on_progress = _both(writer, metrics.on_records if metrics else None)
         worker = Worker(
             study=study,
             space=space,
@@ -93,7 +106,8 @@ def run_worker(
             max_consecutive_failures=spec.evaluation.max_consecutive_failures,
             poll_s=min(5.0, float(spec.storage.heartbeat_interval_s)),
             max_retry=spec.storage.max_retry,
-            on_progress=writer,
+            on_progress=on_progress,
+            on_trial=metrics.on_trial if metrics else None,
         )
         _wait_for_peers(start, global_index)
         return worker.run()
@@ -105,6 +119,19 @@ def run_worker(
         if evaluator is not None:
             evaluator.close()
         client.close()
+
+
+def _both(*callbacks: Callable[[Any], None] | None) -> Callable[[Any], None] | None:
+    """One callback calling each of ``callbacks`` that is set (None when none is)."""
+    given = [c for c in callbacks if c is not None]
+    if not given:
+        return None
+
+    def call(arg: Any) -> None:
+        for c in given:
+            c(arg)
+
+    return call
 
 
 def _wait_for_peers(start: threading.Barrier | None, index: int) -> None:
@@ -121,8 +148,10 @@ def _worker_main(
     worker_index: int,
     log_level: int,
     start: threading.Barrier | None = None,
+    record_metrics: bool = False,
 ) -> None:
-    """Entry point of a spawned worker process; exit code 2 on a user-facing error."""
+    """Entry point of a spawned worker process; exit code 2 on a user-facing error.
+    ``record_metrics``: the parent serves its metrics (multiprocess mode, search.metrics)."""
     logging.basicConfig(
         level=log_level, format=f"%(asctime)s %(levelname)s w{worker_index} %(name)s: %(message)s"
     )
@@ -134,7 +163,7 @@ def _worker_main(
             fmt=f"%(asctime)s %(levelname)s w{worker_index} %(name)s: %(message)s",
         )
     try:
-        run_worker(settings, worker_index, start)
+        run_worker(settings, worker_index, start, SearchMetrics(None) if record_metrics else None)
     except Gen5NasError as exc:
         log.error("worker %d: %s", worker_index, exc)
         sys.exit(2)
@@ -142,17 +171,21 @@ def _worker_main(
         sys.exit(130)
 
 
-def _run_processes(settings: SearchSettings) -> FailedWorkers:
+def _run_processes(
+    settings: SearchSettings, metrics: SearchMetricsEndpoint | None = None
+) -> FailedWorkers:
     """Run the worker processes; the (name, exit code) of those that did not exit 0."""
     ctx = mp.get_context("spawn")  # no fork of a process holding DB connections and threads
     level = logging.getLogger().getEffectiveLevel()
     start = ctx.Barrier(settings.workers)
+    args = (level, start, metrics is not None)
     procs = [
-        ctx.Process(target=_worker_main, args=(settings, i, level, start), name=f"search-{i}")
+        ctx.Process(target=_worker_main, args=(settings, i, *args), name=f"search-{i}")
         for i in range(settings.workers)
     ]
-    for p in procs:
-        p.start()
+    with metrics.worker_environment() if metrics else contextlib.nullcontext():
+        for p in procs:
+            p.start()
     try:
         for p in procs:
             p.join()

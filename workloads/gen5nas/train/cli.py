@@ -31,6 +31,12 @@ def register(subparsers: Any) -> None:
     parser.add_argument(
         "--device", choices=("cpu", "cuda"), default=None, help="default: cuda when available"
     )
+    parser.add_argument(
+        "--metrics-port",
+        type=int,
+        default=None,
+        help="rank 0 serves Prometheus /metrics on this port (0 = any free; default: off)",
+    )
     parser.set_defaults(func=handle)
 
 
@@ -53,9 +59,19 @@ def handle(args: argparse.Namespace) -> int:
     from gen5nas.train.distributed import shutdown
     from gen5nas.train.job import run_supernet_training
 
+    metrics = None
+    if args.metrics_port is not None and os.environ.get("RANK", "0") == "0":
+        from gen5nas.train.metrics import TrainingMetrics
+
+        metrics = TrainingMetrics(spec.schedule.epochs)
+        print(f"training metrics on {metrics.serve(args.metrics_port).url}", flush=True)
     try:
-        result = run_supernet_training(spec, work_dir, config_file=args.file, device=args.device)
+        result = run_supernet_training(
+            spec, work_dir, config_file=args.file, device=args.device, metrics=metrics
+        )
     finally:
+        if metrics is not None:
+            metrics.close()
         shutdown()
     if os.environ.get("RANK", "0") != "0":
         return 0  # rank 0 reports for the whole job

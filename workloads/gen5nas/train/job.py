@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from gen5nas.spec.training import SupernetTrainingSpec
+from gen5nas.train.metrics import TrainingMetrics
 from gen5nas.train.trainer import StepHook, TrainResult
 
 log = logging.getLogger(__name__)
@@ -26,11 +27,13 @@ def run_supernet_training(
     config_file: str | Path | None = None,
     hooks: tuple[StepHook, ...] = (),
     device: str | None = None,
+    metrics: TrainingMetrics | None = None,
 ) -> TrainResult:
     """Train (or resume training) the supernet of ``spec`` in ``work_dir``.
 
     Under torchrun every process calls this; rank 0 writes the outputs. ``hooks`` are called
     after every optimizer step with (StepContext, StepOutput) (tests, custom logging).
+    ``metrics``: rank 0's Prometheus gauges (``train.metrics``; the caller serves them).
     """
     import torch
 
@@ -123,6 +126,7 @@ def run_supernet_training(
             resolved_config=resolved,
             hooks=hooks,
             progress=ProgressReporter.from_env() if env.is_main else None,
+            metrics=metrics if env.is_main else None,
         ),
         env=env,
         meta=meta,

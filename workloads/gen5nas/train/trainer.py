@@ -60,6 +60,7 @@ from gen5nas.train.distributed import DistEnv, all_reduce_sum, barrier, unwrap, 
 from gen5nas.train.epoch_stats import EpochStats
 from gen5nas.train.evaluate import Validator
 from gen5nas.train.finite import check_finite_step
+from gen5nas.train.metrics import TrainingMetrics
 from gen5nas.train.optim import build_optimizer, build_scheduler
 from gen5nas.train.progress_report import ProgressReporter
 from gen5nas.train.resume import check_meta, read_resume_state
@@ -86,6 +87,7 @@ class TrainerConfig:
     resolved_config: dict[str, Any] | None = None  # written to the log folder
     hooks: Sequence[StepHook] = field(default_factory=tuple)
     progress: ProgressReporter | None = None  # rank 0's progress on its pod (kubectl get)
+    metrics: TrainingMetrics | None = None  # rank 0's Prometheus gauges (each record)
 
 
 @dataclass
@@ -203,6 +205,8 @@ class Trainer:
     def _record(self, kind: str, values: dict[str, float], epoch: int) -> None:
         if self.outputs is not None:
             self.outputs.record(kind, values, epoch, self.iteration)
+        if self.cfg.metrics is not None:
+            self.cfg.metrics.on_record(kind, values, epoch, self.iteration)
 
     def _close_outputs(self) -> None:
         if self.outputs is not None:

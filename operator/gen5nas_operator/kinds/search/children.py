@@ -27,6 +27,7 @@ from gen5nas_operator.common.pods import (
     spec_configmap,
     tolerations,
 )
+from gen5nas_operator.common.scrape import PORT_NAME, expose_metrics, metrics_args
 from gen5nas_operator.settings import Settings
 
 
@@ -49,7 +50,9 @@ def estimator_children(owner: Owner, spec: NASSearchSpec, settings: Settings) ->
     est = spec.estimator
     ports = list(est.ports)
     # On SIGTERM: NOT_SERVING for 5 s (endpoints and clients move off) before draining.
-    command = ["gen5nas", "estimator", "serve", "--drain-delay", "5", "--port", *map(str, ports)]
+    metrics_port = settings.estimator_metrics_port
+    command = ["gen5nas", "estimator", "serve", "--drain-delay", "5", "--port", *map(str, ports),
+               *metrics_args(metrics_port)]  # fmt: skip
     probe = {"grpc": {"port": ports[0]}, "periodSeconds": 10, "timeoutSeconds": 5}
     container = {
         "name": "estimator",
@@ -76,12 +79,18 @@ def estimator_children(owner: Owner, spec: NASSearchSpec, settings: Settings) ->
         "spec": {
             "replicas": est.replicas,
             "selector": {"matchLabels": selector(owner, "estimator")},
-            "template": {
-                "metadata": {"labels": labels(owner, "estimator")},
-                "spec": restricted(pod_spec),
-            },
+            "template": expose_metrics(
+                {"metadata": {"labels": labels(owner, "estimator")}, "spec": restricted(pod_spec)},
+                metrics_port,
+            ),
         },
     }
+    service_ports: list[dict[str, Any]] = [
+        {"name": f"grpc-{i}", "port": p, "targetPort": p, "appProtocol": "grpc"}
+        for i, p in enumerate(ports)
+    ]
+    if metrics_port:  # what the chart's estimator ServiceMonitor scrapes
+        service_ports.append({"name": PORT_NAME, "port": metrics_port, "targetPort": PORT_NAME})
     service = {
         "apiVersion": "v1",
         "kind": "Service",
@@ -89,10 +98,7 @@ def estimator_children(owner: Owner, spec: NASSearchSpec, settings: Settings) ->
         "spec": {
             "clusterIP": "None",
             "selector": selector(owner, "estimator"),
-            "ports": [
-                {"name": f"grpc-{i}", "port": p, "targetPort": p, "appProtocol": "grpc"}
-                for i, p in enumerate(ports)
-            ],
+            "ports": service_ports,
         },
     }
     return [deployment, service]
@@ -137,9 +143,10 @@ def searchjob(
     rt = spec.runtime
     command = [
         "gen5nas", "search", "-f", SPEC_FILE, "--work-dir", work_dir(owner, rt),
-        "--checkpoint", checkpoint, STORAGE_ARG,
+        "--checkpoint", checkpoint, STORAGE_ARG, *metrics_args(settings.workload_metrics_port),
     ]  # fmt: skip
     template = pod_template(owner, "search", rt, settings, command, [secret_env(dsn_secret)])
+    expose_metrics(template, settings.workload_metrics_port)
     return job_manifest(
         owner, "search", "search", template, parallelism=spec.parallelism,
         backoffLimit=3 * spec.parallelism,

@@ -27,6 +27,7 @@ from gen5nas_operator.common.pods import (
     pod_template,
     spec_configmap,
 )
+from gen5nas_operator.common.scrape import expose_metrics, metrics_args
 from gen5nas_operator.settings import Settings
 
 # Training pods run as this ServiceAccount (unless spec.runtime.serviceAccountName names one):
@@ -126,6 +127,7 @@ def training_indexedjob(
         "-m",
         "gen5nas",
         *train_args(owner, rt),
+        *metrics_args(settings.workload_metrics_port),  # served by rank 0 (pod 0)
     ]
     env = [
         {
@@ -141,6 +143,8 @@ def training_indexedjob(
     template["spec"]["containers"][0]["ports"] = [
         {"name": "rendezvous", "containerPort": settings.rendezvous_port}
     ]
+    if rt.workers == 1:  # one template for every pod: offered to scrapers when pod 0 is all
+        expose_metrics(template, settings.workload_metrics_port)
     job = job_manifest(
         owner,
         "train",
@@ -171,15 +175,17 @@ def training_pytorchjob(owner: Owner, spec: SupernetTrainingSpec, settings: Sett
     """A Kubeflow PyTorchJob: the training operator sets torchrun's PET_* variables (nodes,
     rank, master) and ``nprocPerNode`` gives the processes per pod."""
     rt = spec.runtime
-    command = ["torchrun", "-m", "gen5nas", *train_args(owner, rt)]
+    port = settings.workload_metrics_port
+    command = ["torchrun", "-m", "gen5nas", *train_args(owner, rt), *metrics_args(port)]
 
-    def replica(count: int) -> dict[str, Any]:
+    def replica(count: int, metrics_port: int = 0) -> dict[str, Any]:
         template = _training_pod(
             owner, rt, settings, command, container_name="pytorch", restart_policy="OnFailure"
         )
+        expose_metrics(template, metrics_port)
         return {"replicas": count, "restartPolicy": "OnFailure", "template": template}
 
-    replicas = {"Master": replica(1)}
+    replicas = {"Master": replica(1, port)}  # rank 0 (the one serving /metrics) is the master
     if rt.workers > 1:
         replicas["Worker"] = replica(rt.workers - 1)
     return {
