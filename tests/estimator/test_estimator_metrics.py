@@ -8,9 +8,9 @@ import threading
 
 import grpc
 import pytest
-from estimator_helpers import ROOT
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from metrics_helpers import scrape, scrape_port
+from support.estimator import ROOT
+from support.metrics import scrape, scrape_port
 
 from gen5nas.errors import Gen5NasError
 from gen5nas.estimator._proto import estimator_pb2 as pb

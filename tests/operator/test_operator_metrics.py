@@ -8,8 +8,8 @@ import time
 from typing import Any
 
 import pytest
-from e2e_support import Cluster, OperatorProcess, training, wait_for
-from metrics_helpers import Scrape, scrape_port
+from support.metrics import Scrape, scrape_port
+from support.operator_e2e import Cluster, OperatorProcess, training, wait_for
 
 from gen5nas.errors import SpecError
 from gen5nas.metrics_http import MetricsEndpoint

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import optuna
 import pytest
-from metrics_helpers import Scrape, scrape_port
 from optuna.trial import TrialState
 from prometheus_client import CollectorRegistry
-from searchkit import FailingFor, fresh_checkpoint, tiny_space, write_search_manifest
+from support.metrics import Scrape, scrape_port
+from support.search import FailingFor, fresh_checkpoint, tiny_space, write_search_manifest
 
 from gen5nas.cli import main
 from gen5nas.metrics_http import MetricsEndpoint

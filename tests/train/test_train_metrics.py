@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 import torch
-from metrics_helpers import Scrape, scrape_port
-from train_helpers import tiny_spec, write_manifest
+from support.metrics import Scrape, scrape_port
+from support.train import tiny_spec, write_manifest
 
 from gen5nas.cli import main
 from gen5nas.data import write_synthetic
