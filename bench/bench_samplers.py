@@ -12,19 +12,32 @@ runner as the real search (gen5nas.search.encoding / runner, an SQLite study per
 Hypervolume: of (accuracy, MACs) points, reference (the min arch's accuracy - 1, the max arch's
 MACs x 1.05), normalised by the reference box; higher is better.
 
+With ``--checkpoint`` (a trained supernet's work dir) the objective is the real one instead:
+each trial is scored as a search scores it (the search's evaluator: inherited top-1 after BN
+recalibration, and the estimator's latency; ``--search-config`` gives the dataset, evaluation
+and estimator settings), at ``--trials`` per run (default 40, the quickstart's budget) with
+the config's population. Scores are cached by arch key in ``--out`` (``scores.jsonl``), shared
+by the samplers and seeds (each arch is scored once per bench, and a rerun resumes); the
+hypervolume reference is (the lowest accuracy scored - 1, the highest latency x 1.05) over
+every point any run scored, the same box for all runs.
+
 Usage: .venv/bin/python bench/bench_samplers.py [--trials 300] [--population 30] [--tpe]
+       .venv/bin/python bench/bench_samplers.py --checkpoint work_dirs/quickstart [--trials 40]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import logging
 import math
 import statistics
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 
 def macs(arch, space, num_classes: int = 1000) -> float:  # type: ignore[no-untyped-def]
@@ -91,17 +104,137 @@ def run(kind: str, seed: int, trials: int, population: int, tmp: Path) -> list[t
     return [(t.values[0], t.values[1]) for t in study.trials if t.values]
 
 
+class ScoreCache:
+    """arch key -> (accuracy, latency_ms, energy_mj), appended to a JSONL file as scored."""
+
+    def __init__(self, path: Path, score: Any) -> None:
+        self.path, self.score = path, score
+        self.scores: dict[str, tuple[float, float, float]] = {}
+        self.hits = 0
+        if path.exists():
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                self.scores[row["key"]] = (row["accuracy"], row["latency_ms"], row["energy_mj"])
+
+    def __call__(self, arch: Any) -> Any:
+        from gen5nas.search.evaluate import Outcome
+
+        key = arch.key()
+        if key in self.scores:
+            self.hits += 1
+        else:
+            o = self.score(arch)
+            self.scores[key] = (o.accuracy, o.latency_ms, o.energy_mj)
+            with self.path.open("a") as f:
+                f.write(
+                    json.dumps(
+                        {
+                            "key": key,
+                            "accuracy": o.accuracy,
+                            "latency_ms": o.latency_ms,
+                            "energy_mj": o.energy_mj,
+                        }
+                    )
+                    + "\n"
+                )
+        return Outcome(*self.scores[key])
+
+
+def run_real(
+    kind: str, seed: int, args: Any, scorer: Any, cache: ScoreCache, tmp: Path
+) -> list[tuple[float, float]]:
+    """One search of ``--trials`` trials with sampler ``kind`` on the real objective."""
+    from gen5nas.search.runner import Worker, seed_extremes
+    from gen5nas.search.sampler import build_sampler
+    from gen5nas.search.study import open_storage, open_study
+
+    spec = scorer.spec
+    sampler_spec = spec.sampler.model_copy(update={"type": kind, "seed": seed})
+    study = open_study(
+        open_storage(f"sqlite:///{tmp / f'{kind}-{seed}.db'}"),
+        "bench",
+        build_sampler(sampler_spec),
+        {"space": "real", "cost_key": spec.cost_key.value, "task": "bench"},
+    )
+    if spec.sampler.seed_extremes:
+        seed_extremes(study, scorer.space)
+    Worker(study, scorer.space, cache, spec.cost_key.value, args.trials, poll_s=0.1).run()
+    return [(t.values[0], t.values[1]) for t in study.trials if t.values]
+
+
+def real_main(args: Any) -> None:
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from benchkit import search_scorer, search_spec
+
+    from gen5nas.search.pareto import hypervolume
+
+    spec = search_spec(args.search_config, args.dataset)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    kinds = ["nsga3", "nsga2", "random"] + (["tpe"] if args.tpe else [])
+    tmp = Path(tempfile.mkdtemp(prefix="bench-samplers-"))
+    t_start = time.perf_counter()
+    with search_scorer(args.checkpoint, spec, out) as scorer:
+        cache = ScoreCache(out / "scores.jsonl", scorer.evaluate)
+        print(
+            f"real objective: inherited top-1 vs estimated {spec.cost_key.value} of "
+            f"{scorer.checkpoint}, dataset {scorer.spec.dataset.kind.value}; {args.trials} "
+            f"trials per run, population {spec.sampler.population_size}, seeds 0..{args.seeds - 1}"
+            f", {len(cache.scores)} archs already scored in {cache.path}"
+        )
+        points: dict[str, list[list[tuple[float, float]]]] = {}
+        for kind in kinds:
+            for seed in range(args.seeds):
+                t0 = time.perf_counter()
+                before = len(cache.scores)
+                points.setdefault(kind, []).append(run_real(kind, seed, args, scorer, cache, tmp))
+                print(
+                    f"  {kind:7s} seed {seed}: {time.perf_counter() - t0:.0f} s, "
+                    f"{len(cache.scores) - before} new archs scored ({len(cache.scores)} in all)",
+                    flush=True,
+                )
+    every = [p for runs in points.values() for run in runs for p in run]
+    ref = (min(a for a, _ in every) - 1.0, max(c for _, c in every) * 1.05)
+    box = (max(a for a, _ in every) + 1.0 - ref[0]) * ref[1]
+    print(
+        f"\nhypervolume (normalised; reference accuracy {ref[0]:.2f}%, {spec.cost_key.value} {ref[1]:.4g}):"
+    )
+    print(
+        f"  {'sampler':7s} "
+        + " ".join(f"{'seed ' + str(s):>8s}" for s in range(args.seeds))
+        + "     mean"
+    )
+    for kind, runs in points.items():
+        hvs = [hypervolume(run, ref) / box for run in runs]
+        print(
+            f"  {kind:7s} " + " ".join(f"{v:8.4f}" for v in hvs) + f"  {statistics.mean(hvs):.4f}"
+        )
+    print(
+        f"(total {time.perf_counter() - t_start:.0f} s; {len(cache.scores)} archs scored, {cache.hits} repeats served from the cache)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--trials", type=int, default=300)
-    parser.add_argument("--population", type=int, default=30)
+    parser.add_argument("--trials", type=int, default=None, help="default: 300, real: 40")
+    parser.add_argument("--population", type=int, default=30, help="proxy objective")
     parser.add_argument("--seeds", type=int, default=3)
     parser.add_argument("--tpe", action="store_true", help="add TPE (slower per trial)")
+    parser.add_argument("--checkpoint", default=None, help="real objective: a training work dir")
+    parser.add_argument("--search-config", default="examples/quickstart/nassearch.yaml")
+    parser.add_argument("--dataset", default=None, help="real: a dataset kind (default: config's)")
+    parser.add_argument("--out", default="work_dirs/bench-samplers", help="real: score cache")
     args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress in a log
     logging.basicConfig(level=logging.WARNING)
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    if args.checkpoint is not None:
+        args.trials = args.trials or 40
+        real_main(args)
+        return
+    args.trials = args.trials or 300
 
     from gen5nas.search.pareto import hypervolume
     from gen5nas.spec import load_space

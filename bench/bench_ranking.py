@@ -1,0 +1,292 @@
+"""Benchmark: does a trained supernet rank subnets the way training each of them alone would?
+
+Rows: N subnets spread over the space's cost range, always its max and min subnets; the others
+are picked from random archs (``--seed``) at evenly spaced quantiles of their MACs. For each:
+
+- inherited: its top-1 with the supernet's weights, scored by the search's own evaluator
+  (``gen5nas.search.job.build_evaluator``: the search config's calibration/validation batches,
+  BN recalibration), as a search trial would score it;
+- stand-alone: its top-1 after training it from scratch with the project's retrain path
+  (``gen5nas.export.retrain.run_retrain``, a SubnetExport spec with ``retrain.fromScratch``)
+  for a fixed budget (``--epochs``, ``--max-iters`` per epoch), the final epoch's validation;
+- MACs: of its static subnet at its resolution, the bare proxy (bigger = more accurate).
+
+Printed: the rows, and Kendall tau / Spearman rho (scipy.stats) of inherited vs stand-alone and
+of MACs vs stand-alone on the same rows, the baseline a supernet must beat.
+
+Resumable: each stand-alone training runs in ``<out>/standalone/<row key>/`` (its retrain
+checkpoints: an interrupted one resumes) and leaves ``result.json`` there; a rerun with the
+same budget skips the finished rows. ``--jobs`` trainings run at once, in worker processes
+that share the cores. What is classification-specific (the metric, the data) stays behind the
+evaluator and the retrain call (``--metric`` names the metric key both report).
+
+Usage: python bench/bench_ranking.py --checkpoint work_dirs/quickstart \
+          [--search-config examples/quickstart/nassearch.yaml] [--dataset KIND] \
+          [--subnets 12] [--epochs 6] [--max-iters 40] [--seed 0] [--jobs 2] \
+          [--out work_dirs/bench-ranking]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import hashlib
+import json
+import logging
+import os
+import random
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchkit import search_scorer, search_spec, spread_indices, subnet_macs
+
+log = logging.getLogger("bench")
+
+
+@dataclass
+class Budget:
+    epochs: int
+    max_iters: int | None
+    lr: float | None
+    seed: int
+
+    def describe(self, iters_per_epoch: int | None = None) -> str:
+        iters = self.max_iters or iters_per_epoch
+        per = f" x {iters} iterations" if iters else ""
+        lr = f"lr {self.lr}" if self.lr is not None else "the retrain default lr"
+        return f"{self.epochs} epochs{per}, {lr}, seed {self.seed}, from scratch"
+
+
+def pick_archs(space: Any, supernet: Any, n: int, seed: int, pool: int) -> list[tuple[Any, int]]:
+    """(arch, MACs) of the max, the min and ``n - 2`` random archs at MACs quantiles."""
+    if n < 2:
+        raise SystemExit("--subnets: at least 2 (the max and the min subnets)")
+    rng = random.Random(seed)
+    ends = [space.max(), space.min()]
+    keys = {a.key() for a in ends}
+    candidates = []
+    for _ in range(pool * 20):
+        if len(candidates) >= pool:
+            break
+        arch = space.sample(rng)
+        if arch.key() not in keys:
+            keys.add(arch.key())
+            candidates.append(arch)
+    if len(candidates) < n - 2:
+        raise SystemExit(f"the space has too few distinct archs for {n} subnets")
+    macs = [subnet_macs(supernet, a) for a in candidates]
+    # Quantiles strictly inside the random archs' range: the ends are the max and min subnets.
+    inner = spread_indices(macs, n)[1:-1] if n > 2 else []
+    chosen = [(a, subnet_macs(supernet, a)) for a in ends]
+    chosen += [(candidates[i], macs[i]) for i in sorted(inner, key=lambda i: macs[i])]
+    return chosen
+
+
+def row_key(arch: Any, budget: Budget, dataset: dict[str, Any], checkpoint: Path) -> str:
+    blob = json.dumps(
+        {
+            "arch": arch.key(),
+            "budget": vars(budget),
+            "dataset": dataset,
+            "space_of": str(checkpoint.resolve()),
+        },
+        sort_keys=True,
+    )
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def train_standalone(job: dict[str, Any]) -> dict[str, Any]:
+    """One stand-alone training (in a worker process); returns and caches its result."""
+    import torch
+
+    from gen5nas.atomic import atomic_write_text
+    from gen5nas.export.retrain import run_retrain
+    from gen5nas.spec.export import RetrainSpec, SubnetExportSpec
+    from gen5nas.spec.space import Arch
+
+    row_dir = Path(job["row_dir"])
+    row_dir.mkdir(parents=True, exist_ok=True)
+    torch.set_num_threads(job["threads"])
+    handler = logging.FileHandler(row_dir / "retrain.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    budget = Budget(**job["budget"])
+    spec = SubnetExportSpec(
+        checkpoint=job["checkpoint"],
+        arch=Arch.model_validate(job["arch"]),
+        dataset=job["dataset"],
+        bn_calibration_batches=1,  # the retrain's inherited figure is not what this bench reads
+        retrain=RetrainSpec(
+            enabled=True,
+            from_scratch=True,
+            epochs=budget.epochs,
+            max_iters_per_epoch=budget.max_iters,
+            lr=budget.lr,
+            seed=budget.seed,
+        ),
+    )
+    t0 = time.perf_counter()
+    with open(row_dir / "progress.log", "a") as progress, contextlib.redirect_stderr(progress):
+        outcome = run_retrain(spec, row_dir)
+    result = {
+        "standalone": float(outcome.retrained[job["metric"]]),
+        "epochs": outcome.result.epochs_completed,
+        "iterations": outcome.result.iterations,
+        "seconds": time.perf_counter() - t0,
+    }
+    atomic_write_text(row_dir / "result.json", json.dumps(result, indent=1))
+    root.removeHandler(handler)
+    return result
+
+
+def correlations(x: list[float], y: list[float]) -> tuple[float, float]:
+    from scipy.stats import kendalltau, spearmanr
+
+    return float(kendalltau(x, y).statistic), float(spearmanr(x, y).statistic)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--checkpoint", default="work_dirs/quickstart", help="training work dir")
+    parser.add_argument("--search-config", default="examples/quickstart/nassearch.yaml")
+    parser.add_argument("--dataset", default=None, help="dataset kind (default: the config's)")
+    parser.add_argument("--subnets", type=int, default=12)
+    # Default budget: at most 6 x 40 batches per subnet (the digits' 22-batch epochs whole),
+    # so that 12 subnets train in about 25 minutes on 2 CPU cores.
+    parser.add_argument("--epochs", type=int, default=6, help="stand-alone training epochs")
+    parser.add_argument("--max-iters", type=int, default=40, help="per epoch (0: all)")
+    parser.add_argument("--lr", type=float, default=None, help="default: the retrain default")
+    parser.add_argument("--seed", type=int, default=0, help="subnet choice and training")
+    parser.add_argument("--pool", type=int, default=400, help="random archs to pick from")
+    parser.add_argument("--jobs", type=int, default=2, help="stand-alone trainings at once")
+    parser.add_argument("--metric", default="accuracy_top1")
+    parser.add_argument("--out", default="work_dirs/bench-ranking")
+    args = parser.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress in a log
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    log.setLevel(logging.INFO)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    budget = Budget(args.epochs, args.max_iters or None, args.lr, args.seed)
+    spec = search_spec(args.search_config, args.dataset)
+    checkpoint = Path(args.checkpoint)
+    if not checkpoint.exists():
+        raise SystemExit(f"--checkpoint: {checkpoint} does not exist (train the supernet first)")
+
+    t_start = time.perf_counter()
+    with search_scorer(checkpoint, spec, out) as scorer:
+        rows = pick_archs(scorer.space, scorer.supernet, args.subnets, args.seed, args.pool)
+        dataset = scorer.spec.dataset.model_dump(mode="json", by_alias=True)
+        print(
+            f"{len(rows)} subnets of {scorer.space.size():,} (max, min, {len(rows) - 2} at MACs "
+            f"quantiles of {args.pool} random archs, seed {args.seed}); supernet "
+            f"{scorer.checkpoint}; dataset {dataset['kind']}"
+            + (f" ({dataset['path']})" if dataset.get("path") else "")
+        )
+        inherited = []
+        for i, (arch, _) in enumerate(rows):
+            outcome = scorer.evaluate(arch)
+            value = (
+                outcome.accuracy if args.metric == "accuracy_top1" else outcome.extra[args.metric]
+            )
+            inherited.append(float(value))
+            log.info("inherited %d/%d: %.2f%%  %s", i + 1, len(rows), value, arch.summary())
+        print(f"inherited: search evaluator ({args.search_config}: {spec.evaluation})")
+
+    jobs = []
+    results: dict[int, dict[str, Any]] = {}
+    for i, (arch, _) in enumerate(rows):
+        row_dir = out / "standalone" / row_key(arch, budget, dataset, checkpoint)
+        done = row_dir / "result.json"
+        if done.exists():
+            results[i] = json.loads(done.read_text())
+            continue
+        jobs.append(
+            (
+                i,
+                {
+                    "row_dir": str(row_dir),
+                    "arch": arch.to_yaml_dict(),
+                    "checkpoint": str(checkpoint),
+                    "dataset": dataset,
+                    "budget": vars(budget),
+                    "metric": args.metric,
+                    "threads": max(1, (os.cpu_count() or 1) // max(1, args.jobs)),
+                },
+            )
+        )
+    print(
+        f"stand-alone: {budget.describe()}, via gen5nas.export.retrain; "
+        f"{len(results)} rows cached in {out / 'standalone'}, {len(jobs)} to train, "
+        f"{args.jobs} at once (logs: <row dir>/retrain.log)"
+    )
+    if jobs:
+        import multiprocessing as mp
+
+        t0 = time.perf_counter()
+        with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
+            futures = {pool.submit(train_standalone, job): i for i, job in jobs}
+            for n, future in enumerate(as_completed(futures), 1):
+                i = futures[future]
+                results[i] = future.result()
+                elapsed = time.perf_counter() - t0
+                eta = elapsed / n * (len(jobs) - n)
+                log.info(
+                    "stand-alone %d/%d: row %d %.2f%% in %.0f s  (elapsed %.0f s, ETA %.0f s)",
+                    n,
+                    len(jobs),
+                    i,
+                    results[i]["standalone"],
+                    results[i]["seconds"],
+                    elapsed,
+                    eta,
+                )
+
+    standalone = [results[i]["standalone"] for i in range(len(rows))]
+    macs = [float(m) for _, m in rows]
+    print(f"\n{'#':>2} {'arch':44} {'MMACs':>7} {'inherited':>9} {'alone':>7}")
+    for i, (arch, m) in enumerate(rows):
+        tag = " (max)" if i == 0 else " (min)" if i == 1 else ""
+        print(
+            f"{i:>2} {arch.summary() + tag:44} {m / 1e6:7.3f} {inherited[i]:9.2f} "
+            f"{standalone[i]:7.2f}"
+        )
+    tau_i, rho_i = correlations(inherited, standalone)
+    tau_m, rho_m = correlations(macs, standalone)
+    print(f"\nranking vs stand-alone ({len(rows)} subnets; {budget.describe()}):")
+    print(f"  inherited (supernet)  Kendall tau {tau_i:+.3f}  Spearman rho {rho_i:+.3f}")
+    print(f"  MACs proxy            Kendall tau {tau_m:+.3f}  Spearman rho {rho_m:+.3f}")
+    summary = {
+        "subnets": len(rows),
+        "seed": args.seed,
+        "budget": vars(budget),
+        "dataset": dataset,
+        "checkpoint": str(scorer.checkpoint),
+        "rows": [
+            {
+                "arch": arch.summary(),
+                "macs": m,
+                "inherited": inherited[i],
+                "standalone": standalone[i],
+            }
+            for i, (arch, m) in enumerate(rows)
+        ],
+        "inherited": {"kendall_tau": tau_i, "spearman_rho": rho_i},
+        "macs": {"kendall_tau": tau_m, "spearman_rho": rho_m},
+    }
+    (out / "ranking.json").write_text(json.dumps(summary, indent=1))
+    print(f"(total {time.perf_counter() - t_start:.0f} s; {out / 'ranking.json'})")
+
+
+if __name__ == "__main__":
+    main()
