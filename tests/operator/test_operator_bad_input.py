@@ -290,6 +290,13 @@ def test_reconcile_maps_refusals_and_violations_to_status() -> None:
     assert failed["reason"] == "ChildRejected" and QUANTITY in st["message"]
     assert "ConfigMap/st-spec" in rejected.created  # what came before the Job is made
 
+    no_roles = RefusingKube({"Role": (403, _status('roles "gen5nas-workload" is forbidden', 403))})
+    st = reconcile.run(
+        "SupernetTraining", no_roles, SETTINGS, _body("SupernetTraining", TRAINING)
+    ).status  # the workload identity is made before the Job: its refusal waits the same way
+    assert st["phase"] == WAITING and "gen5nas-workload" in st["message"]
+    assert not any(c.startswith("Job/") for c in no_roles.created)
+
     quota = RefusingKube({"Job": (403, _status("exceeded quota: gpu", 403))})
     st = reconcile.run(
         "SupernetTraining", quota, SETTINGS, _body("SupernetTraining", TRAINING)

@@ -43,7 +43,8 @@ class ChildRefused(Exception):
     the resource waits and the next reconcile tries again."""
 
 
-def _refused(exc: ApiException, manifest: dict[str, Any], verb: str) -> Exception:
+def refused(exc: ApiException, manifest: dict[str, Any], verb: str) -> Exception:
+    """The status-ready error for an API server's refusal of ``manifest``."""
     from gen5nas_operator.kube import PERMANENT_REFUSALS, refusal_message
 
     what = f"{manifest['kind']} {manifest['metadata']['name']}"
@@ -73,7 +74,7 @@ def ensure(kube: Kube, owner: Owner, manifests: list[dict[str, Any]]) -> list[st
             try:
                 existing, made = kube.create(m)
             except ApiException as exc:
-                raise _refused(exc, m, "create") from None
+                raise refused(exc, m, "create") from None
             if made:
                 created.append(f"{m['kind']}/{meta['name']}")
         refs = existing.get("metadata", {}).get("ownerReferences") or []
@@ -86,7 +87,7 @@ def ensure(kube: Kube, owner: Owner, manifests: list[dict[str, Any]]) -> list[st
             try:
                 kube.patch("v1", "ConfigMap", meta["namespace"], meta["name"], {"data": m["data"]})
             except ApiException as exc:
-                raise _refused(exc, m, "update") from None
+                raise refused(exc, m, "update") from None
     return created
 
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from kubernetes.client.exceptions import ApiException
+
 from gen5nas.errors import Gen5NasError
 from gen5nas.spec.training import SupernetTrainingSpec
 from gen5nas.train.progress_report import ANNOTATION as PROGRESS_ANNOTATION
@@ -18,6 +20,7 @@ from gen5nas_operator.common.ensure import (
     ensure,
     parse_spec,
     read_body,
+    refused,
     with_times,
 )
 from gen5nas_operator.common.ownership import Owner, child_name, selector, work_dir
@@ -85,7 +88,10 @@ def ensure_workload_identity(kube: Kube, namespace: str) -> None:
     left as it is, so an administrator may provide their own."""
     for m in ch.workload_identity(namespace):
         if kube.get(m["apiVersion"], m["kind"], namespace, m["metadata"]["name"]) is None:
-            _, made = kube.create(m)
+            try:
+                _, made = kube.create(m)
+            except ApiException as exc:  # e.g. the operator may not create Roles here
+                raise refused(exc, m, "create") from None
             if made:
                 log.info("created %s %s/%s", m["kind"], namespace, m["metadata"]["name"])
 
