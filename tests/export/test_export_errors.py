@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from pydantic import ValidationError
 from support.export import (
     export_spec,
     make_study,
@@ -132,7 +133,12 @@ def test_detection_checkpoint_is_refused(digits: Path, tmp_path: Path) -> None:
     _no_onnx(tmp_path)
 
 
-@pytest.mark.parametrize("opset", [99, max_opset() + 1])
+def test_an_opset_beyond_any_exporter_is_refused_by_the_spec(digits: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValidationError, match="opset"):
+        export_spec(tmp_path / "nope.pth", digits, arch=tiny_space().min().to_yaml_dict(), opset=99)
+
+
+@pytest.mark.parametrize("opset", [max_opset() + 1])
 def test_opset_beyond_the_exporter_is_refused_before_any_work(
     opset: int, digits: Path, tmp_path: Path
 ) -> None:

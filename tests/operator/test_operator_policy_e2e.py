@@ -206,11 +206,11 @@ def test_every_child_pod_passes_the_restricted_pod_security_standard(
     cluster.apply(nas)
     cluster.apply(export_of("psa-x"))
     templates = {
-        "train": wait_for("train Job", lambda: cluster.get("job", "psa-train-train")),
+        "train": wait_for("train Job", lambda: cluster.get("job", "psa-train")),
         "estimator": wait_for(
             "estimator", lambda: cluster.get("deployment", "psa-search-estimator")
         ),
-        "search": wait_for("search Job", lambda: cluster.get("job", "psa-search-search")),
+        "search": wait_for("search Job", lambda: cluster.get("job", "psa-search")),
         "export": wait_for("export Job", lambda: cluster.get("job", "psa-x-export")),
     }
     pods = {k: _as_pod(f"psa-{k}", v["spec"]["template"]) for k, v in templates.items()}

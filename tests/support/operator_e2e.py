@@ -187,6 +187,7 @@ E2E_POLICY: dict[str, Any] = {
     "allowedTolerations": [{"key": "nvidia.com/gpu"}, {"key": "gpu"}],
     "allowedNodeSelectors": {"nvidia.com/gpu.product": ["*"], "gpu": ["a100"]},
     "allowedPvcs": ["gen5nas-results", "gen5nas-datasets", "imagenet"],
+    "allowedDsnSecrets": ["no-such"],  # the missing-Secret test names one the policy allows
 }
 
 

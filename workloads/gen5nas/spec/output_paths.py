@@ -10,17 +10,23 @@ from gen5nas.errors import SpecError
 
 
 def check_writable_dir(path: str | Path, field: str) -> Path:
-    """Create ``path`` (and its parents) if needed and prove a file can be written in it."""
+    """Prove a file can be written in ``path``, or, while it does not exist yet, in its nearest
+    existing ancestor (where the step will create it): nothing is created by the check, so a
+    run refused for another reason leaves no empty work dir behind."""
     path = Path(path)
+    probe = path
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir():
+        if probe == path:
+            raise SpecError(f"{path} exists and is not a directory", field=field)
+        raise SpecError(f"cannot write in {path}: {probe} is not a directory", field=field)
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".gen5nas-write-check-"):
+        with tempfile.NamedTemporaryFile(dir=probe, prefix=".gen5nas-write-check-"):
             pass
-    except FileExistsError:
-        raise SpecError(f"{path} exists and is not a directory", field=field) from None
     except OSError as exc:
         raise SpecError(
-            f"cannot write in {path}: {exc.strerror or exc}; give a writable directory",
+            f"cannot write in {probe}: {exc.strerror or exc}; give a writable directory",
             field=field,
         ) from None
     return path
