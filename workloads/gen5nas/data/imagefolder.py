@@ -168,12 +168,16 @@ class Batch:
     images: Tensor
     targets: Tensor
     skipped: int  # unreadable images met while building this batch
+    # Per-image facts a task needs beside the targets (detection: image id and the resize that
+    # maps network-input boxes back to the original image); None for classification.
+    meta: Tensor | None = None
 
     def __len__(self) -> int:
         return int(self.targets.shape[0])
 
     def pin_memory(self) -> Batch:
-        return Batch(self.images.pin_memory(), self.targets.pin_memory(), self.skipped)
+        meta = None if self.meta is None else self.meta.pin_memory()
+        return Batch(self.images.pin_memory(), self.targets.pin_memory(), self.skipped, meta)
 
 
 def collate_skipping(items: Sequence[Item]) -> Batch:
@@ -194,4 +198,5 @@ def batch_to(batch: Batch | Any, device: torch.device, channels_last: bool = Fal
     images = batch.images.to(device, non_blocking=True)
     if channels_last:
         images = images.contiguous(memory_format=torch.channels_last)
-    return Batch(images, batch.targets.to(device, non_blocking=True), batch.skipped)
+    meta = getattr(batch, "meta", None)  # stays on the CPU: read by host-side evaluation
+    return Batch(images, batch.targets.to(device, non_blocking=True), batch.skipped, meta)
