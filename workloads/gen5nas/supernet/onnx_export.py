@@ -19,13 +19,13 @@ import io
 import os
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Literal
 
 import onnx
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from gen5nas.atomic import atomic_write_bytes
 from gen5nas.spec import Arch, SearchSpace
@@ -56,6 +56,21 @@ def _torchscript_exporter_available() -> bool:
         return False
 
 
+def output_tensors(outputs: Tensor | Sequence[Tensor]) -> list[Tensor]:
+    """A model's outputs as a list: one tensor, or the fields of a tuple (a detector's raw head
+    outputs)."""
+    return [outputs] if isinstance(outputs, Tensor) else list(outputs)
+
+
+def output_names(outputs: Tensor | Sequence[Tensor]) -> list[str]:
+    """The ONNX output names of a model's outputs: ``output`` for one tensor, the field names
+    of a NamedTuple, else ``output_0``, ``output_1``..."""
+    if isinstance(outputs, Tensor):
+        return [OUTPUT_NAME]
+    fields = getattr(outputs, "_fields", None)
+    return list(fields) if fields else [f"{OUTPUT_NAME}_{i}" for i in range(len(outputs))]
+
+
 def onnx_bytes(
     model: nn.Module,
     input_shape: tuple[int, ...],
@@ -64,27 +79,29 @@ def onnx_bytes(
     exporter: Exporter = "auto",
 ) -> bytes:
     """The serialised ONNX model of ``model`` (in eval mode) fed a float32 ``input_shape``
-    tensor; input ``input``, output ``output``, batch axis named ``batch`` if dynamic.
+    tensor; input ``input``, outputs named by :func:`output_names`, batch axis named ``batch``
+    if dynamic.
     Raises ``onnx.checker.ValidationError`` if the result does not pass the full check."""
     if exporter == "auto":
         exporter = "torchscript" if _torchscript_exporter_available() else "dynamo"
     device = next((p.device for p in model.parameters()), torch.device("cpu"))
     example = torch.randn(*input_shape, device=device)
     with _eval_mode(model), torch.no_grad():
+        names = output_names(model(example))
         if exporter == "torchscript":
-            data = _export_torchscript(model, example, opset, dynamic_batch)
+            data = _export_torchscript(model, example, opset, dynamic_batch, names)
         else:
-            data = _export_dynamo(model, example, max(opset, 18), dynamic_batch)
+            data = _export_dynamo(model, example, max(opset, 18), dynamic_batch, names)
     proto = onnx.load_from_string(data)
     onnx.checker.check_model(proto, full_check=True)
     return data
 
 
 def _export_torchscript(
-    model: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool
+    model: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool, names: list[str]
 ) -> bytes:
     buffer = io.BytesIO()
-    axes = {INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}} if dynamic_batch else None
+    axes = {name: {0: "batch"} for name in [INPUT_NAME, *names]} if dynamic_batch else None
     with warnings.catch_warnings():
         # The deprecation notice is addressed to us (see the module docstring), not the user.
         warnings.simplefilter("ignore", DeprecationWarning)
@@ -96,7 +113,7 @@ def _export_torchscript(
             opset_version=opset,
             dynamo=False,
             input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            output_names=names,
             dynamic_axes=axes,
             do_constant_folding=True,
         )
@@ -104,7 +121,7 @@ def _export_torchscript(
 
 
 def _export_dynamo(
-    model: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool
+    model: nn.Module, example: torch.Tensor, opset: int, dynamic_batch: bool, names: list[str]
 ) -> bytes:
     shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
     program = torch.onnx.export(
@@ -114,7 +131,7 @@ def _export_dynamo(
         dynamo=True,
         external_data=False,
         input_names=[INPUT_NAME],
-        output_names=[OUTPUT_NAME],
+        output_names=names,
         dynamic_shapes=shapes,
         verbose=False,
     )
