@@ -1,4 +1,6 @@
-"""``build_loaders``: the one way train, search and retrain get their data.
+"""``build_loaders``: the one way train, search and retrain get their classification data;
+``assemble_loaders``, which it and ``coco.build_detection_loaders`` share, the one way any
+task's datasets become sharded loaders.
 
 Sharding is explicit (each rank its slice; training shards are equal-sized so every rank runs
 the same number of steps, which DDP requires). The training sampler shuffles with a generator
