@@ -16,7 +16,7 @@ from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 
 from gen5nas.data import build_loaders
-from gen5nas.data.scene_writer import rle_encode, write_scenes
+from gen5nas.data.scene_writer import bbox_of, rle_encode, write_scenes
 from gen5nas.data.scenes import SceneSettings, category, category_names, draw_scene
 from gen5nas.errors import SpecError
 from gen5nas.spec.common import DatasetSpec
@@ -139,6 +139,34 @@ def test_masks_match_the_annotations(tree: Path) -> None:
         for ann in coco.loadAnns(coco.getAnnIds(imgIds=img["id"])):
             expected[coco.annToMask(ann) > 0] = ann["category_id"]
         assert np.array_equal(mask, expected)
+
+
+def _box_sides(settings: SceneSettings, n: int) -> tuple[list[float], float]:
+    """The longer side of every box (a fraction of the image) and the boxes per scene."""
+    sides = []
+    for i in range(n):
+        for obj in draw_scene(settings, "val", i).objects:
+            _, _, w, h = bbox_of(obj.mask)
+            sides.append(max(w, h) / settings.image_size)
+    return sides, len(sides) / n
+
+
+def test_detection_layout_spreads_sizes_and_adds_objects() -> None:
+    classification = replace(SMALL, image_size=64)
+    detection = replace(classification, layout="detection")
+    sides_c, per_scene_c = _box_sides(classification, 80)
+    sides_d, per_scene_d = _box_sides(detection, 80)
+    # Classification's smaller objects stay small: few boxes between small and main ones.
+    between_c = sum(0.3 < s < 0.5 for s in sides_c)
+    between_d = sum(0.3 < s < 0.5 for s in sides_d)
+    assert between_d > 3 * max(1, between_c)
+    assert per_scene_d > per_scene_c
+    assert min(sides_d) < 0.2 and max(sides_d) > 0.7  # small to large
+    # A classification tree does not depend on the setting; a detection tree is another tree.
+    assert "layout" not in classification.record()
+    assert detection.record()["layout"] == "detection"
+    with pytest.raises(ValueError, match="layout must be one of classification, detection"):
+        SceneSettings(layout="segmentation")
 
 
 def test_rle_round_trips_through_pycocotools() -> None:

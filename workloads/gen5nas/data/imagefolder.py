@@ -103,6 +103,34 @@ SampleKey = int | tuple[int, int]
 Item = tuple[Tensor, int, int] | None  # (image, target, unreadable images skipped) or dropped
 
 
+def split_key(key: SampleKey) -> tuple[int, int | None]:
+    """(index, augmentation seed or None) of a sampler key."""
+    return (key, None) if isinstance(key, int) else key
+
+
+def read_substituting(
+    path_of: Callable[[int], str], i: int, n: int, substitute: bool
+) -> tuple[Image.Image, int, int] | None:
+    """Sample ``i``'s image as (image, index read, unreadable images skipped). Unreadable:
+    with ``substitute`` the next readable sample (of ``n``, wrapping) takes its place, else
+    None."""
+    skipped = 0
+    for attempt in range(_MAX_SUBSTITUTES if substitute else 1):
+        j = (i + attempt) % n
+        path = path_of(j)
+        try:
+            return load_rgb(path), j, skipped
+        except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
+            skipped += 1
+            log.warning("skipping unreadable image %s: %s", path, exc)
+    if substitute:
+        raise RuntimeError(
+            f"{_MAX_SUBSTITUTES} consecutive unreadable images from {path_of(i)}: "
+            "the dataset looks broken"
+        )
+    return None
+
+
 class ImageFolderDataset(Dataset[Item]):
     """Samples of an :class:`ImageFolderIndex` through ``transform``.
 
@@ -137,23 +165,14 @@ class ImageFolderDataset(Dataset[Item]):
         return self.index.samples[self.subset[i] if self.subset is not None else i]
 
     def __getitem__(self, key: SampleKey) -> Item:
-        i, seed = (key, None) if isinstance(key, int) else key
-        skipped = 0
-        for attempt in range(_MAX_SUBSTITUTES if self.substitute_unreadable else 1):
-            path, target = self._sample((i + attempt) % len(self))
-            try:
-                img = load_rgb(path)
-            except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as exc:
-                skipped += 1
-                log.warning("skipping unreadable image %s: %s", path, exc)
-                continue
-            return self._transform(img, seed), target, skipped
-        if self.substitute_unreadable:
-            raise RuntimeError(
-                f"{_MAX_SUBSTITUTES} consecutive unreadable images from {self._sample(i)[0]}: "
-                "the dataset looks broken"
-            )
-        return None
+        i, seed = split_key(key)
+        read = read_substituting(
+            lambda j: self._sample(j)[0], i, len(self), self.substitute_unreadable
+        )
+        if read is None:
+            return None
+        img, used, skipped = read
+        return self._transform(img, seed), self._sample(used)[1], skipped
 
     def _transform(self, img: Image.Image, seed: int | None) -> Tensor:
         if seed is None:

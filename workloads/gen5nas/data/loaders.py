@@ -1,4 +1,6 @@
-"""``build_loaders``: the one way train, search and retrain get their data.
+"""``build_loaders``: the one way train, search and retrain get their classification data;
+``assemble_loaders``, which it and ``coco.build_detection_loaders`` share, the one way any
+task's datasets become sharded loaders.
 
 Sharding is explicit (each rank its slice; training shards are equal-sized so every rank runs
 the same number of steps, which DDP requires). The training sampler shuffles with a generator
@@ -9,13 +11,13 @@ start)`` can skip the first ``start`` samples to resume in the middle of an epoc
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sized
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from gen5nas.data.generate import write_digits, write_synthetic
 from gen5nas.data.imagefolder import (
@@ -115,7 +117,7 @@ class DataLoaders:
         if self.train is None:
             raise ValueError("calibration batches come from the training split; build it")
         dataset = self.train.dataset
-        assert isinstance(dataset, ImageFolderDataset)
+        assert isinstance(dataset, Sized)  # any map-style dataset taking (index, seed) keys
         rank, world = dist_info()
         batch = self.train.batch_size or 1
         g = torch.Generator().manual_seed(seed * 7_919 + 17)
@@ -138,18 +140,12 @@ class DataLoaders:
 def prepare_dataset(
     spec: DatasetSpec, work_dir: str | Path | None, resolution: tuple[int, int]
 ) -> Path:
-    """The dataset root (with train/ and val/), generating digits/synthetic/scenes trees if
-    needed.
+    """The dataset root (imagefolder: with train/ and val/; coco: the COCO layout's root),
+    generating digits/synthetic/scenes trees if needed.
 
     Generated trees are written once per node (local rank 0 first, others wait at a barrier).
     """
-    if spec.kind == DatasetKind.coco:
-        raise SpecError(
-            "kind coco (detection) has no classification loader; use imagefolder, digits, "
-            "synthetic or scenes here",
-            field="dataset.kind",
-        )
-    if spec.kind == DatasetKind.imagefolder:
+    if spec.kind in (DatasetKind.imagefolder, DatasetKind.coco):
         assert spec.path is not None  # the spec validator requires it
         return Path(spec.path)
     if spec.path:
@@ -206,10 +202,13 @@ def scene_settings(spec: DatasetSpec) -> SceneSettings:
         occlusion=scenes.occlusion,
         noise=scenes.noise,
         seed=scenes.seed,
+        # A spec without the field draws the classification layout.
+        layout=str(getattr(scenes, "layout", None) or "classification"),
     )
 
 
-def _subset(n: int, limit: int | None) -> list[int] | None:
+def sample_subset(n: int, limit: int | None) -> list[int] | None:
+    """``limit`` of ``range(n)`` (sorted; the same whatever the training seed), or None for all."""
     if limit is None or limit >= n:
         return None
     g = torch.Generator().manual_seed(_SUBSET_SEED)
@@ -229,9 +228,14 @@ def build_loaders(
     """Train/val loaders for ``spec`` at ``resolution`` (the space's largest), sharded over the
     initialised process group if any. Dataset errors (missing dir, empty class, class lists
     that differ between splits, a batch larger than the split) are raised before any work."""
+    if spec.kind == DatasetKind.coco:
+        raise SpecError(
+            "kind coco (detection) has no classification loader; use imagefolder, digits, "
+            "synthetic or scenes here",
+            field="dataset.kind",
+        )
     root = prepare_dataset(spec, work_dir, resolution)
     augment = augment or AugmentConfig.for_kind(spec.kind.value)
-    rank, world = dist_info()
     train_index = scan_imagefolder(root / "train", field="dataset.path")
     classes = train_index.classes
     if (
@@ -243,10 +247,54 @@ def build_loaders(
             f"{spec.num_classes} given, but {root / 'train'} has {len(classes)} class folders",
             field="dataset.numClasses",
         )
+    train_set = val_set = None
+    if train:
+        train_set = ImageFolderDataset(
+            train_index,
+            train_transform(resolution, augment),
+            substitute_unreadable=True,
+            subset=sample_subset(len(train_index.samples), spec.max_train_samples),
+        )
+    if val:
+        val_index = scan_imagefolder(root / "val", classes=classes, field="dataset.path")
+        val_set = ImageFolderDataset(
+            val_index,
+            val_transform(resolution, augment),
+            substitute_unreadable=False,
+            subset=sample_subset(len(val_index.samples), spec.max_val_samples),
+        )
+    return assemble_loaders(
+        spec,
+        root,
+        classes,
+        train_set,
+        val_set,
+        collate=collate_skipping,
+        seed=seed,
+        train_source=root / "train",
+    )
+
+
+def assemble_loaders(
+    spec: DatasetSpec,
+    root: Path,
+    classes: list[str],
+    train_set: Dataset[Any] | None,
+    val_set: Dataset[Any] | None,
+    *,
+    collate: Callable[[Any], Any],
+    seed: int,
+    train_source: Path,
+) -> DataLoaders:
+    """The sharded loaders of any task's datasets (keys ``(index, seed)`` in training,
+    ``index`` in validation): training shuffled per (seed, epoch) in equal shares per rank,
+    validation ``rank::world``; a batch larger than a rank's training share (of the images
+    at ``train_source``) is refused."""
+    rank, world = dist_info()
     use_cuda = torch.cuda.is_available()
     loader_args: dict[str, Any] = {
         "num_workers": spec.num_workers,
-        "collate_fn": collate_skipping,
+        "collate_fn": collate,
         "pin_memory": use_cuda,
         "persistent_workers": spec.num_workers > 0,
     }
@@ -254,37 +302,26 @@ def build_loaders(
     # global torch RNG (which dropout uses), so a mid-epoch resume replays the same dropout.
     loader_args["generator"] = torch.Generator().manual_seed(seed)
     train_loader = sampler = None
-    if train:
-        dataset = ImageFolderDataset(
-            train_index,
-            train_transform(resolution, augment),
-            substitute_unreadable=True,
-            subset=_subset(len(train_index.samples), spec.max_train_samples),
-        )
-        per_rank = len(dataset) // world
+    if train_set is not None:
+        assert isinstance(train_set, Sized)
+        per_rank = len(train_set) // world
         if per_rank < spec.batch_size:
             raise SpecError(
                 f"{spec.batch_size} per process is more than the {per_rank} training images "
-                f"each of the {world} process(es) gets from {root / 'train'}",
+                f"each of the {world} process(es) gets from {train_source}",
                 field="dataset.batchSize",
             )
-        sampler = ShardSampler(len(dataset), rank, world, shuffle=True, seed=seed)
+        sampler = ShardSampler(len(train_set), rank, world, shuffle=True, seed=seed)
         train_loader = DataLoader(
-            dataset,
+            train_set,
             sampler=sampler,
             batch_size=spec.batch_size,
             drop_last=True,
             **loader_args,
         )
     val_loader = None
-    if val:
-        val_index = scan_imagefolder(root / "val", classes=classes, field="dataset.path")
-        val_set = ImageFolderDataset(
-            val_index,
-            val_transform(resolution, augment),
-            substitute_unreadable=False,
-            subset=_subset(len(val_index.samples), spec.max_val_samples),
-        )
+    if val_set is not None:
+        assert isinstance(val_set, Sized)
         val_loader = DataLoader(
             val_set,
             sampler=ShardSampler(len(val_set), rank, world),

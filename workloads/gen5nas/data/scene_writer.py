@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import math
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -103,14 +102,14 @@ def write_scenes(root: str | Path, settings: SceneSettings | None = None, worker
             for i, ann in enumerate(annotations):
                 ann["id"] = i + 1
             coco = {
-                "info": {"description": "gen5nas generated scenes", "settings": asdict(settings)},
+                "info": {"description": "gen5nas generated scenes", "settings": settings.record()},
                 "images": images,
                 "annotations": annotations,
                 "categories": categories,
             }
             (tmp / "annotations" / f"instances_{split}.json").write_text(json.dumps(coco))
 
-    recipe: dict[str, object] = {"kind": "scenes", **asdict(settings), "version": 1}
+    recipe: dict[str, object] = {"kind": "scenes", **settings.record(), "version": 1}
     return write_tree(Path(root), recipe, fill)
 
 

@@ -8,6 +8,10 @@ triangle, square, star, cross, arrow) times 4 textures (solid, stripes, checker,
 shape ``c % 8`` with texture ``(c // 8 + c) % 4``, so the first ten already mix both cues:
 a classifier must tell shapes *and* textures apart, under clutter and occlusion.
 
+``layout`` "detection" (for object detection) draws at least two objects and spreads the
+smaller ones' sizes log-uniformly up to about the main object's, so boxes range from small to
+large; the default "classification" keeps the smaller ones small (the label stays clear).
+
 Drawing is here (the parts painted by ``scene_paint.py``); one scene gives three views, all
 written by ``scene_writer.write_scenes``:
 
@@ -27,7 +31,7 @@ arguments give the same bytes, whatever the number of worker processes.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
@@ -39,9 +43,13 @@ TEXTURES = ("solid", "stripes", "checker", "dots")
 MAX_CLASSES = len(SHAPES) * len(TEXTURES)
 assert MAX_CLASSES == SCENES_MAX_CLASSES, "the spec's bound on numClasses must follow"
 SPLITS = ("train", "val")
+LAYOUTS = ("classification", "detection")
 
 # A visible area below this fraction of the drawn one hides the object: it is not annotated.
 _MIN_VISIBLE = 0.15
+# Detection layout: radii of the smaller objects (fractions of the image side), log-uniform, so
+# boxes cover small to large about evenly in log scale; the main object's are 0.28-0.45.
+_DETECTION_EXTRA_RADIUS = (0.06, 0.3)
 
 
 @dataclass(frozen=True)
@@ -57,6 +65,7 @@ class SceneSettings:
     occlusion: float = 0.2  # probability of a bar drawn across the main object
     noise: float = 0.04  # std of the Gaussian pixel noise (0-1 scale), per image up to this
     seed: int = 0
+    layout: str = "classification"  # or "detection": 2+ objects, sizes small to large
 
     def __post_init__(self) -> None:
         if not 2 <= self.num_classes <= MAX_CLASSES:
@@ -65,6 +74,16 @@ class SceneSettings:
             raise ValueError(f"image_size must be at least 16, got {self.image_size}")
         if self.max_objects < 1:
             raise ValueError(f"max_objects must be at least 1, got {self.max_objects}")
+        if self.layout not in LAYOUTS:
+            raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}, got {self.layout!r}")
+
+    def record(self) -> dict[str, object]:
+        """The settings as written into a tree's marker and COCO info. The default layout is
+        left out: a classification tree's bytes do not depend on the layout setting."""
+        fields = asdict(self)
+        if self.layout == "classification":
+            del fields["layout"]
+        return fields
 
 
 def category(c: int) -> tuple[str, str]:
@@ -97,6 +116,14 @@ class Scene:
         return out
 
 
+def _extra_scale(detection: bool, rng: np.random.Generator) -> float:
+    """Radius of a smaller object, as a fraction of the image side."""
+    if detection:
+        lo, hi = _DETECTION_EXTRA_RADIUS
+        return math.exp(float(rng.uniform(math.log(lo), math.log(hi))))
+    return float(rng.uniform(0.07, 0.15))
+
+
 def draw_scene(settings: SceneSettings, split: str, n: int) -> Scene:
     """Scene ``n`` of ``split``: deterministic in (settings, split, n)."""
     rng = np.random.default_rng([settings.seed, SPLITS.index(split), n])
@@ -104,11 +131,13 @@ def draw_scene(settings: SceneSettings, split: str, n: int) -> Scene:
     img = scene_paint.background(size, rng)
     scene_paint.clutter(img, int(rng.integers(0, settings.clutter + 1)), rng)
     label = n % k_cls  # balanced classes
-    n_extra = int(rng.integers(0, settings.max_objects))
-    # (category, radius): the main object is clearly the largest.
+    detection = settings.layout == "detection"
+    fewest_extra = min(1, settings.max_objects - 1) if detection else 0
+    n_extra = int(rng.integers(fewest_extra, settings.max_objects))
+    # (category, radius): the main object is the largest.
     objs = [(label, size * float(rng.uniform(0.28, 0.45)))]
     objs += [
-        (int(rng.integers(0, k_cls)), size * float(rng.uniform(0.07, 0.15))) for _ in range(n_extra)
+        (int(rng.integers(0, k_cls)), size * _extra_scale(detection, rng)) for _ in range(n_extra)
     ]
     order = list(range(len(objs)))
     rng.shuffle(order)  # small objects go in front of or behind the main one
