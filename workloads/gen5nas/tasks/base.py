@@ -128,6 +128,27 @@ def get_task(name: str, field: str = "task") -> Task:
         ) from None
 
 
+def checkpoint_task(
+    trained_for: str, spec_task: str | None, dataset: DatasetSpec | None = None
+) -> Task:
+    """The task of a checkpoint trained for ``trained_for``, for a step that reads it (search,
+    export): registered (else :func:`get_task`'s refusal, on ``checkpoint``), the spec's
+    ``task`` when it names one, and served by the spec's dataset."""
+    from gen5nas.spec.common import task_dataset_error
+
+    task = get_task(trained_for, field="checkpoint")
+    if spec_task is not None and str(spec_task) != task.name:
+        raise SpecError(
+            f"task {str(spec_task)!r}: the checkpoint was trained for {task.name!r}; give "
+            f"task: {task.name} or leave task out (it follows the checkpoint)",
+            field="task",
+        )
+    if problem := task_dataset_error(task.name, dataset):
+        # The task is the checkpoint's: the dataset is what can change.
+        raise SpecError(f"{problem[1]} (the checkpoint's task)", field="dataset.kind")
+    return task
+
+
 def _load_builtin() -> None:
     # The built-in tasks register on import; imported here so that a caller needs only base.
     import gen5nas.tasks.classification  # noqa: F401
