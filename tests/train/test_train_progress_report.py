@@ -181,5 +181,6 @@ def test_a_training_run_reports_every_epoch_on_its_pod(
     doc = annotation(kube_cluster, ns, name)
     assert doc is not None
     assert (doc["epoch"], doc["epochs"], doc["iteration"]) == (2, 2, result.iterations)
-    assert doc["maxTop1"] == round(result.metrics["max/accuracy_top1"], 2)
-    assert doc["minTop1"] == round(result.metrics["min/accuracy_top1"], 2)
+    assert doc["metric"] == "accuracy/top1"  # the task's Metric.label
+    assert doc["maxScore"] == float(f"{result.metrics['max/accuracy_top1']:.4g}")
+    assert doc["minScore"] == float(f"{result.metrics['min/accuracy_top1']:.4g}")
