@@ -14,7 +14,8 @@ pipeline) take a :class:`Task` and call it, never asking for its name:
   the checkpoints, is the search's accuracy objective and the card's headline figure);
 - export: :meth:`Task.export_wrapper` is what torch.onnx and the parity check are fed;
 - cost: :attr:`Task.cost_scope` names the subgraph the estimator costs (``network`` or
-  ``backbone``).
+  ``backbone``): a search's default, ``NASSearch.costScope`` overrides it
+  (:func:`gen5nas.search.cost.cost_scope` decides).
 
 Tasks are keyed by the value of the specs' ``task`` field (:class:`gen5nas.spec.common.Task`);
 :func:`get_task` refuses a name no task is registered for, with the names that are.
