@@ -124,7 +124,7 @@ def main() -> None:
     )
     supernet = read_supernet(spec, ckpt)
     meta = supernet.meta
-    study = open_search_study(settings, space, supernet.task)
+    study = open_search_study(settings, space, supernet.task, "network")
     seed_extremes(study, space)
     client = make_client(spec, [{"host": "127.0.0.1", "ports": ports}])
     evaluator = build_evaluator(

@@ -57,6 +57,7 @@ def search_scorer(checkpoint: str | Path, spec: Any, work_dir: Path) -> Iterator
         make_client,
         server_list,
         supernet_cost_fn,
+        supernet_cost_scope,
     )
     from gen5nas.search.evaluate import build_evaluator
     from gen5nas.search.settings import SearchSettings
@@ -72,7 +73,10 @@ def search_scorer(checkpoint: str | Path, spec: Any, work_dir: Path) -> Iterator
         evaluator = None
         try:
             evaluator = build_evaluator(
-                settings, supernet.space, supernet.meta, supernet_cost_fn(client, supernet)
+                settings,
+                supernet.space,
+                supernet.meta,
+                supernet_cost_fn(client, supernet, supernet_cost_scope(spec, supernet)),
             )
             yield Scorer(
                 supernet.space, evaluator.supernet, supernet.meta, spec, path, evaluator.evaluate

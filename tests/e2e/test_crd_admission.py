@@ -39,6 +39,7 @@ FILES = {
     "NASSearch": "nassearch.yaml",
     "SubnetExport": "subnetexport.yaml",
 }
+DETECTION = {kind: f"detection/{name}" for kind, name in FILES.items()}
 INLINE_SPACE = {
     "archSetting": {
         "numBlocks": [[1, 2, 1], [1, 3, 1]],
@@ -53,8 +54,8 @@ INLINE_SPACE = {
 }
 
 
-def example(kind: str) -> dict[str, Any]:
-    doc = yaml.safe_load((EXAMPLES / FILES[kind]).read_text())
+def example(kind: str, files: dict[str, str] = FILES) -> dict[str, Any]:
+    doc = yaml.safe_load((EXAMPLES / files[kind]).read_text())
     doc["metadata"] = {"name": f"{kind.lower()}-case", "namespace": NAMESPACE}
     return doc
 
@@ -119,6 +120,19 @@ def _duplicate_resolution(doc: dict[str, Any]) -> None:
 
 def _no_path(doc: dict[str, Any]) -> None:
     doc["spec"]["dataset"].pop("path")
+
+
+def _coco(task: str | None = None, **coco: str) -> Callable[[dict[str, Any]], None]:
+    """A change to a kind coco dataset (with ``coco`` settings), and ``task`` when given."""
+
+    def change(doc: dict[str, Any]) -> None:
+        doc["spec"]["dataset"] = {"kind": "coco", "path": "/data/coco"}
+        if coco:
+            doc["spec"]["dataset"]["coco"] = coco
+        if task:
+            doc["spec"]["task"] = task
+
+    return change
 
 
 # (id, kind, change, what the API server's message must name, words of the message)
@@ -191,6 +205,26 @@ CASES: list[tuple[str, str, Callable[[dict[str, Any]], None], str, str]] = [
      "less than or equal to 1024"),
     ("input shape side huge", "SubnetExport", _set("inputShape", [1, 3, 10**6, 224]),
      "spec.inputShape[2]", "less than or equal to 4096"),
+    ("coco for classification", "SupernetTraining", _coco(), "spec.dataset.kind",
+     "dataset.kind coco is for task detection"),
+    ("coco for a search without a task", "NASSearch", _coco(), "spec.dataset.kind",
+     "set task: detection"),
+    ("detection without boxes", "SupernetTraining", _set("task", "detection"), "spec.task",
+     "task detection needs dataset.kind coco or scenes"),
+    ("detection search on imagefolder", "NASSearch", _set("task", "detection"), "spec.task",
+     "coco or scenes"),
+    ("detection export on imagefolder", "SubnetExport", _set("task", "detection"), "spec.task",
+     "coco or scenes"),
+    ("unknown task", "SupernetTraining", _set("task", "segmentation"), "spec.task",
+     'supported values: "classification", "detection"'),
+    ("coco settings on imagefolder", "SupernetTraining", _set("dataset.coco", {}),
+     "spec.dataset.coco", "is for kind coco only"),
+    ("coco path leaves the root", "SupernetTraining", _coco("detection", valImages="../other"),
+     "spec.dataset.coco.valImages", "relative to dataset.path"),
+    ("coco path absolute", "NASSearch", _coco("detection", trainAnnotations="/etc/passwd"),
+     "spec.dataset.coco.trainAnnotations", "no leading '/'"),
+    ("cost scope unknown", "NASSearch", _set("costScope", "head"), "spec.costScope",
+     'supported values: "network", "backbone", "detector"'),
 ]  # fmt: skip
 
 
@@ -213,9 +247,10 @@ def dry_run_create(cluster: Any, doc: dict[str, Any]) -> subprocess.CompletedPro
     )
 
 
+@pytest.mark.parametrize("files", [FILES, DETECTION], ids=["classification", "detection"])
 @pytest.mark.parametrize("kind", list(FILES))
-def test_the_examples_are_admitted(cluster: Any, kind: str) -> None:
-    doc = example(kind)
+def test_the_examples_are_admitted(cluster: Any, kind: str, files: dict[str, str]) -> None:
+    doc = example(kind, files)
     res = dry_run_create(cluster, doc)
     assert res.returncode == 0, res.stderr
     parse_model(MODELS[kind], json.loads(res.stdout)["spec"])  # the operator accepts it too

@@ -8,10 +8,12 @@ layer (name, op type, MACs, bytes, DRAM bytes, cycles), and in latency and energ
 
 from __future__ import annotations
 
+import math
 import random
 import subprocess
 import sys
 import textwrap
+from collections import OrderedDict
 
 import numpy as np
 import onnx
@@ -21,7 +23,13 @@ import torch
 
 from gen5nas.errors import ArchError
 from gen5nas.estimator import analytical
-from gen5nas.estimator.arch_graph import ACTIVATIONS, arch_model, arch_onnx
+from gen5nas.estimator.arch_graph import (
+    ACTIVATIONS,
+    arch_graph_for,
+    arch_model,
+    arch_onnx,
+    backbone_model,
+)
 from gen5nas.estimator.engine import EstimatorEngine
 from gen5nas.estimator.onnx_graph import analyze, analyze_model
 from gen5nas.estimator.profiles import ProfileRegistry
@@ -62,12 +70,23 @@ def _layers(est) -> list[tuple]:  # type: ignore[no-untyped-def]
     ]  # fmt: skip
 
 
-def _assert_same_estimates(space_name: str, activation: str, n_random: int) -> None:
+def _backbone_of(subnet: torch.nn.Module) -> torch.nn.Module:
+    """The stem and stages of a static subnet, under their own names (so the exporter's node
+    names are the subnet's)."""
+    names = ["stem", *(f"stage{i}" for i in range(subnet.num_stages))]  # type: ignore[attr-defined]
+    return torch.nn.Sequential(OrderedDict((n, getattr(subnet, n)) for n in names))
+
+
+def _assert_same_estimates(
+    space_name: str, activation: str, n_random: int, scope: str = "network"
+) -> None:
     space = load_space(space_name)
     net = _trained_like_supernet(space_name, activation)
     for arch in _archs(space_name, n_random):
-        exported = onnx_bytes(extract_subnet(net, arch), (1, 3, *arch.resolution))
-        built = arch_model(space, arch, CLASSES, activation=activation, weights="none")
+        subnet = extract_subnet(net, arch)
+        module = subnet if scope == "network" else _backbone_of(subnet)
+        exported = onnx_bytes(module, (1, 3, *arch.resolution))
+        built = arch_graph_for(scope, space, arch, CLASSES, activation=activation, weights="none")
         torch_work, built_work = analyze(exported), analyze_model(built, "built")
         for profile in ("rcar-gen5-npu", "cpu-ort"):
             hw = PROFILES.get(profile)
@@ -99,6 +118,31 @@ def test_tiny_space_estimates_equal_the_torch_exported_graph(activation: str) ->
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_default_space_estimates_equal_the_torch_exported_graph(activation: str) -> None:
     _assert_same_estimates("mobilenetv2_sample1", activation, n_random=10)  # ~10-20 s each
+
+
+@pytest.mark.parametrize("space_name", ["mobilenetv2_tiny", "mobilenetv2_sample1"])
+def test_backbone_estimates_equal_the_torch_exported_stem_and_stages(space_name: str) -> None:
+    _assert_same_estimates(space_name, "hswish", n_random=3, scope="backbone")
+
+
+def test_backbone_costs_less_than_the_network_and_runs() -> None:
+    space = load_space("mobilenetv2_tiny")
+    hw = PROFILES.get("rcar-gen5-npu")
+    for arch in _archs("mobilenetv2_tiny", 3):
+        network = analytical.estimate(analyze_model(arch_model(space, arch, CLASSES), ""), hw)
+        backbone = analytical.estimate(analyze_model(backbone_model(space, arch), ""), hw)
+        assert backbone.total_macs < network.total_macs
+        assert backbone.latency_ms < network.latency_ms  # type: ignore[operator]
+        assert backbone.energy_mj < network.energy_mj  # type: ignore[operator]
+    arch = space.min().model_copy(update={"resolution": (32, 32)})
+    data = arch_onnx(space, arch, batch_size=2, scope="backbone")
+    onnx.checker.check_model(onnx.load_from_string(data), full_check=True)
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    (out,) = session.run(None, {"input": np.zeros((2, 3, 32, 32), np.float32)})
+    stride = 2 * math.prod(space.arch_setting.stride)
+    assert out.shape == (2, arch.stages[-1].num_out_channels, 32 // stride, 32 // stride)
+    with pytest.raises(ValueError, match=r"no 'detector' graph.*network.*backbone"):
+        arch_graph_for("detector", space, arch)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -196,6 +240,16 @@ def test_arch_requests_carry_the_supernets_activation() -> None:
             assert (hswish.latency_ms, hswish.energy_mj) != (relu6.latency_ms, relu6.energy_mj)
             with pytest.raises(EstimatorRequestError, match="activation"):
                 client.estimate_arch("mobilenetv2_tiny", arch, activation="tanh")
+            # The cost scope travels the same way, and the answer names the scope it costed.
+            backbone = client.estimate_arch("mobilenetv2_tiny", arch, 10, scope="backbone")
+            direct = client.estimate(arch_onnx(space, arch, scope="backbone"))
+            assert (backbone.latency_ms, backbone.energy_mj) == pytest.approx(
+                (direct.latency_ms, direct.energy_mj)
+            )
+            assert backbone.latency_ms < relu6.latency_ms and backbone.total_macs < relu6.total_macs
+            assert (backbone.costed_scope(), relu6.costed_scope()) == ("backbone", "network")
+            with pytest.raises(EstimatorRequestError, match=r"arch.scope 'head'.*backbone"):
+                client.estimate_arch("mobilenetv2_tiny", arch, scope="head")
         finally:
             client.close()
     finally:

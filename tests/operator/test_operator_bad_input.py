@@ -121,7 +121,11 @@ def test_the_default_policy_allows(spec: dict[str, Any]) -> None:
     enforce(SETTINGS, spec, _labels)
 
 
-@pytest.mark.parametrize("example", ["supernettraining", "nassearch", "subnetexport"])
+@pytest.mark.parametrize(
+    "example",
+    [f"{folder}{kind}" for folder in ("", "detection/")
+     for kind in ("supernettraining", "nassearch", "subnetexport")],
+)  # fmt: skip
 def test_the_shipped_examples_meet_the_default_policy(example: str) -> None:
     doc = yaml.safe_load((EXAMPLES / f"{example}.yaml").read_text())
     enforce(SETTINGS, doc["spec"], lambda claim: None)

@@ -142,10 +142,13 @@ def test_names_columns_and_status() -> None:
     version = nas["spec"]["versions"][0]
     assert version["subresources"] == {"status": {}}
     cols = [c["name"] for c in version["additionalPrinterColumns"]]
-    assert cols[:7] == ["Phase", "Ready", "Trials", "Front", "Best-Acc", "Min-Cost", "Unit"]
+    assert cols[:9] == [
+        "Phase", "Ready", "Trials", "Front", "Best-Score", "Metric", "Min-Cost", "Unit", "Scope",
+    ]  # fmt: skip
     assert cols[-1] == "Age"
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
-    for key in ("phase", "conditions", "trials", "front", "outputs", "studyName", "progress"):
+    for key in ("phase", "conditions", "trials", "front", "outputs", "studyName", "progress",
+                "metric", "costScope"):  # fmt: skip
         assert key in status
     assert status["conditions"]["x-kubernetes-list-map-keys"] == ["type"]
     assert {d["spec"]["names"]["kind"] for d in docs.values()} == {
@@ -168,15 +171,16 @@ def test_training_shows_its_progress() -> None:
         ("Ready", '.status.conditions[?(@.type=="Ready")].status'),
         ("Epoch", ".status.progress.epoch"),
         ("Epochs", ".status.epochs"),
-        ("Max-Top1", ".status.progress.maxTop1"),
-        ("Min-Top1", ".status.progress.minTop1"),
+        ("Metric", ".status.progress.metric"),
+        ("Max-Score", ".status.progress.maxScore"),
+        ("Min-Score", ".status.progress.minScore"),
         ("Age", ".metadata.creationTimestamp"),
     ]
     status = version["schema"]["openAPIV3Schema"]["properties"]["status"]["properties"]
     progress = status["progress"]["properties"]  # in the schema: pruning keeps what it names
     assert {k: v["type"] for k, v in progress.items()} == {
         "epoch": "integer", "epochs": "integer", "iteration": "integer",
-        "maxTop1": "number", "minTop1": "number", "updated": "string",
+        "metric": "string", "maxScore": "number", "minScore": "number", "updated": "string",
     }  # fmt: skip
 
 

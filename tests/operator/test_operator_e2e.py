@@ -101,18 +101,19 @@ def test_training_children_status_and_restart(
     # Rank 0 reports its progress on its pod; the operator shows it in status and kubectl get.
     report_as_rank0(
         cluster, rank0_pod(cluster, "st-a-train"), tmp_path / "sa",
-        epoch=1, epochs=2, iteration=40, max_top1=71.254, min_top1=60.5,
+        epoch=1, epochs=2, iteration=40, max_score=71.254, min_score=60.5, metric="accuracy/top1",
     )  # fmt: skip
     progress = wait_for(
         "status.progress", lambda: cluster.status("supernettraining", "st-a").get("progress")
     )
     assert {k: v for k, v in progress.items() if k != "updated"} == {
-        "epoch": 1, "epochs": 2, "iteration": 40, "maxTop1": 71.25, "minTop1": 60.5,
+        "epoch": 1, "epochs": 2, "iteration": 40, "metric": "accuracy/top1", "maxScore": 71.25,
+        "minScore": 60.5,
     }  # fmt: skip
     row = cluster.kubectl("get", "supernettraining", "st-a", "--no-headers").stdout.split()
-    # NAME, Phase, Ready, Epoch, Epochs, Max-Top1, Min-Top1, Age
-    assert row[:7] == ["st-a", "Running", "True", "1", "2", "71.25", "60.5"], row
-    assert len(row) == 8 and row[7][-1] in "smhd", row
+    # NAME, Phase, Ready, Epoch, Epochs, Metric, Max-Score, Min-Score, Age
+    assert row[:8] == ["st-a", "Running", "True", "1", "2", "accuracy/top1", "71.25", "60.5"], row
+    assert len(row) == 9 and row[8][-1] in "smhd", row
     (cells,) = table(cluster.kubectl("get", "supernettraining", "st-a", "-o", "wide").stdout)
     assert (cells["WORKERS"], cells["GPUS"]) == ("2", "4"), cells
 
@@ -255,17 +256,19 @@ def test_search_waits_runs_reports_front_and_cleans_up(
     assert front["size"] == len(pareto) > 0
     top = [e["trial"] for e in front["top"]]
     assert len(top) == min(3, len(pareto)) and set(top) <= pareto
-    assert front["bestAccuracy"] == round(max(float(r["accuracy_top1"]) for r in feasible), 4)
+    assert front["bestScore"] == round(max(float(r["accuracy_top1"]) for r in feasible), 4)
     assert front["lowestCost"] == round(min(float(r["latency_ms"]) for r in feasible), 4)
     by_number = {t.number: t for t in complete}
     assert [e["arch"] for e in front["top"]] == [
         by_number[n].user_attrs["arch_summary"] for n in top
     ]
     row = cluster.kubectl("get", "nassearch", "nas-b", "--no-headers").stdout.split()
-    # NAME, Phase, Ready, Trials, Front, Best-Acc, Min-Cost, Unit, Age
+    # NAME, Phase, Ready, Trials, Front, Best-Score, Metric, Min-Cost, Unit, Scope, Age
     assert row[:5] == ["nas-b", "Running", "False", "6/6", str(len(pareto))], row
-    assert [float(x) for x in row[5:7]] == [front["bestAccuracy"], front["lowestCost"]], row
-    assert row[7] == "ms" and len(row) == 9 and row[8][-1] in "smhd", row
+    assert [float(row[5]), float(row[7])] == [front["bestScore"], front["lowestCost"]], row
+    assert (st["metric"], st["costScope"]) == ("accuracy/top1", "network")
+    assert row[6] == "accuracy/top1" and row[8:10] == ["ms", "network"], row
+    assert len(row) == 11 and row[10][-1] in "smhd", row
     capture("nassearch-front", cluster.kubectl("get", "nassearch", "nas-b").stdout)
 
     cluster.job_complete("nas-b-search", completions=1)
@@ -625,7 +628,7 @@ def test_kubectl_edit_of_a_fixed_field_shows_the_rules_message(crds: Any, tmp_pa
 
 
 def test_examples_pass_the_crd_schema(crds: Any) -> None:
-    files = sorted(EXAMPLES.glob("*.yaml")) if EXAMPLES.exists() else []
+    files = sorted([*EXAMPLES.glob("*.yaml"), *EXAMPLES.glob("detection/*.yaml")])
     docs = [
         d for f in files for d in yaml.safe_load_all(f.read_text())
         if isinstance(d, dict) and d.get("apiVersion", "").startswith("gen5nas.io/")

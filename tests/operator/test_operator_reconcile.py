@@ -729,7 +729,8 @@ def test_training_status_shows_rank_0s_latest_progress(
     # report nothing; a stranger's pod and a malformed annotation are ignored
     add_train_pod(kube, uid, "st-train-0-old", progress_json(1, "2025-01-01T00:01:00Z"))
     add_train_pod(kube, uid, "st-train-0-new", progress_json(
-        2, "2025-01-01T00:02:00Z", maxTop1=70.5, minTop1=55.25))  # fmt: skip
+        2, "2025-01-01T00:02:00Z", metric="accuracy/top1", maxScore=70.5,
+        minScore=55.25))  # fmt: skip
     add_train_pod(kube, uid, "st-train-1-new", None)
     add_train_pod(kube, "someone-else", "other-0", progress_json(4, "2025-01-01T00:09:00Z"))
     add_train_pod(kube, uid, "st-train-0-bad", '{"epoch": "three", "epochs": 5, "iteration": 1}')
@@ -738,8 +739,8 @@ def test_training_status_shows_rank_0s_latest_progress(
         reconcile(kube, "SupernetTraining", "st")
     st = kube.get(GROUP_VERSION, "SupernetTraining", NS, "st")["status"]
     assert st["progress"] == {
-        "epoch": 2, "epochs": 5, "iteration": 20, "maxTop1": 70.5, "minTop1": 55.25,
-        "updated": "2025-01-01T00:02:00Z",
+        "epoch": 2, "epochs": 5, "iteration": 20, "metric": "accuracy/top1", "maxScore": 70.5,
+        "minScore": 55.25, "updated": "2025-01-01T00:02:00Z",
     }  # fmt: skip
     bad = [r.getMessage() for r in caplog.records if "st-train-0-bad" in r.getMessage()]
     assert len(bad) == 1 and "epoch: a whole number >= 0 is required" in bad[0]  # logged once

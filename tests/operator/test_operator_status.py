@@ -99,16 +99,22 @@ def test_study_status_counts_and_front() -> None:
         _trial(0, 0, TrialState.RUNNING), _trial(0, 0, TrialState.FAIL),
     ])  # fmt: skip
     st = study_status(trials, _spec(), top=10)
+    assert "metric" not in st and "costScope" not in st  # the study names them once made
     assert st["trials"] == {
         "complete": 4, "running": 1, "failed": 1, "pruned": 0, "waiting": 0, "total": 6, "target": 10,
     }  # fmt: skip
     assert st["progress"] == "5/10"
     front = st["front"]
     assert [e["trial"] for e in front["top"]] == [1, 0, 3]  # by cost; trial 2 is dominated
-    assert front["size"] == 3 and front["bestAccuracy"] == 80 and front["lowestCost"] == 1.0
+    assert front["size"] == 3 and front["bestScore"] == 80 and front["lowestCost"] == 1.0
+    assert front["top"][0]["score"] == 60
     # the runner's one-line summary, not its arch dict
     assert front["top"][0]["arch"] == sample_arch(60).summary()
     json.dumps(st)  # status must be JSON
+    # what the search records in its study: the task's metric and the cost scope
+    attrs = {"metric": "coco/bbox_mAP", "cost_scope": "backbone", "task": "detection"}
+    labelled = study_status(trials, _spec(), top=10, attrs=attrs)
+    assert (labelled["metric"], labelled["costScope"]) == ("coco/bbox_mAP", "backbone")
 
 
 def test_front_cap_keeps_both_ends_and_constraints_filter() -> None:
@@ -117,7 +123,7 @@ def test_front_cap_keeps_both_ends_and_constraints_filter() -> None:
     top = [e["trial"] for e in st["front"]["top"]]
     assert len(top) == 5 and top[0] == 0 and top[-1] == 19 and st["front"]["size"] == 20
     capped = study_status(trials, _spec(constraints={"maxLatencyMs": 5.5}), top=10)
-    assert capped["front"]["size"] == 5 and capped["front"]["bestAccuracy"] == 54
+    assert capped["front"]["size"] == 5 and capped["front"]["bestScore"] == 54
     energy = study_status(trials, _spec(costKey="energy"), top=10)
     assert energy["front"]["lowestCost"] == 3.0 and energy["front"]["costKey"].startswith("energy")
 
@@ -173,8 +179,13 @@ def test_termination_message_round_trip(tmp_path) -> None:  # type: ignore[no-un
         ('{"epochs": 5, "iteration": 1}', "epoch: a whole number >= 0 is required, got None"),
         ('{"epoch": -1, "epochs": 5, "iteration": 1}', "epoch: a whole number >= 0"),
         ('{"epoch": 1, "epochs": true, "iteration": 1}', "epochs: a whole number >= 0"),
-        ('{"epoch": 1, "epochs": 5, "iteration": 1, "maxTop1": NaN}', "maxTop1: a finite number"),
-        ('{"epoch": 1, "epochs": 5, "iteration": 1, "minTop1": "60"}', "minTop1: a finite number"),
+        ('{"epoch": 1, "epochs": 5, "iteration": 1, "maxScore": NaN}', "maxScore: a finite number"),
+        (
+            '{"epoch": 1, "epochs": 5, "iteration": 1, "minScore": "60"}',
+            "minScore: a finite number",
+        ),
+        ('{"epoch": 1, "epochs": 5, "iteration": 1, "metric": 3}', "metric: a metric name"),
+        ('{"epoch": 1, "epochs": 5, "iteration": 1, "metric": "a b"}', "metric: a metric name"),
         ('{"epoch": 1, "epochs": 5, "iteration": 1, "updated": "yesterday"}', "updated: a UTC"),
     ],
 )
@@ -190,7 +201,8 @@ def test_training_progress_keeps_known_fields_only() -> None:
         "epoch": 1,
         "epochs": 5,
         "iteration": 7,
-        "maxTop1": 70,
+        "metric": "coco/bbox_mAP",
+        "maxScore": 0.3125,
         "updated": "2025-01-01T00:00:00Z",
     }
     assert training_progress(json.dumps({**doc, "extra": "x"})) == doc

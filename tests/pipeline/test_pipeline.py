@@ -150,6 +150,27 @@ def test_pipeline_file_errors_name_the_field(tmp_path: Path) -> None:
         Pipeline(path)
 
 
+def test_the_later_steps_run_the_trained_task(tmp_path: Path) -> None:
+    scenes = {"kind": "scenes", "path": str(tmp_path / "scenes")}
+    train = {"task": "detection", "searchSpace": {"name": "mobilenetv2_tiny"}, "dataset": scenes}
+    _write(tmp_path / "train.yaml", "SupernetTraining", train)
+    path = _write(
+        tmp_path / "pipeline.yaml",
+        "Pipeline",
+        {"supernetTraining": "train.yaml", "nasSearch": "search.yaml"},
+    )
+    _write(tmp_path / "search.yaml", "NASSearch", {"dataset": scenes})
+    assert Pipeline(path).search.task is None  # follows the training's
+    _write(tmp_path / "search.yaml", "NASSearch", {"task": "classification", "dataset": scenes})
+    with pytest.raises(SpecError, match=r"task classification, but train\.yaml trains detection"):
+        Pipeline(path)
+    digits = {"kind": "digits", "path": str(tmp_path / "digits")}
+    _write(tmp_path / "search.yaml", "NASSearch", {"dataset": digits})
+    with pytest.raises(SpecError, match="coco or scenes") as err:
+        Pipeline(path)
+    assert err.value.field == "spec.dataset.kind" and "search.yaml" in str(err.value)
+
+
 def test_quickstart_files_are_valid() -> None:
     root = Path(__file__).resolve().parents[2] / "examples" / "quickstart"
     pipeline = Pipeline(root / "quickstart.yaml")

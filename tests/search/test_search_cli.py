@@ -258,6 +258,61 @@ def test_bad_inputs_are_refused_and_the_study_is_kept(
     assert len(study.trials) == 3
 
 
+def _costs_by_resolution(work: Path) -> dict[str, tuple[float, float]]:
+    rows = read_csv(work / "subnets.csv")
+    return {r["resolution"]: (float(r["latency_ms"]), float(r["energy_mj"])) for r in rows}
+
+
+def test_the_cost_scope_is_the_tasks_unless_the_spec_names_one(
+    tmp_path: Path, ckpt: Path, digits: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Classification costs the whole network by default; costScope backbone costs its stem
+    and stages only (less, arch for arch). The scope is in every output and in the study, where
+    the operator's status reads it; a study is not resumed with another scope."""
+    runs = {}
+    for scope in ("network", "backbone"):
+        spec = {"maxTrials": 2} if scope == "network" else {"maxTrials": 2, "costScope": scope}
+        (tmp_path / scope).mkdir()
+        manifest = _manifest(tmp_path / scope, digits, **spec)
+        work = tmp_path / scope / "work"
+        argv = ["search", "-f", str(manifest), "--checkpoint", str(ckpt), "--work-dir", str(work)]
+        assert main(argv) == 0
+        study = optuna.load_study(study_name="t", storage=f"sqlite:///{work / 'study.db'}")
+        assert study.user_attrs["cost_scope"] == scope  # -> NASSearch status.costScope
+        assert study.user_attrs["metric"] == "accuracy/top1"  # -> status.metric
+        cost_name = "latency_ms" if scope == "network" else f"{scope}/latency_ms"
+        assert study.metric_names == ["accuracy/top1", cost_name]  # optuna-dashboard's labels
+        assert {r["cost_scope"] for r in read_csv(work / "subnets.csv")} == {scope}
+        html = (work / "pareto_front.html").read_text()
+        assert f"latency ({scope}, ms)" in html and "top-1 (%)" in html  # the axis titles
+        resolved = next(work.glob("*/resolved_config.yaml")).read_text()
+        assert f"costScope: {scope}" in resolved
+        runs[scope] = work
+    network, backbone = (_costs_by_resolution(runs[s]) for s in ("network", "backbone"))
+    assert set(network) == set(backbone) == {"32x32", "24x24"}  # the max and min subnets
+    for res in network:
+        assert backbone[res][0] < network[res][0] and backbone[res][1] < network[res][1]
+
+    # Resuming the network study with the backbone scope would mix costs: refused.
+    resume = _manifest(tmp_path / "network", digits, maxTrials=3, costScope="backbone")
+    argv = ["search", "-f", str(resume), "--checkpoint", str(ckpt), "--work-dir"]
+    err = _run_bad(capsys, [*argv, str(runs["network"])])
+    assert "studyName" in err and "another cost_scope" in err
+    detector = _manifest(tmp_path / "network", digits, costScope="detector")
+    err = _run_bad(capsys, [*argv[:2], str(detector), *argv[3:], str(tmp_path / "det")])
+    assert "costScope" in err and "no detector graph" in err and "network, backbone" in err
+    assert not (tmp_path / "det" / "study.db").exists()
+    # A task given must be the checkpoint's (which was trained for classification).
+    other = write_search_manifest(
+        tmp_path / "detection.yaml",
+        task="detection",
+        dataset={"kind": "scenes", "path": str(tmp_path / "scenes"), "numWorkers": 0},
+    )
+    err = _run_bad(capsys, [*argv[:2], str(other), *argv[3:], str(tmp_path / "det")])
+    assert "task" in err and "trained for 'classification'" in err, err
+    assert not (tmp_path / "det" / "study.db").exists()
+
+
 def _batches(n: int, seed: int) -> list[Batch]:
     g = torch.Generator().manual_seed(seed)
     return [

@@ -101,7 +101,12 @@ def test_a_waiting_trial_goes_to_one_sqlite_worker_only(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("identity", "what"),
-    [(_identity("mobilenetv2_sample1"), "space"), (_identity(cost_key="energy"), "cost_key")],
+    [
+        (_identity("mobilenetv2_sample1"), "space"),
+        (_identity(cost_key="energy"), "cost_key"),
+        # the study below predates cost scopes: it costed the whole network
+        ({**_identity(), "cost_scope": "backbone"}, "cost_scope"),
+    ],
 )
 def test_a_study_of_another_search_is_refused_and_left_intact(
     tmp_path: Path, identity: dict, what: str
@@ -115,6 +120,17 @@ def test_a_study_of_another_search_is_refused_and_left_intact(
     assert f"another {what}" in str(err.value)
     reloaded = optuna.load_study(study_name="s", storage=url)
     assert len(reloaded.get_trials(states=[optuna.trial.TrialState.COMPLETE])) == 3
+
+
+def test_a_study_older_than_cost_scopes_resumes_as_network(tmp_path: Path) -> None:
+    url = default_storage_url(tmp_path)
+    open_study(open_storage(url), "s", optuna.samplers.RandomSampler(), _identity())
+    study = open_study(
+        open_storage(url), "s", optuna.samplers.RandomSampler(),
+        {**_identity(), "cost_scope": "network"}, labels={"metric": "accuracy/top1"},
+    )  # fmt: skip
+    assert study.user_attrs["cost_scope"] == "network"  # recorded from now on
+    assert study.user_attrs["metric"] == "accuracy/top1"
 
 
 def test_a_foreign_study_is_refused(tmp_path: Path) -> None:

@@ -35,6 +35,7 @@ TRAINING = {
     "schedule": {"epochs": 3, "warmupEpochs": 1},
 }
 SEARCH = {"checkpoint": "/ckpt.pth", "dataset": {"kind": "digits"}}
+COCO = {"kind": "coco", "path": "/data/coco"}
 EXPORT = {"checkpoint": "/ckpt.pth", "trial": 3}
 INLINE_SPACE = {
     "archSetting": {
@@ -196,6 +197,34 @@ MANIFESTS: list[tuple[str, Callable[[], str], str, list[str]]] = [
      ["not valid YAML", "digits"]),
     ("python tag", _cat("spec: !!python/object/apply:os.system ['true']\n"), TRAINING_KIND,
      ["not valid YAML"]),
+    ("coco for classification", _with(TRAINING_KIND, "dataset", COCO), TRAINING_KIND,
+     ["dataset.kind", "kind coco is for task detection", "set task: detection"]),
+    ("coco for a search without a task", _with(SEARCH_KIND, "dataset", COCO), SEARCH_KIND,
+     ["dataset.kind", "kind coco is for task detection"]),
+    ("detection without boxes", _with(TRAINING_KIND, "task", "detection"), TRAINING_KIND,
+     ["task", "detection needs dataset.kind coco or scenes", "not imagefolder"]),
+    ("detection search on digits", _with(SEARCH_KIND, "task", "detection"), SEARCH_KIND,
+     ["task", "coco or scenes", "not digits"]),
+    ("detection export on imagefolder", _raw(EXPORT_KIND, manifest_text(EXPORT_KIND, {
+        **EXPORT, "task": "detection", "dataset": TRAINING["dataset"]})), EXPORT_KIND,
+     ["task", "coco or scenes"]),
+    ("unknown task", _with(TRAINING_KIND, "task", "segmentation"), TRAINING_KIND,
+     ["task", "'classification' or 'detection'"]),
+    ("coco settings on imagefolder", _with(TRAINING_KIND, "dataset.coco", {}), TRAINING_KIND,
+     ["dataset.coco", "for kind coco, not imagefolder"]),
+    ("coco path leaves the root", _with(TRAINING_KIND, "dataset", {
+        **COCO, "coco": {"valAnnotations": "../other/instances_val.json"}}), TRAINING_KIND,
+     ["dataset.coco.valAnnotations", "relative to dataset.path", "'..'"]),
+    ("coco path absolute", _with(TRAINING_KIND, "dataset", {
+        **COCO, "coco": {"trainImages": "/etc"}}), TRAINING_KIND,
+     ["dataset.coco.trainImages", "no leading '/'"]),
+    ("coco path huge", _with(TRAINING_KIND, "dataset", {
+        **COCO, "coco": {"trainImages": "x" * 5000}}), TRAINING_KIND,
+     ["dataset.coco.trainImages", "at most 4096 characters"]),
+    ("coco without path", _with(TRAINING_KIND, "dataset", {"kind": "coco"}), TRAINING_KIND,
+     ["path is required for dataset kind coco"]),
+    ("cost scope unknown", _with(SEARCH_KIND, "costScope", "head"), SEARCH_KIND,
+     ["costScope", "'network', 'backbone' or 'detector'"]),
     ("unknown field", _with(TRAINING_KIND, "schedule.epochz", 3), TRAINING_KIND,
      ["schedule.epochz", "unknown field"]),
     ("wrong apiVersion", _cat(manifest_text(TRAINING_KIND, TRAINING).replace(
@@ -223,6 +252,30 @@ def test_the_good_manifests_load(tmp_path: Path, kind: str) -> None:
     path.write_text(manifest_text(kind, MODELS[kind][1], name="my-run.v2"))
     manifest, _ = load_spec(path, kind, MODELS[kind][0])
     assert manifest.name == "my-run.v2"
+
+
+@pytest.mark.parametrize("kind", list(MODELS))
+def test_detection_on_coco_loads_with_the_coco_layout(tmp_path: Path, kind: str) -> None:
+    path = tmp_path / "manifest.yaml"
+    spec = {**MODELS[kind][1], "task": "detection", "dataset": COCO}
+    path.write_text(manifest_text(kind, spec))
+    _, loaded = load_spec(path, kind, MODELS[kind][0])
+    assert loaded.task == "detection" and loaded.dataset is not None
+    coco = loaded.dataset.coco
+    assert coco is not None  # always set for kind coco: the data reader needs no defaults
+    assert (coco.train_images, coco.train_annotations, coco.val_images, coco.val_annotations) == (
+        "train", "annotations/instances_train.json", "val", "annotations/instances_val.json",
+    )  # fmt: skip
+    layout = {"trainImages": "images/train2017", "valImages": "images/val2017",
+              "trainAnnotations": "annotations/instances_train2017.json"}  # fmt: skip
+    path.write_text(manifest_text(kind, {**spec, "dataset": {**COCO, "coco": layout}}))
+    _, loaded = load_spec(path, kind, MODELS[kind][0])
+    assert loaded.dataset is not None and loaded.dataset.coco is not None
+    assert loaded.dataset.coco.train_images == "images/train2017"
+    assert loaded.dataset.coco.val_annotations == "annotations/instances_val.json"
+    # scenes has boxes too; a search or an export without a task follows its checkpoint
+    path.write_text(manifest_text(kind, {**spec, "dataset": {"kind": "scenes"}}))
+    assert load_spec(path, kind, MODELS[kind][0])[1].task == "detection"
 
 
 # ---- files: arch files and whatever the readers are pointed at -------------------------------

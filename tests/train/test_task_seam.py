@@ -18,7 +18,7 @@ import torch
 from support.train import tiny_spec
 from torch import Tensor, nn
 
-from gen5nas.data import Batch, write_synthetic
+from gen5nas.data import Batch
 from gen5nas.errors import SpecError
 from gen5nas.run_outputs import METRICS_FILE
 from gen5nas.spec import load_space
@@ -76,8 +76,14 @@ def toy(monkeypatch: pytest.MonkeyPatch) -> ToyTask:
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("seam") / "data"
-    return write_synthetic(root, num_classes=3, train_per_class=8, val_per_class=3)
+    """Where the first training writes a small scenes tree (a detection spec needs a dataset
+    with boxes; the toy task reads its ImageFolder side)."""
+    return tmp_path_factory.mktemp("seam") / "scenes"
+
+
+def detection_spec(data: Path, **overrides: Any) -> dict[str, Any]:
+    scenes = {"kind": "scenes", "numClasses": 3, "scenes": {"trainImages": 24, "valImages": 9}}
+    return {**tiny_spec(data, dataset=scenes, **overrides), "task": "detection"}
 
 
 def test_a_task_that_is_not_implemented_is_refused_naming_the_ones_that_are(
@@ -87,7 +93,7 @@ def test_a_task_that_is_not_implemented_is_refused_naming_the_ones_that_are(
         get_task("segmentation")
     assert info.value.field == "task"
     assert "task 'segmentation' is not implemented; available: classification" in str(info.value)
-    spec = SupernetTrainingSpec.model_validate({**tiny_spec(data), "task": "detection"})
+    spec = SupernetTrainingSpec.model_validate(detection_spec(data))
     with pytest.raises(SpecError, match="task 'detection' is not implemented") as info:
         run_supernet_training(spec, tmp_path, device="cpu")
     assert info.value.field == "task"
@@ -99,10 +105,7 @@ def test_supernet_training_uses_the_registered_tasks_losses_and_metric(
 ) -> None:
     torch.set_num_threads(1)
     spec = SupernetTrainingSpec.model_validate(
-        {
-            **tiny_spec(data, schedule={"epochs": 2, "maxItersPerEpoch": 2}),
-            "task": "detection",
-        }
+        detection_spec(data, schedule={"epochs": 2, "maxItersPerEpoch": 2})
     )
     result = run_supernet_training(spec, tmp_path, device="cpu")
     steps = result.iterations

@@ -102,11 +102,12 @@ def test_the_workload_account_writes_what_the_operator_reads_throttled(
     ns, name = pod
     clock = Clock()
     rep = reporter(pod_env(kube_cluster, tmp_path, ns, name, WORKLOAD_SERVICE_ACCOUNT), clock)
-    assert rep.report(1, 10, 500, 71.23456, 60.4, force=True)
+    assert rep.report(1, 10, 500, 71.23456, 60.4, "accuracy/top1", force=True)
     doc = annotation(kube_cluster, ns, name)
     assert doc is not None
     assert {k: v for k, v in doc.items() if k != "updated"} == {
-        "epoch": 1, "epochs": 10, "iteration": 500, "maxTop1": 71.23, "minTop1": 60.4,
+        "epoch": 1, "epochs": 10, "iteration": 500, "metric": "accuracy/top1", "maxScore": 71.23,
+        "minScore": 60.4,
     }  # fmt: skip
     # the operator copies it into status.progress as it is
     assert training_progress(json.dumps(doc)) == doc
@@ -116,7 +117,7 @@ def test_the_workload_account_writes_what_the_operator_reads_throttled(
     assert annotation(kube_cluster, ns, name)["iteration"] == 500
     assert rep.report(2, 10, 560, force=True)  # ...an epoch's end is not
     doc = annotation(kube_cluster, ns, name)
-    assert (doc["epoch"], doc["iteration"]) == (2, 560) and "maxTop1" not in doc
+    assert (doc["epoch"], doc["iteration"]) == (2, 560) and "maxScore" not in doc
     clock.now += pr.MIN_INTERVAL_S
     assert rep.report(2, 10, 600)
     assert annotation(kube_cluster, ns, name)["iteration"] == 600
@@ -180,5 +181,6 @@ def test_a_training_run_reports_every_epoch_on_its_pod(
     doc = annotation(kube_cluster, ns, name)
     assert doc is not None
     assert (doc["epoch"], doc["epochs"], doc["iteration"]) == (2, 2, result.iterations)
-    assert doc["maxTop1"] == round(result.metrics["max/accuracy_top1"], 2)
-    assert doc["minTop1"] == round(result.metrics["min/accuracy_top1"], 2)
+    assert doc["metric"] == "accuracy/top1"  # the task's Metric.label
+    assert doc["maxScore"] == float(f"{result.metrics['max/accuracy_top1']:.4g}")
+    assert doc["minScore"] == float(f"{result.metrics['min/accuracy_top1']:.4g}")

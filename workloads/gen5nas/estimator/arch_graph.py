@@ -15,6 +15,9 @@ per-layer results read the same: per conv ``Conv`` then the activation (relu6: t
 and ``Gemm`` (transB). tests/test_estimator_arch_graph.py checks the analytical estimate of
 both graphs is the same for max, min and random archs of the shipped spaces, per activation.
 
+:func:`backbone_model` writes the stem and stages alone (the ``backbone`` cost scope: what a
+detection head reads), :func:`arch_graph_for` picks the graph of a cost scope.
+
 One difference, on purpose: the exporter de-duplicates initializers with equal values
 (``Identity`` nodes), which with freshly initialised weights (all-zero BN-folded biases, zeroed
 project-BN gammas) turns some weights into activations in the cost model. Trained weights are
@@ -43,17 +46,21 @@ from gen5nas.spec.plan import (
     STEM_STRIDE,
     Activation,
     BlockPlan,
+    NetworkPlan,
     check_activation,
     network_plan,
 )
 
-__all__ = ["ACTIVATIONS", "arch_model", "arch_onnx"]
+__all__ = ["ACTIVATIONS", "GRAPH_SCOPES", "arch_graph_for", "arch_model", "arch_onnx"]
 
 OPSET = 17
 IR_VERSION = 8  # what torch's exporter writes for opset 17; onnxruntime loads it everywhere
 INPUT_NAME = "input"  # = gen5nas.supernet.onnx_export.INPUT_NAME / OUTPUT_NAME
 OUTPUT_NAME = "output"
 Weights = Literal["zeros", "none"]
+GRAPH_SCOPES = ("network", "backbone")
+"""The cost scopes (``gen5nas.spec.search.CostScope``) :func:`arch_graph_for` builds a graph
+for; ``detector`` joins them once a task's whole detector can be written here."""
 
 
 class _GraphBuilder:
@@ -159,6 +166,48 @@ def _state_dict_prefix(scope: str) -> str:
     return ".".join(kept)
 
 
+def _check_request(activation: str, num_classes: int, batch_size: int) -> None:
+    check_activation(activation)
+    if num_classes < 1 or batch_size < 1:
+        raise ValueError(f"num_classes ({num_classes}) and batch_size ({batch_size}) must be >= 1")
+
+
+def _backbone(g: _GraphBuilder, plan: NetworkPlan, activation: str) -> str:
+    """The stem and every stage's blocks; returns the last block's output."""
+    x = g.conv_bn_act(
+        "/stem/stem",
+        INPUT_NAME,
+        IMAGE_CHANNELS,
+        plan.stem_channels,
+        STEM_KERNEL,
+        STEM_STRIDE,
+        1,
+        activation,
+    )
+    for block in plan.blocks:
+        x = g.mbconv(block, x, activation)
+    return x
+
+
+def _model(
+    g: _GraphBuilder, plan: NetworkPlan, batch_size: int, output_shape: list[int]
+) -> onnx.ModelProto:
+    h_in, w_in = plan.resolution
+    graph = helper.make_graph(
+        g.nodes,
+        "main_graph",
+        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch_size, 3, h_in, w_in])],
+        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, output_shape)],
+        initializer=g.initializers,
+    )
+    return helper.make_model(
+        graph,
+        opset_imports=[helper.make_opsetid("", OPSET)],
+        ir_version=IR_VERSION,
+        producer_name="gen5nas.estimator.arch_graph",
+    )
+
+
 def arch_model(
     space: SearchSpace,
     arch: Arch,
@@ -173,23 +222,10 @@ def arch_model(
 
     Raises :class:`gen5nas.errors.ArchError` for an arch outside ``space``, ``ValueError`` for
     an unknown activation or a non-positive class count or batch size."""
-    check_activation(activation)
-    if num_classes < 1 or batch_size < 1:
-        raise ValueError(f"num_classes ({num_classes}) and batch_size ({batch_size}) must be >= 1")
+    _check_request(activation, num_classes, batch_size)
     plan = network_plan(space, arch)
     g = _GraphBuilder(weights)
-    x = g.conv_bn_act(
-        "/stem/stem",
-        INPUT_NAME,
-        IMAGE_CHANNELS,
-        plan.stem_channels,
-        STEM_KERNEL,
-        STEM_STRIDE,
-        1,
-        activation,
-    )
-    for block in plan.blocks:
-        x = g.mbconv(block, x, activation)
+    x = _backbone(g, plan, activation)
     width = plan.features_channels
     last = plan.last_channels
     x = g.conv_bn_act("/last/last", x, width, last, 1, 1, 1, activation)
@@ -208,20 +244,62 @@ def arch_model(
             transB=1,
         )
     )
-    h_in, w_in = plan.resolution
-    graph = helper.make_graph(
-        g.nodes,
-        "main_graph",
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, [batch_size, 3, h_in, w_in])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [batch_size, num_classes])],
-        initializer=g.initializers,
-    )
-    return helper.make_model(
-        graph,
-        opset_imports=[helper.make_opsetid("", OPSET)],
-        ir_version=IR_VERSION,
-        producer_name="gen5nas.estimator.arch_graph",
-    )
+    return _model(g, plan, batch_size, [batch_size, num_classes])
+
+
+def _conv_size(size: int, kernel: int, stride: int) -> int:
+    return (size + 2 * (kernel // 2) - kernel) // stride + 1
+
+
+def backbone_model(
+    space: SearchSpace,
+    arch: Arch,
+    *,
+    activation: str = "relu6",
+    batch_size: int = 1,
+    weights: Weights = "zeros",
+) -> onnx.ModelProto:
+    """The ONNX model of ``arch``'s backbone: the stem and the stages of its static subnet (what
+    a task's head reads, ``forward_features``), without the last conv, the pooling and the
+    classifier. Input as :func:`arch_model`'s; output ``output`` [batch, C, H/32, W/32] (the
+    last stage's), node for node the exporter's graph of those modules."""
+    _check_request(activation, 1, batch_size)
+    plan = network_plan(space, arch)
+    g = _GraphBuilder(weights)
+    _backbone(g, plan, activation)
+    # The last block's output is the graph's (as the exporter names it): no Identity node.
+    g.nodes[-1].output[0] = OUTPUT_NAME
+    h, w = (_conv_size(side, STEM_KERNEL, STEM_STRIDE) for side in plan.resolution)
+    for block in plan.blocks:
+        h = _conv_size(h, block.kernel_size, block.stride)
+        w = _conv_size(w, block.kernel_size, block.stride)
+    return _model(g, plan, batch_size, [batch_size, plan.features_channels, h, w])
+
+
+def arch_graph_for(
+    scope: str,
+    space: SearchSpace,
+    arch: Arch,
+    num_classes: int = 1000,
+    *,
+    activation: str = "relu6",
+    batch_size: int = 1,
+    weights: Weights = "zeros",
+) -> onnx.ModelProto:
+    """The graph the estimator costs for ``arch`` in cost scope ``scope`` (one of
+    :data:`GRAPH_SCOPES`): ``network`` the whole static subnet (:func:`arch_model`),
+    ``backbone`` its stem and stages (:func:`backbone_model`). ``detector`` (a task's whole
+    detector at a static shape, NMS outside the graph) plugs in here; until then it is a
+    ``ValueError`` naming the scopes there are, like any other name."""
+    if scope == "network":
+        return arch_model(
+            space, arch, num_classes, activation=activation, batch_size=batch_size, weights=weights
+        )
+    if scope == "backbone":
+        return backbone_model(
+            space, arch, activation=activation, batch_size=batch_size, weights=weights
+        )
+    raise ValueError(f"no {scope!r} graph of an arch; cost scopes built: {list(GRAPH_SCOPES)}")
 
 
 def arch_onnx(
@@ -231,10 +309,13 @@ def arch_onnx(
     *,
     activation: str = "relu6",
     batch_size: int = 1,
+    scope: str = "network",
 ) -> bytes:
-    """The serialised zero-weight ONNX of ``arch``'s static subnet (see :func:`arch_model`):
-    what the measured backend runs, and what a client without torch can send."""
-    model = arch_model(
-        space, arch, num_classes, activation=activation, batch_size=batch_size, weights="zeros"
-    )
+    """The serialised zero-weight ONNX of ``arch``'s graph in ``scope`` (see
+    :func:`arch_graph_for`): what the measured backend runs, and what a client without torch
+    can send."""
+    model = arch_graph_for(
+        scope, space, arch, num_classes, activation=activation, batch_size=batch_size,
+        weights="zeros",
+    )  # fmt: skip
     return model.SerializeToString()

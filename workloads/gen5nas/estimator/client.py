@@ -21,6 +21,7 @@ from typing import Any
 
 import grpc
 
+from gen5nas import __version__
 from gen5nas.errors import SpecError
 from gen5nas.estimator._proto import estimator_pb2 as pb
 from gen5nas.estimator._proto import estimator_pb2_grpc as pb_grpc
@@ -115,13 +116,18 @@ class EstimatorClient:
         return self._cached(key, request)
 
     def estimate_arch(
-        self, space_name: str, arch: Any, num_classes: int = 0, activation: str = "relu6"
+        self,
+        space_name: str,
+        arch: Any,
+        num_classes: int = 0,
+        activation: str = "relu6",
+        scope: str = "network",
     ) -> Estimate:
-        """Latency/energy of an arch of a named search space (with the supernet's activation);
-        the server builds its graph."""
+        """Latency/energy of an arch of a named search space (with the supernet's activation)
+        in cost ``scope`` (``network``, ``backbone``); the server builds its graph."""
         arch_yaml = arch if isinstance(arch, str) else arch.to_yaml()
         arch_key = arch_yaml if isinstance(arch, str) else arch.key()
-        key = ("arch", space_name, arch_key, num_classes, activation, *self._settings_key())
+        key = ("arch", space_name, arch_key, num_classes, activation, scope, *self._settings_key())
 
         def request() -> pb.EstimateRequest:
             req = self._request()
@@ -129,9 +135,18 @@ class EstimatorClient:
             req.arch.arch_yaml = arch_yaml
             req.arch.num_classes = num_classes
             req.arch.activation = activation
+            req.arch.scope = scope
             return req
 
-        return self._cached(key, request)
+        est = self._cached(key, request)
+        if scope != "network" and est.costed_scope() != scope:
+            raise EstimatorRequestError(
+                f"estimator at {est.endpoint} costed {est.costed_scope() or 'the whole network'}"
+                f", not the {scope} asked for: it predates cost scopes; run an estimator of "
+                f"this version (gen5nas-estimator/{__version__})",
+                "FAILED_PRECONDITION",
+            )
+        return est
 
     def list_hardware(self) -> pb.ListHardwareResponse:
         resp, _ = self._call(lambda stub, t: stub.ListHardware(pb.ListHardwareRequest(), timeout=t))

@@ -32,7 +32,7 @@ from gen5nas.estimator.errors import (
 from gen5nas.estimator.graph_work import GraphWork, model_sha256
 from gen5nas.estimator.onnx_graph import analyze, analyze_model
 from gen5nas.estimator.profiles import ProfileRegistry
-from gen5nas.estimator.result import Estimate, LayerEstimate
+from gen5nas.estimator.result import SCOPE_NOTE, Estimate, LayerEstimate
 from gen5nas.lru import LRU
 
 ESTIMATOR_VERSION = f"gen5nas-estimator/{__version__}"
@@ -105,9 +105,15 @@ class EstimatorEngine:
         )
 
     def _resolve_arch(
-        self, space_name: str, arch_yaml: str, num_classes: int = 0, activation: str = ""
+        self,
+        space_name: str,
+        arch_yaml: str,
+        num_classes: int = 0,
+        activation: str = "",
+        scope: str = "",
     ) -> tuple:
-        """Validate an arch request; returns (cache key, space, arch, classes, activation)."""
+        """Validate an arch request; returns (cache key, space, arch, classes, activation,
+        scope)."""
         from gen5nas.spec import Arch, load_space, named_spaces
         from gen5nas.spec.space import parse_model
 
@@ -123,6 +129,10 @@ class EstimatorEngine:
             raise InvalidRequest(
                 f"arch.activation {activation[:80]!r} is not one of {list(arch_graph.ACTIVATIONS)}"
             )
+        if scope and scope not in arch_graph.GRAPH_SCOPES:
+            raise InvalidRequest(
+                f"arch.scope {scope[:80]!r} is not one of {list(arch_graph.GRAPH_SCOPES)}"
+            )
         data = _parse_arch_yaml(arch_yaml)
         if not isinstance(data, dict):
             raise InvalidRequest(
@@ -135,31 +145,48 @@ class EstimatorEngine:
             raise InvalidRequest(str(exc)) from None
         classes = num_classes or 1000
         activation = activation or "relu6"
-        return (space_name, arch.key(), classes, activation), space, arch, classes, activation
+        scope = scope or "network"
+        key = (space_name, arch.key(), classes, activation, scope)
+        return key, space, arch, classes, activation, scope
 
     def arch_onnx(
-        self, space_name: str, arch_yaml: str, num_classes: int = 0, activation: str = ""
+        self,
+        space_name: str,
+        arch_yaml: str,
+        num_classes: int = 0,
+        activation: str = "",
+        scope: str = "",
     ) -> bytes:
-        """The zero-weight ONNX of an arch's static subnet (what the measured backend runs)."""
-        key, space, arch, classes, act = self._resolve_arch(
-            space_name, arch_yaml, num_classes, activation
+        """The zero-weight ONNX of an arch's graph in ``scope`` (default: its whole static
+        subnet; what the measured backend runs)."""
+        key, space, arch, classes, act, scope = self._resolve_arch(
+            space_name, arch_yaml, num_classes, activation, scope
         )
         return self._arch_bytes.get_or_compute(
-            key, lambda: arch_graph.arch_onnx(space, arch, num_classes=classes, activation=act)
+            key,
+            lambda: arch_graph.arch_onnx(
+                space, arch, num_classes=classes, activation=act, scope=scope
+            ),
         )
 
     def arch_work(
-        self, space_name: str, arch_yaml: str, num_classes: int = 0, activation: str = ""
+        self,
+        space_name: str,
+        arch_yaml: str,
+        num_classes: int = 0,
+        activation: str = "",
+        scope: str = "",
     ) -> GraphWork:
-        """The graph analysis of an arch, cached by the arch itself. Built without weight data:
-        the analysis reads shapes only. ``sha256`` is the hash of that weightless graph."""
-        key, space, arch, classes, act = self._resolve_arch(
-            space_name, arch_yaml, num_classes, activation
+        """The graph analysis of an arch in ``scope``, cached by the arch itself. Built
+        without weight data: the analysis reads shapes only. ``sha256`` is the hash of that
+        weightless graph."""
+        key, space, arch, classes, act, scope = self._resolve_arch(
+            space_name, arch_yaml, num_classes, activation, scope
         )
 
         def build() -> GraphWork:
-            model = arch_graph.arch_model(
-                space, arch, num_classes=classes, activation=act, weights="none"
+            model = arch_graph.arch_graph_for(
+                scope, space, arch, num_classes=classes, activation=act, weights="none"
             )
             return analyze_model(model, model_sha256(model.SerializeToString()))
 
@@ -170,7 +197,10 @@ class EstimatorEngine:
         self,
         onnx_bytes: bytes | None = None,
         *,
-        arch: tuple[str, str, int] | tuple[str, str, int, str] | None = None,
+        arch: tuple[str, str, int]
+        | tuple[str, str, int, str]
+        | tuple[str, str, int, str, str]
+        | None = None,
         profile: str = "",
         hw_config: Mapping[str, float] | None = None,
         backend: str = "",
@@ -223,6 +253,9 @@ class EstimatorEngine:
                 f"{dict(hw_config or {})}: {exc}"
             ) from None
         _check_range(result, hw_config)
+        if arch is not None:  # the scope costed, which a client asking for one checks
+            scope = (arch[4] if len(arch) > 4 else "") or "network"
+            result = _replace(result, notes=[*result.notes, f"{SCOPE_NOTE}{scope}"])
         if backend == "analytical":
             return _replace(
                 result,

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+SCOPE_NOTE = "cost scope: "
+"""An arch request's answer notes ``cost scope: <scope>``: a client asking for a scope checks
+it was served (a server that predates scopes would cost the whole network)."""
+
 
 @dataclass(frozen=True)
 class LayerEstimate:
@@ -41,6 +45,12 @@ class Estimate:
     hw_config: dict[str, float] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     endpoint: str = ""  # which server answered ("" in-process); set by the client
+
+    def costed_scope(self) -> str | None:
+        """The cost scope the notes name (an arch request's), else None."""
+        return next(
+            (n.removeprefix(SCOPE_NOTE) for n in self.notes if n.startswith(SCOPE_NOTE)), None
+        )
 
     def cost(self, key: str) -> float:
         """The search step's objective: ``latency`` (ms) or ``energy`` (mJ)."""

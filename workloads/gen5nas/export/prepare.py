@@ -27,7 +27,7 @@ from gen5nas.export.resolve import SubnetChoice, resolve_subnet
 from gen5nas.spec import SearchSpace
 from gen5nas.spec.export import SubnetExportSpec
 from gen5nas.supernet import Supernet
-from gen5nas.tasks.base import Task, get_task
+from gen5nas.tasks.base import Task, checkpoint_task
 from gen5nas.tasks.classification import CLASSIFICATION
 from gen5nas.train.bn_calibration import recalibrate_bn
 from gen5nas.train.checkpoint import load_supernet
@@ -88,7 +88,7 @@ def load_and_resolve(
     """Checkpoint and subnet, with every check that needs no data (cheap, before any work)."""
     path = checkpoint_path(spec, checkpoint)
     supernet, meta = load_supernet(path)  # refuses a task that is not implemented
-    task = get_task(str(meta.get("task", "classification")), field="checkpoint")
+    task = checkpoint_task(str(meta.get("task", "classification")), spec.task, spec.dataset)
     if spec.trial is not None and not (storage or spec.storage) and spec.nas_search:
         raise SpecError(
             f"nasSearch {spec.nas_search!r} names a cluster resource (the operator passes its "

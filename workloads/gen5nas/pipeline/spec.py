@@ -23,7 +23,7 @@ from pydantic import Field
 
 from gen5nas.errors import SpecError
 from gen5nas.spec.bounds import PathStr
-from gen5nas.spec.common import load_spec
+from gen5nas.spec.common import load_spec, task_dataset_error
 from gen5nas.spec.export import KIND as EXPORT_KIND
 from gen5nas.spec.export import SubnetExportSpec
 from gen5nas.spec.search import KIND as SEARCH_KIND
@@ -62,10 +62,30 @@ class Pipeline:
         self.export: SubnetExportSpec | None = None
         if self.export_file is not None:
             _, self.export = load_spec(self.export_file, EXPORT_KIND, SubnetExportSpec)
+        self._check_task(self.search, self.search_file)
+        if self.export is not None and self.export_file is not None:
+            self._check_task(self.export, self.export_file)
 
     @property
     def name(self) -> str:
         return self.manifest.name
+
+    def _check_task(self, step: NASSearchSpec | SubnetExportSpec, path: Path) -> None:
+        """A later step runs the trained task: its ``task``, when given, is the training's,
+        and its dataset serves it (what the step would refuse after the training)."""
+        task = self.train.task
+        if step.task is not None and step.task != task:
+            raise SpecError(
+                f"{path}: task {step.task.value}, but {self.train_file.name} trains "
+                f"{task.value}: give task: {task.value} or leave task out",
+                field="spec.task",
+            )
+        if problem := task_dataset_error(task, step.dataset):
+            where, message = problem
+            raise SpecError(
+                f"{path}: {message} (the task {self.train_file.name} trains)",
+                field="spec.dataset.kind" if where == ("task",) else "spec." + ".".join(where),
+            )
 
     def _ref(self, ref: str, field: str) -> Path:
         path = Path(ref)

@@ -1,8 +1,10 @@
-"""The hardware cost of an arch: the estimator servers, their client, and the ``CostFn``.
+"""The hardware cost of an arch: its cost scope, the estimator servers, their client, and the
+``CostFn``.
 
 A search costs every arch through the gRPC estimator (``gen5nas.estimator``): by name when the
 servers know the search space, else by the arch's ONNX graph built here without torch. With no
-``estimator.servers`` in the spec, ``estimator_servers`` starts one in this process.
+``estimator.servers`` in the spec, ``estimator_servers`` starts one in this process. What of
+the arch is costed (the whole network, or its backbone) is decided once, by :func:`cost_scope`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from gen5nas.errors import Gen5NasError
+from gen5nas.errors import Gen5NasError, SpecError
 from gen5nas.estimator.client import EstimatorClient
 from gen5nas.estimator.errors import EstimatorRequestError, EstimatorUnavailable
 from gen5nas.search.checkpoint_space import SupernetInfo
@@ -20,8 +22,32 @@ from gen5nas.search.evaluate import CostFn
 from gen5nas.search.settings import Servers
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas.spec.space import Arch, SearchSpace
+from gen5nas.tasks.base import Task, checkpoint_task
 
 log = logging.getLogger(__name__)
+
+
+def cost_scope(spec: NASSearchSpec, task: Task) -> str:
+    """What the search costs of each arch: ``spec.costScope``, else the task's
+    (:attr:`Task.cost_scope`; classification ``network``, detection ``backbone``). A scope the
+    estimator has no graph for is refused here, before the study is touched."""
+    from gen5nas.estimator.arch_graph import GRAPH_SCOPES
+
+    scope = spec.cost_scope.value if spec.cost_scope is not None else str(task.cost_scope)
+    if scope not in GRAPH_SCOPES:
+        raise SpecError(
+            f"costScope {scope}: task {task.name} has no {scope} graph for the estimator yet "
+            f"(the whole detector at a static shape, NMS outside, comes with the detection "
+            f"model); allowed now: {', '.join(GRAPH_SCOPES)}",
+            field="costScope",
+        )
+    return scope
+
+
+def supernet_cost_scope(spec: NASSearchSpec, supernet: SupernetInfo) -> str:
+    """:func:`cost_scope` for the supernet's task (checked against the spec's ``task`` and
+    dataset: :func:`gen5nas.tasks.base.checkpoint_task`)."""
+    return cost_scope(spec, checkpoint_task(supernet.task, spec.task, spec.dataset))
 
 
 def server_list(servers: Servers) -> list[dict[str, Any]]:
@@ -66,19 +92,22 @@ def make_cost_fn(
     name: str | None,
     num_classes: int,
     activation: str,
+    scope: str = "network",
 ) -> CostFn:
-    """arch -> (latency_ms, energy_mj): by name when the server knows the space, else the ONNX
-    of the arch (built here, without torch)."""
+    """arch -> (latency_ms, energy_mj) of its graph in ``scope``: by name when the server knows
+    the space, else the ONNX of the arch (built here, without torch)."""
 
     def cost(arch: Arch) -> tuple[float, float]:
         if name is not None:
-            est = client.estimate_arch(name, arch, num_classes=num_classes, activation=activation)
+            est = client.estimate_arch(
+                name, arch, num_classes=num_classes, activation=activation, scope=scope
+            )
         else:
             # onnx (~0.4 s to import) only for a custom space: a shipped one is costed by name.
             from gen5nas.estimator.arch_graph import arch_onnx
 
             est = client.estimate(
-                arch_onnx(space, arch, num_classes=num_classes, activation=activation)
+                arch_onnx(space, arch, num_classes=num_classes, activation=activation, scope=scope)
             )
         if est.latency_ms is None or est.energy_mj is None:
             raise Gen5NasError(f"the estimator answered without latency/energy: {est}")
@@ -87,18 +116,26 @@ def make_cost_fn(
     return cost
 
 
-def supernet_cost_fn(client: EstimatorClient, supernet: SupernetInfo) -> CostFn:
-    """The cost of the archs of ``supernet`` (its space, classes and activation)."""
+def supernet_cost_fn(client: EstimatorClient, supernet: SupernetInfo, scope: str) -> CostFn:
+    """The cost in ``scope`` of the archs of ``supernet`` (its space, classes, activation)."""
     return make_cost_fn(
-        client, supernet.space, supernet.space_name, supernet.num_classes, supernet.activation
+        client,
+        supernet.space,
+        supernet.space_name,
+        supernet.num_classes,
+        supernet.activation,
+        scope,
     )
 
 
-def check_estimator(spec: NASSearchSpec, servers: Servers, supernet: SupernetInfo) -> None:
+def check_estimator(
+    spec: NASSearchSpec, servers: Servers, supernet: SupernetInfo, scope: str
+) -> None:
     """Cost the smallest subnet once through a client of its own (closed again)."""
     client = make_client(spec, server_list(servers))
     try:
-        probe_estimator(supernet_cost_fn(client, supernet), supernet.space, server_list(servers))
+        cost_fn = supernet_cost_fn(client, supernet, scope)
+        probe_estimator(cost_fn, supernet.space, server_list(servers))
     finally:
         client.close()
 

@@ -20,7 +20,7 @@ import optuna
 
 from gen5nas.errors import Gen5NasError
 from gen5nas.search.checkpoint_space import read_supernet
-from gen5nas.search.cost import check_estimator, estimator_servers
+from gen5nas.search.cost import check_estimator, estimator_servers, supernet_cost_scope
 from gen5nas.search.log_dir import open_log_dir
 from gen5nas.search.metrics import SearchMetricsEndpoint
 from gen5nas.search.outputs import StudyOutputs, record_outputs
@@ -29,7 +29,6 @@ from gen5nas.search.runner import seed_extremes
 from gen5nas.search.settings import SearchSettings
 from gen5nas.search.study import open_search_study, parse_storage_url, redact
 from gen5nas.search.workers import FailedWorkers, check_failed_workers, run_workers
-from gen5nas.tasks.base import get_task
 from gen5nas.train.checkpoint import supernet_checkpoint
 
 __all__ = ["SearchResult", "SearchSettings", "run_search"]
@@ -45,6 +44,7 @@ class SearchResult:
     outputs: dict[str, Path]
     cost_key: str
     front: list[TrialRecord] = field(default_factory=list)
+    cost_scope: str = "network"  # what of each subnet was costed (search.cost.cost_scope)
 
     @property
     def completed(self) -> int:
@@ -83,28 +83,30 @@ def run_search(
     settings = replace(settings, checkpoint=str(checkpoint))
     supernet = read_supernet(spec, checkpoint)
     space = supernet.space
-    get_task(supernet.task, field="checkpoint")  # a task this version cannot search is refused
+    # The task (one this version cannot search is refused) and what is costed of each arch.
+    scope = supernet_cost_scope(spec, supernet)
     work_dir.mkdir(parents=True, exist_ok=True)
-    run_outputs = open_log_dir(work_dir, settings)
+    run_outputs = open_log_dir(work_dir, settings, scope)
     settings = replace(settings, log_file=str(run_outputs.log_file.path))
     try:
-        study = open_search_study(settings, space, supernet.task)
+        study = open_search_study(settings, space, supernet.task, scope)
         outputs = StudyOutputs(
             study, space, work_dir, cost_key, constraint_limits(spec.constraints)
         )
         with estimator_servers(spec, settings.workers) as servers:
             settings = replace(settings, servers=servers)
-            check_estimator(spec, servers, supernet)
+            check_estimator(spec, servers, supernet, scope)
             if spec.sampler.seed_extremes:
                 seed_extremes(study, space)  # idempotent: every pod of a Job may call it
             log.info(
-                "search: study %r in %s, space %s (%d subnets), cost %s, %d trials, "
+                "search: study %r in %s, space %s (%d subnets), cost %s of the %s, %d trials, "
                 "%d worker(s), sampler %s, work dir %s",
                 settings.study_name,
                 redact(settings.storage_url),
                 supernet.space_name or "custom",
                 space.size(),
                 cost_key,
+                scope,
                 spec.max_trials,
                 settings.workers,
                 spec.sampler.type.value,
@@ -120,7 +122,7 @@ def run_search(
             check_failed_workers(failed, records, spec.max_trials)
         front = pareto_front(records, cost_key)
         result = SearchResult(
-            settings.study_name, settings.storage_url, records, paths, cost_key, front
+            settings.study_name, settings.storage_url, records, paths, cost_key, front, scope
         )
         _log_summary(result)
     finally:

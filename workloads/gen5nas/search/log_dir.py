@@ -12,10 +12,12 @@ from gen5nas.search.settings import SearchSettings
 from gen5nas.search.study import redact
 
 
-def open_log_dir(work_dir: Path, settings: SearchSettings) -> RunOutputs:
-    """The run's outputs; the resolved config names the storage without its password."""
+def open_log_dir(work_dir: Path, settings: SearchSettings, cost_scope: str) -> RunOutputs:
+    """The run's outputs; the resolved config names the storage without its password and
+    the cost scope in effect (the spec's or the task's)."""
     resolved = settings.spec.model_dump(mode="json", by_alias=True, exclude_none=True)
     resolved.update(
+        costScope=cost_scope,
         checkpoint=settings.checkpoint,
         storage={**resolved.get("storage", {}), "url": redact(settings.storage_url)},
     )

@@ -6,8 +6,10 @@
 (matplotlib), ``study.pkl`` (an in-memory copy of the study: ``pickle.load`` needs no database).
 
 ``StudyOutputs`` writes them all from a search's study, ``OutputRefresher`` every few trials
-while it runs, and ``record_outputs`` stores their paths in the study for the operator.
-Torch-free: the operator imports this module.
+while it runs, and ``record_outputs`` stores their paths in the study for the operator. What
+the numbers are comes from the study too: the task's metric names the accuracy axis, and the
+cost scope (``network``, ``backbone``) the ``cost_scope`` column and the cost axis ("latency
+(backbone, ms)"). Torch-free to import: the operator imports this module.
 """
 
 from __future__ import annotations
@@ -25,7 +27,9 @@ import optuna
 
 from gen5nas.atomic import atomic_write_bytes
 from gen5nas.search.results import TrialRecord, collect, pareto_front
+from gen5nas.search.study import study_cost_scope
 from gen5nas.spec.space import SearchSpace, save_arch
+from gen5nas.tasks.base import Metric
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +38,7 @@ CSV_NAME = "subnets.csv"
 HTML_NAME = "pareto_front.html"
 PNG_NAME = "pareto_front.png"
 PICKLE_NAME = "study.pkl"
-COST_LABELS = {"latency": "latency (ms)", "energy": "energy (mJ)"}
+COST_UNITS = {"latency": "ms", "energy": "mJ"}
 OUTPUTS_EVERY = 10  # trials between refreshes of the output files while a search runs
 
 # What a finished search records in its study, for the operator: the study user attr
@@ -67,6 +71,31 @@ def write_arch_files(records: Sequence[TrialRecord], work_dir: Path) -> list[Pat
     return written
 
 
+def cost_label(cost_key: str, cost_scope: str) -> str:
+    """The cost axis: ``latency (backbone, ms)``."""
+    return f"{cost_key} ({cost_scope}, {COST_UNITS[cost_key]})"
+
+
+def metric_label(metric: Metric) -> str:
+    """The accuracy axis: ``top-1 (%)``, ``bbox mAP``."""
+    return f"{metric.title} (%)" if metric.unit == "percent" else metric.title
+
+
+@dataclass(frozen=True)
+class Labels:
+    """What a study's numbers are: its task's metric and its cost scope."""
+
+    metric: Metric
+    cost_scope: str
+
+    @classmethod
+    def of(cls, study: optuna.Study) -> Labels:
+        from gen5nas.tasks.base import get_task  # the registry imports the tasks (torch)
+
+        task = get_task(str(study.user_attrs.get("task", "classification")), field="task")
+        return cls(task.metric, study_cost_scope(study))
+
+
 def csv_columns(num_stages: int) -> list[str]:
     cols = ["trial", "state", "resolution", "first_num_out_channels", "last_num_out_channels"]
     for i in range(num_stages):
@@ -78,6 +107,7 @@ def csv_columns(num_stages: int) -> list[str]:
         "accuracy_top1",
         "latency_ms",
         "energy_mj",
+        "cost_scope",
         "feasible",
         "pareto",
         "duration_s",
@@ -87,7 +117,9 @@ def csv_columns(num_stages: int) -> list[str]:
     return cols
 
 
-def write_csv(records: Sequence[TrialRecord], work_dir: Path, num_stages: int) -> Path:
+def write_csv(
+    records: Sequence[TrialRecord], work_dir: Path, num_stages: int, cost_scope: str = "network"
+) -> Path:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=csv_columns(num_stages), lineterminator="\n")
     writer.writeheader()
@@ -98,6 +130,7 @@ def write_csv(records: Sequence[TrialRecord], work_dir: Path, num_stages: int) -
             "accuracy_top1": _num(r.accuracy),
             "latency_ms": _num(r.latency_ms),
             "energy_mj": _num(r.energy_mj),
+            "cost_scope": cost_scope,
             "feasible": r.feasible,
             "pareto": r.pareto,
             "duration_s": _num(r.duration_s),
@@ -140,15 +173,18 @@ def _split(records: Sequence[TrialRecord], cost_key: str) -> dict[str, list[Tria
     }
 
 
-def _label(r: TrialRecord) -> str:
+def _label(r: TrialRecord, labels: Labels) -> str:
     summary = r.arch.summary() if r.arch else "?"
     return (
-        f"trial {r.number}<br>{summary}<br>top-1 {r.accuracy:.2f}%"
-        f"<br>latency {r.latency_ms} ms, energy {r.energy_mj} mJ"
+        f"trial {r.number}<br>{summary}<br>{labels.metric.title} "
+        f"{labels.metric.format(r.accuracy or 0.0)}<br>{labels.cost_scope}: latency "
+        f"{r.latency_ms} ms, energy {r.energy_mj} mJ"
     )
 
 
-def write_html(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, title: str) -> Path:
+def write_html(
+    records: Sequence[TrialRecord], work_dir: Path, cost_key: str, title: str, labels: Labels
+) -> Path:
     # The plotting libraries only when a plot is drawn: the operator imports this module for
     # its names and paths, and draws none.
     import plotly.graph_objects as go
@@ -174,21 +210,23 @@ def write_html(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, ti
                 name=name,
                 marker=marker,
                 line={"shape": "hv"} if key == "front" else None,
-                text=[_label(r) for r in rs],
+                text=[_label(r, labels) for r in rs],
                 hoverinfo="text",
             )
         )
     fig.update_layout(
         title=title,
-        xaxis_title=COST_LABELS[cost_key],
-        yaxis_title="top-1 accuracy (%)",
+        xaxis_title=cost_label(cost_key, labels.cost_scope),
+        yaxis_title=metric_label(labels.metric),
         template="plotly_white",
     )
     html = fig.to_html(include_plotlyjs=True, full_html=True)
     return atomic_write_bytes(work_dir / HTML_NAME, html.encode())
 
 
-def write_png(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, title: str) -> Path:
+def write_png(
+    records: Sequence[TrialRecord], work_dir: Path, cost_key: str, title: str, labels: Labels
+) -> Path:
     import matplotlib  # see write_html
 
     matplotlib.use("Agg")  # no display; kaleido would need a browser
@@ -214,8 +252,8 @@ def write_png(records: Sequence[TrialRecord], work_dir: Path, cost_key: str, tit
                         str(r.number), (x, y), textcoords="offset points", xytext=(4, 4), fontsize=7
                     )
             ax.scatter(xs, ys, c=color, marker=marker, label=label, s=25, zorder=3)
-        ax.set_xlabel(COST_LABELS[cost_key])
-        ax.set_ylabel("top-1 accuracy (%)")
+        ax.set_xlabel(cost_label(cost_key, labels.cost_scope))
+        ax.set_ylabel(metric_label(labels.metric))
         ax.set_title(title)
         ax.grid(alpha=0.3)
         if any(groups.values()):
@@ -244,12 +282,14 @@ def write_all(
     cost_key: str,
     num_stages: int,
 ) -> dict[str, Path]:
-    """Every output file; returns their paths by name."""
-    title = f"{study.study_name}: top-1 accuracy vs {cost_key}"
+    """Every output file; returns their paths by name. The task and cost scope are the
+    study's (:class:`Labels`)."""
+    labels = Labels.of(study)
+    title = f"{study.study_name}: {labels.metric.title} vs {cost_key} ({labels.cost_scope})"
     out = {
-        "csv": write_csv(records, work_dir, num_stages),
-        "html": write_html(records, work_dir, cost_key, title),
-        "png": write_png(records, work_dir, cost_key, title),
+        "csv": write_csv(records, work_dir, num_stages, labels.cost_scope),
+        "html": write_html(records, work_dir, cost_key, title, labels),
+        "png": write_png(records, work_dir, cost_key, title, labels),
         "pickle": write_pickle(study, work_dir),
     }
     write_arch_files(records, work_dir)

@@ -6,7 +6,9 @@ grace period, is marked FAIL and re-enqueued with the same params by Optuna's
 ``RetryHeartbeatStaleTrialCallback``, so no work is silently lost and no trial stays RUNNING forever.
 
 ``open_search_study`` opens the study of a search: its storage, the sampler of one worker, and its
-identity (search space, cost key, task), which a resumed search must share.
+identity (search space, cost key, cost scope, task), which a resumed search must share. The
+study also names the task's metric (user attr ``metric``, e.g. ``accuracy/top1``): the operator,
+which has no task registry, shows it.
 """
 
 from __future__ import annotations
@@ -40,7 +42,10 @@ DIRECTIONS: tuple[Literal["maximize"], Literal["minimize"]] = ("maximize", "mini
 STORAGE_FIELD = "storage.url"
 SUPPORTED_DIALECTS = ("sqlite", "postgresql", "mysql")
 # Study user attrs that pin what a study is about; resuming with other values is refused.
-IDENTITY_ATTRS = ("space", "cost_key", "task")
+IDENTITY_ATTRS = ("space", "cost_key", "cost_scope", "task")
+# What a study made before an identity attr existed was searched with.
+IDENTITY_DEFAULTS = {"cost_scope": "network"}
+METRIC_ATTR = "metric"  # the task's Metric.label
 
 
 @contextlib.contextmanager
@@ -185,11 +190,14 @@ def open_study(
     sampler: optuna.samplers.BaseSampler,
     identity: dict[str, Any],
     metric_names: list[str] | None = None,
+    labels: dict[str, str] | None = None,
 ) -> optuna.Study:
     """Create the study, or load it when it exists (the same command resumes a search).
 
-    ``identity`` (search space, cost key, task) is stored with a new study; loading a study
-    that was created for another identity is refused before anything is written to it.
+    ``identity`` (search space, cost key, cost scope, task) is stored with a new study (and
+    added to an older one that lacks a key); loading a study that was created for another
+    identity is refused before anything is written to it. ``labels`` (user attrs) are set on
+    every open.
     """
     identity = {k: _canonical(v) for k, v in identity.items()}
     existing = {s.study_name: s for s in storage.get_all_studies()}
@@ -203,7 +211,7 @@ def open_study(
                 field="studyName",
             )
         for key, value in identity.items():
-            stored = found.user_attrs.get(key)
+            stored = found.user_attrs.get(key, IDENTITY_DEFAULTS.get(key))
             if stored is not None and stored != value:
                 raise SpecError(
                     f"study {study_name!r} in {redact(storage.url)} was created with another "
@@ -221,6 +229,9 @@ def open_study(
     for key, value in identity.items():
         if key not in study.user_attrs:
             study.set_user_attr(key, value)
+    for key, text in (labels or {}).items():
+        if study.user_attrs.get(key) != text:
+            study.set_user_attr(key, text)
     if metric_names is not None and study.metric_names != metric_names:
         with quiet_experimental():  # what optuna-dashboard labels the objectives
             study.set_metric_names(metric_names)
@@ -230,36 +241,56 @@ def open_study(
 COST_METRIC_NAMES = {"latency": "latency_ms", "energy": "energy_mj"}
 
 
-def metric_names(task: str, cost_key: str) -> list[str]:
-    """The objectives' names: the task's headline metric (``accuracy/top1``) and the cost."""
+def metric_names(task: str, cost_key: str, cost_scope: str = "network") -> list[str]:
+    """The objectives' names: the task's headline metric (``accuracy/top1``) and the cost
+    (``latency_ms``; ``backbone/latency_ms`` when only the backbone is costed)."""
     from gen5nas.tasks.base import get_task
 
-    return [get_task(task).metric.label, COST_METRIC_NAMES[cost_key]]
+    cost = COST_METRIC_NAMES[cost_key]
+    return [
+        get_task(task).metric.label,
+        cost if cost_scope == "network" else f"{cost_scope}/{cost}",
+    ]
 
 
-def study_identity(space: SearchSpace, cost_key: str, task: str) -> dict[str, Any]:
+def study_identity(
+    space: SearchSpace, cost_key: str, task: str, cost_scope: str = "network"
+) -> dict[str, Any]:
     """The ``IDENTITY_ATTRS`` of a search's study."""
     return {
         "space": space.model_dump(mode="json", by_alias=False),
         "cost_key": cost_key,
+        "cost_scope": cost_scope,
         "task": task,
     }
 
 
+def study_cost_scope(study: optuna.Study) -> str:
+    """The cost scope a study was searched with (``network`` for one older than scopes)."""
+    return str(study.user_attrs.get("cost_scope") or IDENTITY_DEFAULTS["cost_scope"])
+
+
 def open_search_study(
-    settings: SearchSettings, space: SearchSpace, task: str, worker_index: int = 0
+    settings: SearchSettings,
+    space: SearchSpace,
+    task: str,
+    cost_scope: str,
+    worker_index: int = 0,
 ) -> optuna.Study:
-    """The study of ``settings``, with the sampler of worker ``worker_index`` (its own seed)."""
+    """The study of ``settings``, with the sampler of worker ``worker_index`` (its own seed);
+    ``cost_scope`` as :func:`gen5nas.search.cost.cost_scope` decided it."""
     # gen5nas.search.sampler imports quiet_experimental from this module: at the top, each
     # module would import the other half-initialised.
     from gen5nas.search.sampler import build_sampler
+    from gen5nas.tasks.base import get_task
 
     spec = settings.spec
     sampler = build_sampler(spec.sampler, worker_index=worker_index)
     storage = open_storage(settings.storage_url, spec.storage)
-    identity = study_identity(space, spec.cost_key.value, task)
-    names = metric_names(task, spec.cost_key.value)
-    return open_study(storage, settings.study_name, sampler, identity, names)
+    identity = study_identity(space, spec.cost_key.value, task, cost_scope)
+    names = metric_names(task, spec.cost_key.value, cost_scope)
+    labels = {METRIC_ATTR: get_task(task).metric.label}
+    return open_study(storage, settings.study_name, sampler, identity, names, labels)
 
 
 def _canonical(value: Any) -> Any:

@@ -28,7 +28,12 @@ from gen5nas.data.loaders import generated_data_home, prepare_dataset
 from gen5nas.errors import Gen5NasError
 from gen5nas.logdir import LogFile
 from gen5nas.search.checkpoint_space import read_supernet
-from gen5nas.search.cost import make_client, server_list, supernet_cost_fn
+from gen5nas.search.cost import (
+    make_client,
+    server_list,
+    supernet_cost_fn,
+    supernet_cost_scope,
+)
 from gen5nas.search.evaluate import Evaluator, build_evaluator
 from gen5nas.search.metrics import SearchMetrics, SearchMetricsEndpoint
 from gen5nas.search.outputs import OutputRefresher, StudyOutputs
@@ -56,11 +61,12 @@ def run_workers(
     if settings.workers == 1:
         run_worker(settings, 0, metrics=metrics.local if metrics else None)
         return []
-    # Generated datasets are written once, before the workers.
-    home = generated_data_home(
-        settings.spec.dataset, Path(settings.work_dir), Path(settings.checkpoint)
-    )
-    prepare_dataset(settings.spec.dataset, home, space.max_resolution())
+    # Generated datasets are written once, before the workers (one read from a path, coco
+    # or imagefolder, needs nothing).
+    dataset = settings.spec.dataset
+    if dataset.kind.generated:
+        home = generated_data_home(dataset, Path(settings.work_dir), Path(settings.checkpoint))
+        prepare_dataset(dataset, home, space.max_resolution())
     return _run_processes(settings, metrics)
 
 
@@ -81,11 +87,12 @@ def run_worker(
     supernet = read_supernet(spec, Path(settings.checkpoint))
     space = supernet.space
     global_index = settings.worker_offset + worker_index
-    study = open_search_study(settings, space, supernet.task, worker_index=global_index)
+    scope = supernet_cost_scope(spec, supernet)
+    study = open_search_study(settings, space, supernet.task, scope, worker_index=global_index)
     client = make_client(spec, server_list(settings.servers))
     evaluator: Evaluator | None = None
     try:
-        cost_fn = supernet_cost_fn(client, supernet)
+        cost_fn = supernet_cost_fn(client, supernet, scope)
         evaluator = build_evaluator(settings, space, supernet.meta, cost_fn)
         limits = constraint_limits(spec.constraints)
         writer = None

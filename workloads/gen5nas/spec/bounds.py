@@ -59,10 +59,12 @@ PathStr = Annotated[str, Field(min_length=1, max_length=MAX_STRING)]
 @dataclass(frozen=True)
 class Cel:
     """A CEL rule (``x-kubernetes-validations``) on a type: the API server's copy of a check
-    its pydantic validator makes. ``message`` names the field and what is allowed."""
+    its pydantic validator makes. ``message`` names the field and what is allowed;
+    ``field_path`` (e.g. ``.dataset.kind``) is where the API server reports a rule on an object."""
 
     rule: str
     message: str
+    field_path: str | None = None
 
     def __get_pydantic_json_schema__(
         self, core_schema: CoreSchema, handler: GetJsonSchemaHandler
@@ -72,7 +74,10 @@ class Cel:
         return schema
 
     def as_dict(self) -> dict[str, str]:
-        return {"rule": self.rule, "message": self.message}
+        out = {"rule": self.rule, "message": self.message}
+        if self.field_path:
+            out["fieldPath"] = self.field_path
+        return out
 
 
 def cel_rules(*rules: Cel) -> ConfigDict:

@@ -8,6 +8,7 @@ snake_case names too. ``runtime`` only matters in a cluster; the local CLI ignor
 
 from __future__ import annotations
 
+import re
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -29,7 +30,7 @@ from gen5nas.spec.bounds import (
     Quantity,
     cel_rules,
 )
-from gen5nas.spec.model_base import ModelT, SpecModel, parse_model
+from gen5nas.spec.model_base import ModelT, SpecModel, errors_at, parse_model
 from gen5nas.spec.space import ArchSetting, SearchSpace
 from gen5nas.spec.space_rules import Resolutions
 from gen5nas.spec.yaml_input import read_yaml_documents
@@ -125,6 +126,40 @@ class ScenesSpec(SpecModel):
 
 PATH_REQUIRED = (DatasetKind.imagefolder, DatasetKind.coco)  # read from a path, not generated
 
+# A path inside the dataset root: relative, no empty, "." or ".." segment (so it cannot leave
+# ``path``, which in a cluster is the read-only dataset volume). RE2 and Rust regex both take it.
+_SEGMENT = "([.]?[^./][^/]*|[.][.][^/]+)"  # no backslash: the pattern is a CEL literal too
+RELATIVE_PATH_PATTERN = rf"^{_SEGMENT}(/{_SEGMENT})*$"
+_RELATIVE_PATH_RULE = (
+    "a path relative to dataset.path, e.g. annotations/instances_train.json (no leading '/', "
+    "no '.' or '..' segment, no '//' or trailing '/')"
+)
+
+
+def _inside_root(path: str) -> str:
+    if not re.fullmatch(RELATIVE_PATH_PATTERN, path):
+        raise ValueError(f"{path!r} is not {_RELATIVE_PATH_RULE}")
+    return path
+
+
+InRootPath = Annotated[
+    str,
+    Field(min_length=1, max_length=MAX_STRING),
+    AfterValidator(_inside_root),
+    Cel(f"self.matches('{RELATIVE_PATH_PATTERN}')", f"must be {_RELATIVE_PATH_RULE}"),
+]
+
+
+class CocoSpec(SpecModel):
+    """Where ``kind: coco`` finds each split under ``dataset.path``: an images folder and its
+    instances json (the COCO layout by default; COCO 2017 itself: trainImages train2017,
+    trainAnnotations annotations/instances_train2017.json, and the same for val)."""
+
+    train_images: InRootPath = "train"
+    train_annotations: InRootPath = "annotations/instances_train.json"
+    val_images: InRootPath = "val"
+    val_annotations: InRootPath = "annotations/instances_val.json"
+
 
 class DatasetSpec(SpecModel):
     model_config = cel_rules(
@@ -133,7 +168,12 @@ class DatasetSpec(SpecModel):
             f"has(self.path)",
             f"dataset.path is required for dataset kinds {[k.value for k in PATH_REQUIRED]} "
             f"(imagefolder is the default)",
-        )
+        ),
+        Cel(
+            "!has(self.coco) || (has(self.kind) && self.kind == 'coco')",
+            "dataset.coco (where the COCO images and annotations are) is for kind coco only",
+            field_path=".coco",
+        ),
     )
 
     kind: DatasetKind = DatasetKind.imagefolder
@@ -146,6 +186,11 @@ class DatasetSpec(SpecModel):
         default=None, ge=1, le=MAX_CLASSES, description="default: from the data"
     )
     scenes: ScenesSpec | None = Field(default=None, description="kind scenes: how to draw them")
+    coco: CocoSpec | None = Field(
+        default=None,
+        description="kind coco: the images folder and instances json of each split, relative "
+        "to path (default: the COCO layout; always set for kind coco once validated)",
+    )
     batch_size: int = Field(default=64, ge=1, le=MAX_BATCH_SIZE, description="per process")
     val_batch_size: int | None = Field(default=None, ge=1, le=MAX_BATCH_SIZE)
     num_workers: int = Field(default=2, ge=0, le=256)
@@ -154,12 +199,30 @@ class DatasetSpec(SpecModel):
     )
     max_val_samples: int | None = Field(default=None, ge=1, le=MAX_SAMPLES)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _coco_layout(cls, data: object) -> object:
+        # Kind coco always carries its files (the defaults when not given), so a reader needs
+        # no second copy of the COCO layout.
+        if (
+            isinstance(data, dict)
+            and data.get("kind") == DatasetKind.coco
+            and data.get("coco") is None
+        ):
+            data = {**data, "coco": {}}
+        return data
+
     @model_validator(mode="after")
     def _fields_fit_kind(self) -> DatasetSpec:
         if self.kind in PATH_REQUIRED and not self.path:
             raise ValueError(f"path is required for dataset kind {self.kind.value}")
         if self.scenes is not None and self.kind != DatasetKind.scenes:
             raise ValueError(f"scenes settings are for kind scenes, not {self.kind.value}")
+        if self.coco is not None and self.kind != DatasetKind.coco:
+            raise errors_at(
+                "DatasetSpec",
+                [(("coco",), f"coco settings are for kind coco, not {self.kind.value}", None)],
+            )
         scenes_classes = self.num_classes if self.kind == DatasetKind.scenes else None
         if scenes_classes is not None and not 2 <= scenes_classes <= SCENES_MAX_CLASSES:
             raise ValueError(
@@ -167,6 +230,54 @@ class DatasetSpec(SpecModel):
                 f"{SCENES_MAX_CLASSES} categories"
             )
         return self
+
+
+DETECTION_DATASETS = (DatasetKind.coco, DatasetKind.scenes)  # the kinds with boxes
+TASK_DATASET_RULES = (
+    Cel(
+        "!has(self.dataset) || !has(self.dataset.kind) || self.dataset.kind != 'coco' || "
+        "(has(self.task) && self.task == 'detection')",
+        "dataset.kind coco is for task detection: set task: detection (classification reads "
+        "imagefolder, digits, synthetic or scenes)",
+        field_path=".dataset.kind",
+    ),
+    Cel(
+        "!has(self.task) || self.task != 'detection' || !has(self.dataset) || "
+        f"(has(self.dataset.kind) && self.dataset.kind in {[k.value for k in DETECTION_DATASETS]})",
+        "task detection needs dataset.kind coco or scenes (datasets with boxes); imagefolder "
+        "(the default), digits and synthetic have none",
+        field_path=".task",
+    ),
+)
+"""The CEL copies of :func:`task_dataset_error`, on each spec that has ``task`` and ``dataset``
+(a spec without ``task``, a search or an export, follows its checkpoint: checked at run time)."""
+
+
+def task_dataset_error(
+    task: str | None, dataset: DatasetSpec | None
+) -> tuple[tuple[str, ...], str] | None:
+    """(field path, message) when ``dataset`` cannot serve ``task``; None when it can."""
+    if dataset is None:
+        return None
+    if dataset.kind == DatasetKind.coco and task != Task.detection:
+        given = f" (task is {task})" if task else ""
+        return ("dataset", "kind"), (
+            f"kind coco is for task detection{given}: set task: detection (classification "
+            "reads imagefolder, digits, synthetic or scenes)"
+        )
+    if task == Task.detection and dataset.kind not in DETECTION_DATASETS:
+        return ("task",), (
+            f"task detection needs dataset.kind coco or scenes (datasets with boxes), not "
+            f"{dataset.kind.value}"
+        )
+    return None
+
+
+def check_task_dataset(task: str | None, dataset: DatasetSpec | None) -> None:
+    """A spec model's validator: the error at its field (``errors_at``)."""
+    if problem := task_dataset_error(task, dataset):
+        loc, message = problem
+        raise errors_at("Spec", [(loc, message, task)])
 
 
 class Toleration(SpecModel):

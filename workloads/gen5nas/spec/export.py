@@ -22,7 +22,13 @@ from gen5nas.spec.bounds import (
     Seed,
     cel_rules,
 )
-from gen5nas.spec.common import DatasetSpec, RuntimeSpec
+from gen5nas.spec.common import (
+    TASK_DATASET_RULES,
+    DatasetSpec,
+    RuntimeSpec,
+    Task,
+    check_task_dataset,
+)
 from gen5nas.spec.search import EstimatorServer, HwConfig
 from gen5nas.spec.space import Arch, SpecModel
 from gen5nas.spec.training import CheckpointSpec, check_warmup, warmup_within_epochs
@@ -75,9 +81,14 @@ class SubnetExportSpec(SpecModel):
             " == 1",
             "name exactly one subnet: trial (with nasSearch or a storage), archFile, or an "
             "inline arch",
-        )
+        ),
+        *TASK_DATASET_RULES,
     )
 
+    task: Task | None = Field(
+        default=None,
+        description="the checkpoint's task (default); when given, it must be the checkpoint's",
+    )
     supernet_training: K8sName | None = Field(default=None, description="cluster: its checkpoint")
     checkpoint: PathStr | None = None
     nas_search: K8sName | None = Field(default=None, description="cluster: the NASSearch of trial")
@@ -146,4 +157,9 @@ class SubnetExportSpec(SpecModel):
                 f"name exactly one subnet: trial (with nasSearch or a storage), archFile, or "
                 f"an inline arch; got {given or 'none'}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _task_fits_dataset(self) -> SubnetExportSpec:
+        check_task_dataset(self.task, self.dataset)
         return self

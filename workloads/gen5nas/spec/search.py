@@ -22,7 +22,14 @@ from gen5nas.spec.bounds import (
     Seed,
     cel_rules,
 )
-from gen5nas.spec.common import DatasetSpec, RuntimeSpec, SpaceSpec
+from gen5nas.spec.common import (
+    TASK_DATASET_RULES,
+    DatasetSpec,
+    RuntimeSpec,
+    SpaceSpec,
+    Task,
+    check_task_dataset,
+)
 from gen5nas.spec.space import SpecModel
 
 KIND = "NASSearch"
@@ -31,6 +38,14 @@ KIND = "NASSearch"
 class CostKey(StrEnum):
     latency = "latency"
     energy = "energy"
+
+
+class CostScope(StrEnum):
+    """What of a subnet the estimator costs (``gen5nas.search.cost.cost_scope`` decides)."""
+
+    network = "network"  # the whole static subnet, head included (classification's)
+    backbone = "backbone"  # stem + stages at the search resolution, no head (detection's)
+    detector = "detector"  # the whole detector, static shape, NMS outside the graph
 
 
 class SamplerKind(StrEnum):
@@ -177,6 +192,12 @@ class StorageSpec(SpecModel):
 
 
 class NASSearchSpec(SpecModel):
+    model_config = cel_rules(*TASK_DATASET_RULES)
+
+    task: Task | None = Field(
+        default=None,
+        description="the checkpoint's task (default); when given, it must be the checkpoint's",
+    )
     search_space: SpaceSpec | None = Field(
         default=None,
         description="the space to search; must be the checkpoint's (default: the checkpoint's)",
@@ -188,6 +209,12 @@ class NASSearchSpec(SpecModel):
     dataset: DatasetSpec
     estimator: EstimatorSpec = Field(default_factory=EstimatorSpec)
     cost_key: CostKey = CostKey.latency
+    cost_scope: CostScope | None = Field(
+        default=None,
+        description="what the estimator costs: network (the whole subnet), backbone (stem + "
+        "stages, no head) or detector (the whole detector); default: the task's "
+        "(classification network, detection backbone)",
+    )
     max_trials: int = Field(
         default=200, ge=1, le=MAX_TRIALS, alias="maxTrials", description="seed: max_epochs"
     )
@@ -201,6 +228,11 @@ class NASSearchSpec(SpecModel):
     )
     delete_study_on_delete: bool = False
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+
+    @model_validator(mode="after")
+    def _task_fits_dataset(self) -> NASSearchSpec:
+        check_task_dataset(self.task, self.dataset)
+        return self
 
     @model_validator(mode="before")
     @classmethod

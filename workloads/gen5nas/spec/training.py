@@ -18,7 +18,14 @@ from gen5nas.spec.bounds import (
     Seed,
     cel_rules,
 )
-from gen5nas.spec.common import DatasetSpec, RuntimeSpec, SpaceSpec, Task
+from gen5nas.spec.common import (
+    TASK_DATASET_RULES,
+    DatasetSpec,
+    RuntimeSpec,
+    SpaceSpec,
+    Task,
+    check_task_dataset,
+)
 from gen5nas.spec.plan import Activation
 from gen5nas.spec.space import SpecModel
 
@@ -122,7 +129,13 @@ class CheckpointSpec(SpecModel):
 
 
 class SupernetTrainingSpec(SpecModel):
-    task: Task = Task.classification
+    model_config = cel_rules(*TASK_DATASET_RULES)
+
+    task: Task = Field(
+        default=Task.classification,
+        description="classification (imagefolder, digits, synthetic, scenes) or detection "
+        "(coco, scenes)",
+    )
     search_space: SpaceSpec
     dataset: DatasetSpec
     model: ModelSpec = Field(default_factory=ModelSpec)
@@ -140,3 +153,8 @@ class SupernetTrainingSpec(SpecModel):
     )
     channels_last: bool = Field(default=False, description="NHWC memory format (GPU speed-up)")
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+
+    @model_validator(mode="after")
+    def _task_fits_dataset(self) -> SupernetTrainingSpec:
+        check_task_dataset(self.task, self.dataset)
+        return self

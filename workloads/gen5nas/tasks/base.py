@@ -14,7 +14,8 @@ pipeline) take a :class:`Task` and call it, never asking for its name:
   the checkpoints, is the search's accuracy objective and the card's headline figure);
 - export: :meth:`Task.export_wrapper` is what torch.onnx and the parity check are fed;
 - cost: :attr:`Task.cost_scope` names the subgraph the estimator costs (``network`` or
-  ``backbone``).
+  ``backbone``): a search's default, ``NASSearch.costScope`` overrides it
+  (:func:`gen5nas.search.cost.cost_scope` decides).
 
 Tasks are keyed by the value of the specs' ``task`` field (:class:`gen5nas.spec.common.Task`);
 :func:`get_task` refuses a name no task is registered for, with the names that are.
@@ -126,6 +127,27 @@ def get_task(name: str, field: str = "task") -> Task:
             f"task {str(name)!r} is not implemented; available: {', '.join(sorted(_TASKS))}",
             field=field,
         ) from None
+
+
+def checkpoint_task(
+    trained_for: str, spec_task: str | None, dataset: DatasetSpec | None = None
+) -> Task:
+    """The task of a checkpoint trained for ``trained_for``, for a step that reads it (search,
+    export): registered (else :func:`get_task`'s refusal, on ``checkpoint``), the spec's
+    ``task`` when it names one, and served by the spec's dataset."""
+    from gen5nas.spec.common import task_dataset_error
+
+    task = get_task(trained_for, field="checkpoint")
+    if spec_task is not None and str(spec_task) != task.name:
+        raise SpecError(
+            f"task {str(spec_task)!r}: the checkpoint was trained for {task.name!r}; give "
+            f"task: {task.name} or leave task out (it follows the checkpoint)",
+            field="task",
+        )
+    if problem := task_dataset_error(task.name, dataset):
+        # The task is the checkpoint's: the dataset is what can change.
+        raise SpecError(f"{problem[1]} (the checkpoint's task)", field="dataset.kind")
+    return task
 
 
 def _load_builtin() -> None:

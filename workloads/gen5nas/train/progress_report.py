@@ -5,8 +5,11 @@ In a pod the operator made, ``GEN5NAS_POD_NAME``/``GEN5NAS_POD_NAMESPACE`` come 
 downward API and the pod's service account may patch pods; the reporter merge-patches the pod's
 annotation ``gen5nas.io/progress`` with compact JSON (epoch = epochs completed)::
 
-    {"epoch": 3, "epochs": 10, "iteration": 1500, "maxTop1": 71.2, "minTop1": 60.4,
-     "updated": "2025-01-01T00:00:00Z"}
+    {"epoch": 3, "epochs": 10, "iteration": 1500, "metric": "accuracy/top1",
+     "maxScore": 71.2, "minScore": 60.4, "updated": "2025-01-01T00:00:00Z"}
+
+``maxScore``/``minScore`` are the largest and smallest subnets' last validation figures of the
+task's metric, which ``metric`` names (its ``Metric.label``: ``accuracy/top1``, ``coco/bbox_mAP``).
 
 Plain urllib + ssl: the workload image has no Kubernetes client. Best-effort: a failure is
 logged once at WARNING and never reaches the training loop; outside a pod nothing happens.
@@ -51,15 +54,19 @@ def progress_document(
     epoch: int,
     epochs: int,
     iteration: int,
-    max_top1: float | None = None,
-    min_top1: float | None = None,
+    max_score: float | None = None,
+    min_score: float | None = None,
+    metric: str | None = None,
     updated: str | None = None,
 ) -> dict[str, Any]:
-    """The annotation's content; accuracies (percent) rounded, absent before a validation."""
+    """The annotation's content; scores rounded to 4 significant figures (71.25 %, 0.3125
+    mAP), absent before a validation."""
     doc: dict[str, Any] = {"epoch": int(epoch), "epochs": int(epochs), "iteration": int(iteration)}
-    for key, value in (("maxTop1", max_top1), ("minTop1", min_top1)):
+    if metric:
+        doc["metric"] = str(metric)
+    for key, value in (("maxScore", max_score), ("minScore", min_score)):
         if value is not None and math.isfinite(value):
-            doc[key] = round(float(value), 2)
+            doc[key] = float(f"{float(value):.4g}")
     doc["updated"] = updated or _now_iso()
     return doc
 
@@ -98,8 +105,9 @@ class ProgressReporter:
         epoch: int,
         epochs: int,
         iteration: int,
-        max_top1: float | None = None,
-        min_top1: float | None = None,
+        max_score: float | None = None,
+        min_score: float | None = None,
+        metric: str | None = None,
         force: bool = False,
     ) -> bool:
         """Write the progress unless one was written less than ``MIN_INTERVAL_S`` ago (``force``:
@@ -110,7 +118,7 @@ class ProgressReporter:
             return False
         if not force and self._last is not None and now - self._last < MIN_INTERVAL_S:
             return False
-        doc = progress_document(epoch, epochs, iteration, max_top1, min_top1)
+        doc = progress_document(epoch, epochs, iteration, max_score, min_score, metric)
         try:
             self._patch(doc)
         except Exception as exc:  # best-effort: nothing here may stop training

@@ -312,6 +312,7 @@ class Trainer:
             self.iteration,
             self.last_metrics.get(f"max/{self.cfg.task.metric.key}"),
             self.last_metrics.get(f"min/{self.cfg.task.metric.key}"),
+            self.cfg.task.metric.label,
             force=force,
         )
 

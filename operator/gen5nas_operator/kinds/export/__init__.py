@@ -18,6 +18,7 @@ KIND = Kind(
     short_names=["sx"],
     spec_model=SubnetExportSpec,
     immutable=[
+        "task",
         "checkpoint",
         "trial",
         "archFile",

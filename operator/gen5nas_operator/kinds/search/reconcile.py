@@ -112,7 +112,7 @@ def _read_study(dsn: str, name: str, spec: NASSearchSpec, settings: Settings) ->
     if found is None:
         return _Study(where)
     trials, attrs = found
-    out = _Study(where, fields=study_status(trials, spec, settings.front_top), found=True)
+    out = _Study(where, fields=study_status(trials, spec, settings.front_top, attrs), found=True)
     out.complete = out.fields["trials"]["complete"]
     if isinstance(attrs.get(OUTPUTS_ATTR), dict):  # the search records what it wrote
         out.recorded = attrs[OUTPUTS_ATTR]
@@ -279,6 +279,8 @@ def reconcile_search(kube: Kube, settings: Settings, body: dict[str, Any]) -> Ou
         "costUnit": COST_UNITS[cost_key],
         "maxTrials": spec.max_trials,
     }
+    if spec.cost_scope is not None:  # else the task's, which the study records once it exists
+        st["costScope"] = spec.cost_scope.value
     if parallelism is not None:
         st["parallelism"] = parallelism
     study = _read_study(dsn, study_name, spec, settings)

@@ -4,7 +4,7 @@ status fields only this kind writes."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from optuna.trial import FrozenTrial
@@ -18,11 +18,12 @@ from gen5nas.search.results import (
     pareto_front,
     to_record,
 )
+from gen5nas.search.study import METRIC_ATTR
 from gen5nas.spec.search import NASSearchSpec
 from gen5nas_operator.common.status_schema import BOOL, INT, NUM, STR, obj
 
 FRONT_ENTRY = obj(
-    {"trial": INT, "accuracy": NUM, "cost": NUM, "arch": STR},
+    {"trial": INT, "score": NUM, "cost": NUM, "arch": STR},
 )
 # A cost key's unit, as the search's records name it (latency_ms, energy_mj).
 COST_UNITS = {key: attr.rsplit("_", 1)[-1].replace("mj", "mJ") for key, attr in COST_ATTRS.items()}
@@ -30,6 +31,14 @@ STATUS_SCHEMA: dict[str, Any] = {
     "studyName": STR,
     "costKey": {"type": "string", "description": "the cost the search minimises (spec or default)"},
     "costUnit": {"type": "string", "description": "its unit (ms, mJ): of front costs"},
+    "costScope": {
+        "type": "string",
+        "description": "what of each subnet is costed: network, backbone (spec or the task's)",
+    },
+    "metric": {
+        "type": "string",
+        "description": "the task's metric front scores are (accuracy/top1, coco/bbox_mAP)",
+    },
     "maxTrials": {"type": "integer", "description": "the trial budget in effect"},
     "parallelism": {"type": "integer", "description": "the search Job's workers now"},
     "checkpoint": STR,
@@ -40,12 +49,12 @@ STATUS_SCHEMA: dict[str, Any] = {
     "front": obj(
         {
             "size": INT,
-            "bestAccuracy": NUM,
+            "bestScore": NUM,
             "lowestCost": NUM,
             "costKey": STR,
             "top": {"type": "array", "items": FRONT_ENTRY},
         },
-        "the Pareto front (accuracy up, cost down); top entries only, the full front is on the PVC",
+        "the Pareto front (score up, cost down); top entries only, the full front is on the PVC",
     ),
     "outputs": {
         "type": "object",
@@ -68,9 +77,26 @@ def _round(value: float | None, digits: int = 4) -> float | None:
     return None if value is None else round(float(value), digits)
 
 
-def study_status(trials: Sequence[FrozenTrial], spec: NASSearchSpec, top: int) -> dict[str, Any]:
-    """Trial counts and the Pareto front (feasible COMPLETE trials, accuracy up, cost down),
-    from the user attrs a search worker records (see ``gen5nas.search.results``)."""
+def study_labels(attrs: Mapping[str, Any]) -> dict[str, str]:
+    """``metric`` and ``costScope`` as the search recorded them in its study's user attrs
+    (``gen5nas.search.study``); what is not there (yet) is left out."""
+    out = {}
+    for key, attr in (("metric", METRIC_ATTR), ("costScope", "cost_scope")):
+        value = attrs.get(attr)
+        if isinstance(value, str) and value:
+            out[key] = value[:64]
+    return out
+
+
+def study_status(
+    trials: Sequence[FrozenTrial],
+    spec: NASSearchSpec,
+    top: int,
+    attrs: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Trial counts and the Pareto front (feasible COMPLETE trials, score up, cost down), from
+    the user attrs a search worker records (see ``gen5nas.search.results``), and the metric and
+    cost scope from the study's ``attrs``."""
     counted = counted_trials(trials)
     counts = {k: 0 for k in ("complete", "running", "failed", "pruned", "waiting")}
     for t in counted:
@@ -92,6 +118,7 @@ def study_status(trials: Sequence[FrozenTrial], spec: NASSearchSpec, top: int) -
     ]  # fmt: skip
     finished = counts["complete"] + counts["failed"] + counts["pruned"]
     out: dict[str, Any] = {
+        **study_labels(attrs or {}),
         "trials": {**counts, "total": len(counted), "target": spec.max_trials},
         "progress": f"{finished}/{spec.max_trials}",
         "front": {
@@ -100,7 +127,7 @@ def study_status(trials: Sequence[FrozenTrial], spec: NASSearchSpec, top: int) -
             "top": [
                 {
                     "trial": r.number,
-                    "accuracy": _round(r.accuracy),
+                    "score": _round(r.accuracy),
                     "cost": _round(r.cost(cost_key)),
                     "arch": summaries.get(r.number, ""),
                 }
@@ -109,6 +136,6 @@ def study_status(trials: Sequence[FrozenTrial], spec: NASSearchSpec, top: int) -
         },
     }
     if done:
-        out["front"]["bestAccuracy"] = _round(max(r.accuracy for r in done))  # type: ignore[type-var]
+        out["front"]["bestScore"] = _round(max(r.accuracy for r in done))  # type: ignore[type-var]
         out["front"]["lowestCost"] = _round(min(r.cost(cost_key) for r in done))  # type: ignore[type-var]
     return out

@@ -68,6 +68,7 @@ def reconcile_training(kube: Kube, settings: Settings, body: dict[str, Any]) -> 
         state = job_state(job, job_pods(kube, owner.namespace, job_name) if job else [])
     st = c.phase_status(old, state.phase, state.reason, state.message, gen)
     st.update(
+        task=spec.task.value,
         epochs=spec.schedule.epochs,
         workers=spec.runtime.workers,
         gpusPerWorker=spec.runtime.gpus_per_worker,

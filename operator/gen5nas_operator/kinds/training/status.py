@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import datetime
 from typing import Any
 
@@ -16,6 +17,7 @@ from gen5nas_operator.common.status_schema import INT, TIME, obj
 STATUS_SCHEMA: dict[str, Any] = {
     "backend": {"type": "string", "enum": ["PyTorchJob", "IndexedJob"]},
     "checkpoint": {"type": "string", "description": "supernet checkpoint on the results PVC"},
+    "task": {"type": "string", "description": "the task trained (spec or default)"},
     "epochs": {"type": "integer", "description": "epochs to train (spec or default)"},
     "workers": {"type": "integer", "description": "worker pods (spec or default)"},
     "gpusPerWorker": {"type": "integer", "description": "GPUs per worker (spec or default)"},
@@ -24,8 +26,12 @@ STATUS_SCHEMA: dict[str, Any] = {
             "epoch": {"type": "integer", "description": "epochs completed"},
             "epochs": INT,
             "iteration": {"type": "integer", "description": "optimizer steps completed"},
-            "maxTop1": {"type": "number", "description": "largest subnet's top-1 (%), last val"},
-            "minTop1": {"type": "number", "description": "smallest subnet's top-1 (%), last val"},
+            "metric": {
+                "type": "string",
+                "description": "the task's metric the scores are (accuracy/top1, coco/bbox_mAP)",
+            },
+            "maxScore": {"type": "number", "description": "largest subnet's metric, last val"},
+            "minScore": {"type": "number", "description": "smallest subnet's metric, last val"},
             "updated": TIME,
         },
         "as rank 0 last reported it (its pod's annotation gen5nas.io/progress)",
@@ -54,7 +60,9 @@ def pytorchjob_state(job: dict[str, Any] | None) -> ChildState:
 
 
 PROGRESS_INTS = ("epoch", "epochs", "iteration")
-PROGRESS_NUMS = ("maxTop1", "minTop1")
+PROGRESS_NUMS = ("maxScore", "minScore")
+# A metric label (Metric.label): what kubectl shows, so nothing but a short plain name.
+METRIC_LABEL = re.compile(r"[A-Za-z0-9_./-]{1,64}")
 
 
 def training_progress(annotation: str | None) -> dict[str, Any]:
@@ -84,6 +92,14 @@ def training_progress(annotation: str | None) -> dict[str, Any]:
         ):
             raise ValueError(f"{key}: a finite number is allowed, got {value!r}")
         out[key] = value
+    metric = doc.get("metric")
+    if metric is not None:
+        if not isinstance(metric, str) or not METRIC_LABEL.fullmatch(metric):
+            raise ValueError(
+                f"metric: a metric name of up to 64 letters, digits, '_', '.', '/' or '-' is "
+                f"allowed, got {str(metric)[:80]!r}"
+            )
+        out["metric"] = metric
     updated = doc.get("updated")
     if updated is not None:
         try:
