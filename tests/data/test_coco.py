@@ -198,7 +198,7 @@ def _set(record_key: str, index: int, field: str, value: object) -> Callable[[di
 
 VAL_JSON = "annotations/instances_val.json"
 BAD_INPUTS = {
-    "missing file": (lambda root: (root / VAL_JSON).unlink(), "dataset.path", "not found"),
+    "missing file": (lambda root: (root / VAL_JSON).unlink(), None, "not found"),
     "not JSON": (lambda root: (root / VAL_JSON).write_text("{not json"), None, "is not JSON"),
     "not an object": (lambda root: (root / VAL_JSON).write_text("[]"), None, "top level"),
     "no annotations": (
@@ -233,7 +233,7 @@ BAD_INPUTS = {
     ),
     "missing image file": (
         lambda root: (root / "val" / "203.png").unlink(),
-        "dataset.path",
+        "dataset.coco.valImages",
         r"images\[2\]\.file_name '203.png': no such file .*\(1 of 6",
     ),
     "categories differ": (
@@ -251,7 +251,8 @@ def test_bad_input_names_the_file_and_the_field(folder: Path, tmp_path: Path, ca
     breaks(root)
     with pytest.raises(SpecError, match=message) as err:
         build_detection_loaders(_spec(root), (32, 32))
-    assert err.value.field == (field or "dataset.path")
+    # kind coco always has its file settings (the COCO layout by default): errors name them
+    assert err.value.field == (field or "dataset.coco.valAnnotations")
     assert str(root / VAL_JSON) in str(err.value)
 
 

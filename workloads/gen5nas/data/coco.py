@@ -73,13 +73,12 @@ def coco_files(spec: DatasetSpec, root: Path, split: str) -> CocoFiles:
     images: Path = root / split
     annotations: Path = root / "annotations" / f"instances_{split}.json"
     images_field = annotations_field = "dataset.path"
-    settings = getattr(spec, "coco", None) if spec.kind == DatasetKind.coco else None
+    settings = spec.coco if spec.kind == DatasetKind.coco else None
     if settings is not None:
-        if (named := getattr(settings, f"{split}_images", None)) is not None:
-            images, images_field = root / str(named), f"dataset.coco.{split}Images"
-        if (named := getattr(settings, f"{split}_annotations", None)) is not None:
-            annotations = root / str(named)
-            annotations_field = f"dataset.coco.{split}Annotations"
+        named = settings.train_images if split == "train" else settings.val_images
+        images, images_field = root / named, f"dataset.coco.{split}Images"
+        named = settings.train_annotations if split == "train" else settings.val_annotations
+        annotations, annotations_field = root / named, f"dataset.coco.{split}Annotations"
     return CocoFiles(images, annotations, images_field, annotations_field)
 
 

@@ -202,8 +202,7 @@ def scene_settings(spec: DatasetSpec) -> SceneSettings:
         occlusion=scenes.occlusion,
         noise=scenes.noise,
         seed=scenes.seed,
-        # A spec without the field draws the classification layout.
-        layout=str(getattr(scenes, "layout", None) or "classification"),
+        layout=scenes.layout,
     )
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, ConfigDict, Field, model_validator
 
@@ -122,6 +122,11 @@ class ScenesSpec(SpecModel):
     )
     noise: float = Field(default=0.04, ge=0, le=0.5, description="pixel noise std, up to (0-1)")
     seed: int = Field(default=0, ge=0)
+    layout: Literal["classification", "detection"] = Field(
+        default="classification",
+        description="classification: one main object labels the image; detection: at least 2 "
+        "objects, sizes log-uniform from small to large (every object is a COCO box)",
+    )
 
 
 PATH_REQUIRED = (DatasetKind.imagefolder, DatasetKind.coco)  # read from a path, not generated
