@@ -172,3 +172,30 @@ def test_evaluate_refuses_a_loader_without_coco_annotations() -> None:
 
     with pytest.raises(Gen5NasError, match="COCO annotations"):
         DETECTION.evaluate(nn.Identity(), [synthetic_batch(1)], torch.device("cpu"))
+
+
+def test_the_search_evaluator_scores_a_detection_subnet() -> None:
+    pytest.importorskip("gen5nas.detection.coco_eval")
+    from gen5nas.search.evaluate import Evaluator, ResizeInput
+
+    batches = [synthetic_batch(2, seed=s) for s in range(2)]
+    batches[1].meta[:, 0] += 2  # type: ignore[index]
+    dataset = type("Val", (), {"coco": _coco_of(batches), "category_ids": CATEGORY_IDS})()
+    torch.manual_seed(0)
+    net = DETECTION.build_supernet(SPACE, 3)
+    evaluator = Evaluator(
+        net,
+        BatchCache(batches, 2),
+        BatchCache(_Loader(batches, dataset), 2),
+        lambda arch: (1.0, 2.0),
+        task=DETECTION,
+    )
+    try:
+        arch = SPACE.min()  # 48 px, fed the 64 px batches: the detector resizes them itself
+        assert not isinstance(evaluator.subnet(arch), ResizeInput)
+        outcome = evaluator.evaluate(arch)
+    finally:
+        evaluator.close()
+    assert 0.0 <= outcome.accuracy <= 1.0
+    assert set(outcome.extra) == set(DETECTION.extra_metrics)
+    assert (outcome.latency_ms, outcome.energy_mj) == (1.0, 2.0)
