@@ -86,3 +86,28 @@ def test_extract_refuses_an_arch_outside_the_space(trained_net: DetectionSuperne
     with pytest.raises(ArchError):
         extract_detector(trained_net, bad)
     assert trained_net.active_arch == trained_net.space.max()
+
+
+def test_the_export_wrapper_of_a_static_detector_runs_in_onnxruntime(
+    trained_net: DetectionSupernet,
+) -> None:
+    import warnings
+
+    import onnxruntime as ort
+
+    from gen5nas.supernet import onnx_bytes
+    from gen5nas.tasks.detection import DETECTION
+
+    arch = trained_net.space.min()
+    model = DETECTION.export_wrapper(extract_detector(trained_net, arch)).eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape reads, constant here
+        data = onnx_bytes(model, (2, 3, *arch.resolution))
+    session = ort.InferenceSession(data, providers=["CPUExecutionProvider"])
+    x = torch.randn(2, 3, *arch.resolution)
+    got = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        expected = model(x)
+    assert len(got) == 3
+    for g, e in zip(got, expected, strict=True):
+        assert float((torch.from_numpy(g) - e).abs().max()) <= 1e-4 * max(1.0, float(e.abs().max()))

@@ -103,7 +103,7 @@ def test_loss_decreases_when_overfitting_one_batch(net: DetectionSupernet) -> No
         loss = detection_loss(net(batch.images), batch.targets)
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert all(torch.isfinite(torch.tensor(losses)))
     assert sum(losses[-5:]) < sum(losses[:5])
 

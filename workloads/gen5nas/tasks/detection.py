@@ -13,7 +13,7 @@ elastic MBConv backbone, scored by COCO bbox mAP.
   (600 sandwich steps, batch 16 of 512 bundled scenes at 64 px, 4 classes, max + min + 1
   random subnet, the same seed, data and schedule; COCO bbox mAP on 128 held-out scenes): ground truth for all gives the max subnet 0.204 mAP
   (AP50 0.402) and the min 0.148 (0.321); in-place distillation 0.061 (0.143) and 0.027
-  (0.060), at the same cost per step (330 s each on one CPU thread). Early in training the
+  (0.060), at the same cost (332 s and 329 s, side by side on one CPU thread each). Early in training the
   largest subnet is a poor teacher of dense detections, and on a CPU schedule training never
   gets past early. With ``enabled: true`` the smaller subnets are distilled in place from the
   largest one's head outputs (:func:`gen5nas.detection.loss.detection_distillation_loss`: class
@@ -96,11 +96,11 @@ def evaluate_detector(
 ) -> dict[str, float]:
     """:data:`BBOX_METRICS` (fractions; see ``coco_eval`` for empty size buckets), ``loss``
     (per image), ``images`` and ``skipped`` over every rank's share of ``loader``."""
+    coco, category_ids = _val_annotations(loader)
     from gen5nas.detection.coco_eval import coco_bbox_metrics, to_coco_detections
     from gen5nas.detection.loss import detection_loss
     from gen5nas.detection.postprocess import decode_detections
 
-    coco, category_ids = _val_annotations(loader)
     was_training = model.training
     model.eval()
     detections: list[dict[str, Any]] = []
