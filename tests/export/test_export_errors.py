@@ -110,7 +110,7 @@ def test_unknown_profile_and_missing_dataset(
     _no_onnx(tmp_path)
 
 
-def test_detection_checkpoint_is_refused(digits: Path, tmp_path: Path) -> None:
+def test_a_checkpoint_of_a_task_not_implemented_is_refused(digits: Path, tmp_path: Path) -> None:
     import torch
 
     from gen5nas.supernet import Supernet
@@ -121,15 +121,16 @@ def test_detection_checkpoint_is_refused(digits: Path, tmp_path: Path) -> None:
         "model": Supernet(space, 10).state_dict(),
         "epoch": 0,
         "iteration": 0,
-        "meta": make_meta(space, 10, task="detection"),
+        "meta": make_meta(space, 10, task="segmentation"),
     }
-    path = save_checkpoint(state, tmp_path / "det.pth")
-    assert torch.load(path, weights_only=False)["meta"]["task"] == "detection"
+    path = save_checkpoint(state, tmp_path / "seg.pth")
+    assert torch.load(path, weights_only=False)["meta"]["task"] == "segmentation"
     spec = export_spec(path, digits, arch=space.min().to_yaml_dict())
     with pytest.raises(SpecError) as info:
         export_subnet(spec, tmp_path / "out", device="cpu")
     assert info.value.field == "checkpoint"
-    assert "task 'detection' is not implemented; available: classification" in str(info.value)
+    message = "task 'segmentation' is not implemented; available: classification, detection"
+    assert message in str(info.value)
     _no_onnx(tmp_path)
 
 

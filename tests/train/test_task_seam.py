@@ -1,7 +1,7 @@
 """The Task seam: a task registered through it is what the steps train and evaluate with.
 
-A custom task is registered under the spec value ``detection`` (which no built-in task
-implements): supernet training then runs its losses, ranks checkpoints by its own metric and
+A custom task is registered under the spec value ``detection`` (in place of the built-in
+one, for the test): supernet training then runs its losses, ranks checkpoints by its own metric and
 writes its metric names, and the search's evaluator scores subnets with it. Nothing in the
 steps branches on the task's name, or this task would be refused or scored as classification.
 """
@@ -87,12 +87,14 @@ def detection_spec(data: Path, **overrides: Any) -> dict[str, Any]:
 
 
 def test_a_task_that_is_not_implemented_is_refused_naming_the_ones_that_are(
-    data: Path, tmp_path: Path
+    data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with pytest.raises(SpecError) as info:
         get_task("segmentation")
     assert info.value.field == "task"
-    assert "task 'segmentation' is not implemented; available: classification" in str(info.value)
+    message = "task 'segmentation' is not implemented; available: classification, detection"
+    assert message in str(info.value)
+    monkeypatch.delitem(base._TASKS, "detection")  # a spec value no registered task serves
     spec = SupernetTrainingSpec.model_validate(detection_spec(data))
     with pytest.raises(SpecError, match="task 'detection' is not implemented") as info:
         run_supernet_training(spec, tmp_path, device="cpu")

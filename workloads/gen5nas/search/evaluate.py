@@ -54,7 +54,11 @@ class Outcome:
 
 class ResizeInput(nn.Module):
     """Resizes the input to the subnet's resolution as the supernet's forward does (bilinear,
-    no corner alignment), so batches prepared once at the largest resolution serve every arch."""
+    no corner alignment), so batches prepared once at the largest resolution serve every arch.
+
+    A subnet that declares ``resizes_input = True`` does this itself and is not wrapped: its
+    outputs are in the pixels of the image it is fed (a detector's boxes), so it must see the
+    batch's images as they are."""
 
     def __init__(self, model: nn.Module, resolution: Sequence[int]) -> None:
         super().__init__()
@@ -95,7 +99,9 @@ class Evaluator:
         BatchNorm statistics."""
         from gen5nas.train.bn_calibration import recalibrate_bn
 
-        model = ResizeInput(self.task.extract(self.supernet, arch), arch.resolution)
+        model = self.task.extract(self.supernet, arch)
+        if not getattr(model, "resizes_input", False):
+            model = ResizeInput(model, arch.resolution)
         model = model.to(self.device)
         recalibrate_bn(model, self.calibration, device=self.device)
         return model
@@ -211,6 +217,7 @@ class FirstBatches:
 
     def __init__(self, loader: Iterable[Any], n: int) -> None:
         self.loader, self.n = loader, n
+        self.dataset = getattr(loader, "dataset", None)  # the task may need its annotations
 
     def __iter__(self) -> Iterator[Any]:
         # islice stops before asking for batch n+1 (a loop with a break would load it).

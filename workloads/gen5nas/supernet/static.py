@@ -29,6 +29,31 @@ class StaticMBConv(nn.Module):
         return f"residual={self.residual}"
 
 
+class StaticBackbone(nn.Module):
+    """The stem and stages of a subnet (``stem``, ``stage0`` ... ``stage{N-1}``, each stage an
+    ``nn.Sequential`` of :class:`StaticMBConv`): the feature extractor a task's head sits on."""
+
+    def __init__(self, arch: Arch, stem: nn.Module, stages: list[nn.Sequential]) -> None:
+        super().__init__()
+        self.stem = stem
+        for i, stage in enumerate(stages):
+            self.add_module(f"stage{i}", stage)
+        self.arch = arch
+        self.num_stages = len(stages)
+
+    def stage(self, i: int) -> nn.Sequential:
+        return cast(nn.Sequential, getattr(self, f"stage{i}"))
+
+    def forward_features(self, x: Tensor) -> list[Tensor]:
+        """Each stage's output, as :meth:`Supernet.forward_features` (input at arch.resolution)."""
+        x = self.stem(x)
+        features = []
+        for i in range(self.num_stages):
+            x = self.stage(i)(x)
+            features.append(x)
+        return features
+
+
 class StaticSubnet(nn.Sequential):
     """A subnet as an ``nn.Sequential``: ``stem``, ``stage0`` ... ``stage{N-1}`` (each an
     ``nn.Sequential`` of :class:`StaticMBConv`), ``last`` (1x1 conv + BN + act), ``pool``,

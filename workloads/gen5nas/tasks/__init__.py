@@ -5,6 +5,7 @@
   losses, the evaluator and its metric name, the export wrapper, the subgraph the estimator
   costs) and the registry, :func:`~gen5nas.tasks.base.get_task`, keyed by the specs' ``task``.
 - :mod:`gen5nas.tasks.classification`: image classification (``accuracy/top1``).
+- :mod:`gen5nas.tasks.detection`: object detection (``coco/bbox_mAP``).
 
 The steps that use a task: :mod:`gen5nas.train.sandwich` (the sandwich step),
 :mod:`gen5nas.train.trainer` (the loop), :mod:`gen5nas.train.evaluate` (the validators),

@@ -152,4 +152,5 @@ def checkpoint_task(
 
 def _load_builtin() -> None:
     # The built-in tasks register on import; imported here so that a caller needs only base.
-    import gen5nas.tasks.classification  # noqa: F401
+    import gen5nas.tasks.classification
+    import gen5nas.tasks.detection  # noqa: F401

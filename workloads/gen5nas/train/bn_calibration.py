@@ -86,6 +86,8 @@ class BatchCache:
 
     def __init__(self, batches: Iterable[Batch], num_batches: int) -> None:
         self.batches: list[Batch] = list(itertools.islice(batches, num_batches))
+        # A loader's dataset, kept for tasks whose evaluation reads it (COCO annotations).
+        self.dataset = getattr(batches, "dataset", None)
 
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.batches)
