@@ -23,7 +23,10 @@ evaluator and the retrain call (``--metric`` names the metric key both report).
 Usage: python bench/bench_ranking.py --checkpoint work_dirs/quickstart \
           [--search-config examples/quickstart/nassearch.yaml] [--dataset KIND] \
           [--subnets 12] [--epochs 6] [--max-iters 40] [--seed 0] [--jobs 2] \
-          [--out work_dirs/bench-ranking]
+          [--calib-batches N] [--out work_dirs/bench-ranking]
+
+``--calib-batches`` replaces the config's BN-recalibration batches of the inherited scores
+only: the stand-alone rows do not depend on it, so a rerun with another value reuses them.
 """
 
 from __future__ import annotations
@@ -166,6 +169,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="subnet choice and training")
     parser.add_argument("--pool", type=int, default=400, help="random archs to pick from")
     parser.add_argument("--jobs", type=int, default=2, help="stand-alone trainings at once")
+    parser.add_argument("--calib-batches", type=int, default=None, help="default: the config's")
     parser.add_argument("--metric", default="accuracy_top1")
     parser.add_argument("--out", default="work_dirs/bench-ranking")
     args = parser.parse_args()
@@ -179,6 +183,9 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     budget = Budget(args.epochs, args.max_iters or None, args.lr, args.seed)
     spec = search_spec(args.search_config, args.dataset)
+    if args.calib_batches is not None:
+        evaluation = spec.evaluation.model_copy(update={"calib_batches": args.calib_batches})
+        spec = spec.model_copy(update={"evaluation": evaluation})
     checkpoint = Path(args.checkpoint)
     if not checkpoint.exists():
         raise SystemExit(f"--checkpoint: {checkpoint} does not exist (train the supernet first)")

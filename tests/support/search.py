@@ -108,9 +108,21 @@ def check_outputs(work_dir: Path, study: optuna.Study, cost_key: str) -> list[di
                 float(row[f"{cost_key}_ms" if cost_key == "latency" else "energy_mj"])
                 == trial.values[1]
             )
+    # A duplicate repeats the arch of the COMPLETE trial it names; no arch is shown twice as
+    # its own point.
+    by_row = {row["trial"]: row for row in rows}
+    arch_cols = [c for c in rows[0] if c == "resolution" or c.endswith("_channels") or "stage" in c]
+    for row in rows:
+        if row["duplicate_of"]:
+            first = by_row[row["duplicate_of"]]
+            assert first["state"] == "COMPLETE" and not first["duplicate_of"]
+            assert [row[c] for c in arch_cols] == [first[c] for c in arch_cols]
+    points = [row for row in rows if row["state"] == "COMPLETE" and not row["duplicate_of"]]
+    shown = [tuple(row[c] for c in arch_cols) for row in points]
+    assert len(shown) == len(set(shown)), "an arch shown twice"
     # The Pareto flag is the non-dominated set recomputed from the CSV's own numbers.
     cost_col = "latency_ms" if cost_key == "latency" else "energy_mj"
-    candidates = [r for r in rows if r["state"] == "COMPLETE" and r["feasible"] == "True"]
+    candidates = [r for r in points if r["feasible"] == "True"]
     flags = non_dominated([(float(r["accuracy_top1"]), float(r[cost_col])) for r in candidates])
     assert [r["pareto"] == "True" for r in candidates] == flags
     assert all(r["pareto"] == "False" for r in rows if r not in candidates)

@@ -1,7 +1,8 @@
 """The seed's search outputs, written atomically so that a reader never sees half a file:
 
-``fix_subnets/trial_N.yaml`` (one arch file per evaluated trial, readable by
-``gen5nas.spec.load_arch`` and the export step), ``subnets.csv`` (one row per trial),
+``fix_subnets/trial_N.yaml`` (one arch file per trial with an arch, readable by
+``gen5nas.spec.load_arch`` and the export step), ``subnets.csv`` (one row per trial; a trial
+that repeats an arch already scored names that trial in ``duplicate_of``),
 ``pareto_front.html`` (plotly, self-contained: opens with no internet), ``pareto_front.png``
 (matplotlib), ``study.pkl`` (an in-memory copy of the study: ``pickle.load`` needs no database).
 
@@ -110,6 +111,7 @@ def csv_columns(num_stages: int) -> list[str]:
         "cost_scope",
         "feasible",
         "pareto",
+        "duplicate_of",
         "duration_s",
         "reason",
         "arch_file",
@@ -133,6 +135,7 @@ def write_csv(
             "cost_scope": cost_scope,
             "feasible": r.feasible,
             "pareto": r.pareto,
+            "duplicate_of": "" if r.duplicate_of is None else r.duplicate_of,
             "duration_s": _num(r.duration_s),
             "reason": r.reason,
         }
@@ -161,10 +164,14 @@ def _num(value: float | None) -> str:
 
 
 def _split(records: Sequence[TrialRecord], cost_key: str) -> dict[str, list[TrialRecord]]:
+    # A duplicate is drawn once, as the trial that scored its arch.
     done = [
         r
         for r in records
-        if r.state == "COMPLETE" and r.accuracy is not None and r.cost(cost_key) is not None
+        if r.state == "COMPLETE"
+        and r.duplicate_of is None
+        and r.accuracy is not None
+        and r.cost(cost_key) is not None
     ]
     return {
         "front": pareto_front(done, cost_key),

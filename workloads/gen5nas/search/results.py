@@ -3,7 +3,18 @@
 What a worker stores on each trial (user attrs, read by the outputs and the operator):
 ``accuracy_top1`` / ``accuracy_top5`` (percent), ``latency_ms``, ``energy_mj``, ``arch`` (the
 arch as its YAML dict), ``arch_summary`` (one line), ``worker``, ``calib_s`` / ``eval_s`` /
-``estimate_s`` / ``estimate_wait_s`` (seconds), and ``fail_reason`` on a trial that failed. The objective values are ``(accuracy_top1, cost)`` with cost = latency or energy.
+``estimate_s`` / ``estimate_wait_s`` (seconds), ``fail_reason`` on a trial that failed, and
+``duplicate_of`` (a trial number) on a trial whose arch was already scored: it was not
+evaluated again, its values and metrics are that trial's. The objective values are
+``(accuracy_top1, cost)`` with cost = latency or energy.
+
+Duplicates: the params fix the arch (``encoding``: one categorical per dimension), so two
+trials with equal params are the same subnet. Of the COMPLETE trials of one arch, the one
+that was evaluated and completed first is its *scored* trial (``scored_trials``); every other
+COMPLETE trial of that arch is its duplicate (reused scores, or a racing worker's evaluation of
+the same arch): it counts toward the budget, is shown with ``duplicate_of``, and is no point of
+its own on the front. Only COMPLETE trials are reused: a RUNNING, FAIL or WAITING one (a live
+or killed worker's) scores nothing yet, so its arch is evaluated again.
 
 ``maxTrials`` is the number of COMPLETE trials a search ends with. The trials of a study that
 are *counted* (shown in the outputs) are all except (a) a stale trial that Optuna re-enqueued
@@ -14,7 +25,7 @@ PRUNED without being run).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from optuna.trial import FrozenTrial, TrialState
@@ -27,6 +38,12 @@ from gen5nas.spec.space import Arch, SearchSpace
 
 SURPLUS_ATTR = "gen5nas_surplus"
 REASON_ATTR = "fail_reason"
+DUPLICATE_ATTR = "duplicate_of"
+# Attrs of one trial's own run, not of its arch's scores: a duplicate does not copy them.
+RUN_ATTRS = frozenset(
+    {"arch", "arch_summary", "worker", "fix_subnets", REASON_ATTR, DUPLICATE_ATTR, SURPLUS_ATTR}
+)
+TIMING_ATTRS = ("calib_s", "eval_s", "estimate_s", "estimate_wait_s")
 COST_ATTRS = {"latency": "latency_ms", "energy": "energy_mj"}
 
 
@@ -50,6 +67,53 @@ def counted_trials(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     return sorted(kept, key=lambda t: t.number)
 
 
+ArchKey = tuple[tuple[str, object], ...]
+
+
+def arch_key(params: Mapping[str, object]) -> ArchKey:
+    """What identifies a trial's subnet: its params (see the module doc)."""
+    return tuple(sorted(params.items()))
+
+
+def scored_trials(trials: Sequence[FrozenTrial]) -> dict[ArchKey, FrozenTrial]:
+    """Each arch's scored trial: of its counted COMPLETE trials, the first completed of those
+    evaluated (no ``duplicate_of``). Later completions never change it, so a ``duplicate_of``
+    a worker stored stays the one this finds."""
+    scored: dict[ArchKey, FrozenTrial] = {}
+    complete = [t for t in counted_trials(trials) if t.state == TrialState.COMPLETE]
+    evaluated = [t for t in complete if DUPLICATE_ATTR not in t.user_attrs]
+    for t in sorted(evaluated, key=_completion_order):
+        scored.setdefault(arch_key(t.params), t)
+    return scored
+
+
+def duplicates(trials: Sequence[FrozenTrial]) -> dict[int, int]:
+    """``{trial number: number of its arch's scored trial}`` for every duplicate."""
+    scored = scored_trials(trials)
+    out = {}
+    for t in counted_trials(trials):
+        if t.state != TrialState.COMPLETE:
+            continue
+        first = scored.get(arch_key(t.params))
+        if first is not None and first.number != t.number:
+            out[t.number] = first.number
+        elif first is None and DUPLICATE_ATTR in t.user_attrs:  # a study another tool wrote
+            out[t.number] = int(t.user_attrs[DUPLICATE_ATTR])
+    return out
+
+
+def reusable_scores(trial: FrozenTrial) -> dict[str, object]:
+    """The user attrs a duplicate of ``trial`` shares: its metrics, not its run's."""
+    return {
+        k: v for k, v in trial.user_attrs.items() if k not in RUN_ATTRS and k not in TIMING_ATTRS
+    }
+
+
+def _completion_order(t: FrozenTrial) -> tuple[float, int]:
+    done = t.datetime_complete.timestamp() if t.datetime_complete else float("inf")
+    return done, t.number
+
+
 @dataclass
 class TrialRecord:
     number: int
@@ -63,6 +127,7 @@ class TrialRecord:
     reason: str = ""
     duration_s: float | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    duplicate_of: int | None = None  # the trial that scored this arch (see the module doc)
 
     def cost(self, cost_key: str) -> float | None:
         return self.latency_ms if cost_key == "latency" else self.energy_mj
@@ -81,10 +146,14 @@ def constraint_limits(spec: ConstraintsSpec) -> dict[str, float]:
 
 
 def to_record(
-    t: FrozenTrial, space: SearchSpace | None, constraints: dict[str, float]
+    t: FrozenTrial,
+    space: SearchSpace | None,
+    constraints: dict[str, float],
+    duplicate_of: int | None = None,
 ) -> TrialRecord:
     """The trial's record. ``space`` None leaves ``arch`` undecoded (the operator, which shows
-    the ``arch_summary`` attr, has no search space at hand)."""
+    the ``arch_summary`` attr, has no search space at hand). ``duplicate_of``: from
+    ``duplicates`` over the whole study; by default the trial's own ``duplicate_of`` attr."""
     try:
         arch = params_to_arch(space, t.params) if t.params and space is not None else None
     except (ArchError, KeyError, ValueError):
@@ -100,6 +169,7 @@ def to_record(
         reason=_reason(t),
         duration_s=t.duration.total_seconds() if t.duration else None,
         timings={k: float(ua[k]) for k in ("calib_s", "eval_s", "estimate_s") if k in ua},
+        duplicate_of=duplicate_of if duplicate_of is not None else _int(ua.get(DUPLICATE_ATTR)),
     )
     rec.feasible = is_feasible(rec, constraints)
     return rec
@@ -116,12 +186,16 @@ def is_feasible(rec: TrialRecord, constraints: dict[str, float]) -> bool:
 
 def collect(
     trials: Sequence[FrozenTrial],
-    space: SearchSpace,
+    space: SearchSpace | None,
     cost_key: str,
     constraints: dict[str, float] | None = None,
 ) -> list[TrialRecord]:
-    """Records of the counted trials, with the Pareto flag over the feasible COMPLETE ones."""
-    records = [to_record(t, space, constraints or {}) for t in counted_trials(trials)]
+    """Records of the counted trials, duplicates marked, with the Pareto flag over the
+    feasible COMPLETE ones that are not duplicates. ``space``: see ``to_record``."""
+    dups = duplicates(trials)
+    records = [
+        to_record(t, space, constraints or {}, dups.get(t.number)) for t in counted_trials(trials)
+    ]
     mark_pareto(records, cost_key)
     return records
 
@@ -138,6 +212,7 @@ def mark_pareto(records: Sequence[TrialRecord], cost_key: str) -> None:
         for r in records
         if r.state == "COMPLETE"
         and r.feasible
+        and r.duplicate_of is None  # its arch is on the front once, as its scored trial
         and r.accuracy is not None
         and r.cost(cost_key) is not None
     ]
@@ -146,6 +221,13 @@ def mark_pareto(records: Sequence[TrialRecord], cost_key: str) -> None:
         r.pareto = False
     for r, flag in zip(candidates, flags, strict=True):
         r.pareto = flag
+
+
+def _int(value: object) -> int | None:
+    try:
+        return None if value is None else int(value)  # type: ignore[call-overload,no-any-return]
+    except (TypeError, ValueError):
+        return None
 
 
 def _float(value: object) -> float | None:

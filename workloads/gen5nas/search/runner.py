@@ -10,7 +10,13 @@ trial, scores it, and tells the result, until the study holds ``max_trials`` COM
 - a trial that cannot be scored is FAIL with its ``fail_reason`` and the search goes on, but
   ``max_consecutive_failures`` failures in a row stop the worker (an estimator that went
   away should not burn the whole budget);
-- Ctrl-C / SIGTERM marks the running trial FAIL and re-enqueues it, so a rerun resumes it.
+- Ctrl-C / SIGTERM marks the running trial FAIL and re-enqueues it, so a rerun resumes it;
+- an arch already scored by a COMPLETE trial of the study is not evaluated again: the trial
+  takes that trial's values and metrics and names it in ``duplicate_of`` (Optuna's FAQ
+  pattern: the objective returns the earlier values). It is COMPLETE and counts toward the
+  budget, so a sampler that keeps proposing repeats still ends. A RUNNING trial of the same
+  arch (another worker's, or a killed one's until it goes stale) is not waited for: this
+  trial evaluates it too, and the outputs show the later of the two as the duplicate.
 """
 
 from __future__ import annotations
@@ -30,12 +36,16 @@ from gen5nas.search.outputs import FIX_SUBNETS
 from gen5nas.search.pareto import spread
 from gen5nas.search.results import (
     COST_ATTRS,
+    DUPLICATE_ATTR,
     REASON_ATTR,
     SURPLUS_ATTR,
     TrialRecord,
+    arch_key,
     collect,
     counted_trials,
     pareto_front,
+    reusable_scores,
+    scored_trials,
 )
 from gen5nas.search.study import quiet_experimental, retry_callback
 from gen5nas.spec.space import Arch, SearchSpace
@@ -98,6 +108,9 @@ class Worker:
         trial.set_user_attr("arch", arch.to_yaml_dict())
         trial.set_user_attr("arch_summary", arch.summary())
         trial.set_user_attr("worker", self.name)
+        scored = self._scored(trial)
+        if scored is not None:
+            return self._reuse(trial, scored)
         try:
             outcome = self.evaluate(arch)
         except TrialFailed as exc:
@@ -119,6 +132,27 @@ class Worker:
             trial.set_constraint(key, getattr(outcome, key) - limit)
         cost = outcome.latency_ms if self.cost_key == "latency" else outcome.energy_mj
         return outcome.accuracy, cost
+
+    def _scored(self, trial: Trial) -> FrozenTrial | None:
+        """The COMPLETE trial that already scored this trial's arch, if any."""
+        return scored_trials(self.study.get_trials(deepcopy=False)).get(arch_key(trial.params))
+
+    def _reuse(self, trial: Trial, scored: FrozenTrial) -> tuple[float, float]:
+        """Complete ``trial`` with the values and metrics of ``scored`` (same arch)."""
+        for key, value in reusable_scores(scored).items():
+            trial.set_user_attr(key, value)
+        trial.set_user_attr(DUPLICATE_ATTR, scored.number)
+        trial.set_user_attr("fix_subnets", f"{FIX_SUBNETS}/trial_{trial.number}.yaml")
+        for key, limit in self.limits.items():
+            trial.set_constraint(key, float(scored.user_attrs[key]) - limit)
+        log.info(
+            "%s: trial %d is the arch of trial %d, already scored: its values reused",
+            self.name,
+            trial.number,
+            scored.number,
+        )
+        accuracy, cost = scored.values
+        return accuracy, cost
 
     def _over_budget(self, number: int) -> bool:
         taken = [t.number for t in self._counted() if t.state in BUDGET_STATES]
