@@ -12,11 +12,10 @@ from optuna.trial import FrozenTrial
 from gen5nas.search.pareto import spread
 from gen5nas.search.results import (
     COST_ATTRS,
+    collect,
     constraint_limits,
     counted_trials,
-    mark_pareto,
     pareto_front,
-    to_record,
 )
 from gen5nas.search.study import METRIC_ATTR
 from gen5nas.spec.search import NASSearchSpec
@@ -106,10 +105,10 @@ def study_status(
     # The operator has no search space at hand: records keep arch None and the front shows
     # the one-line "arch_summary" the worker records beside the full "arch" dict.
     limits = constraint_limits(spec.constraints)
-    records = [to_record(t, None, limits) for t in counted]
-    summaries = {t.number: str(t.user_attrs.get("arch_summary", ""))[:120] for t in counted}
     cost_key = spec.cost_key.value
-    mark_pareto(records, cost_key)
+    # collect marks every repeat of an arch (even two workers' simultaneous ones) off the front
+    records = collect(trials, None, cost_key, limits)
+    summaries = {t.number: str(t.user_attrs.get("arch_summary", ""))[:120] for t in counted}
     front = pareto_front(records, cost_key)
     done = [
         r for r in records
