@@ -82,8 +82,13 @@ def _trial(
 ) -> optuna.trial.FrozenTrial:
     values = [acc, lat] if state == TrialState.COMPLETE else None
     arch = sample_arch(int(acc))
+    # params name the arch (repeats of one arch are duplicates, off the front)
     return create_trial(
-        state=state, values=values, user_attrs=trial_user_attrs(arch, acc, lat, 3 * lat)
+        state=state,
+        values=values,
+        params={"arch": int(acc)},
+        distributions={"arch": optuna.distributions.IntDistribution(0, 1000)},
+        user_attrs=trial_user_attrs(arch, acc, lat, 3 * lat),
     )
 
 
@@ -251,3 +256,10 @@ def test_pending_pods_counted_by_reason() -> None:
         "3 pod(s) waiting to start: ErrImagePull: 1 (not found); NotScheduledYet: 1; "
         "Unschedulable: 1 (0/2 nodes are available)"
     )
+
+
+def test_a_repeated_arch_is_on_the_front_once() -> None:
+    # two workers that scored the same arch at once: the same values, one front point
+    trials = _numbered([_trial(70, 2.0), _trial(60, 1.0), _trial(70, 2.0)])
+    front = study_status(trials, _spec(), top=10)["front"]
+    assert [e["trial"] for e in front["top"]] == [1, 0]
