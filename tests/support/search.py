@@ -18,20 +18,24 @@ from gen5nas.spec import Arch, SearchSpace, load_arch, load_space
 
 
 def fresh_checkpoint(
-    path: Path, space_name: str = "mobilenetv2_tiny", num_classes: int = 10, seed: int = 0
+    path: Path,
+    space_name: str = "mobilenetv2_tiny",
+    num_classes: int = 10,
+    seed: int = 0,
+    task: str = "classification",
 ) -> Path:
-    """A freshly initialised supernet saved through the training step's checkpoint API."""
+    """A freshly initialised supernet of ``task`` saved through the training step's checkpoint
+    API."""
     import torch
 
-    from gen5nas.supernet import Supernet
+    from gen5nas.tasks.base import get_task
     from gen5nas.train.checkpoint import make_meta, save_checkpoint
 
     space = load_space(space_name)
     torch.manual_seed(seed)
-    model = Supernet(space, num_classes)
-    return save_checkpoint(
-        {"model": model.state_dict(), "meta": make_meta(space, num_classes)}, path
-    )
+    model = get_task(task).build_supernet(space, num_classes)
+    meta = make_meta(space, num_classes, task=task)
+    return save_checkpoint({"model": model.state_dict(), "meta": meta}, path)
 
 
 def size_of(arch: Arch) -> float:

@@ -126,6 +126,8 @@ def test_supernet_training_uses_the_registered_tasks_losses_and_metric(
     assert not any(k.endswith("accuracy_top1") for r in val for k in r)
     best = max(val, key=lambda r: r["max/toy_score"])
     assert result.best_score == best["max/toy_score"] and result.best_epoch == best["epoch"]
+    assert result.best_checkpoint is not None  # named by the task's metric key
+    assert result.best_checkpoint.name == f"best_max_subnet.toy_score_epoch_{best['epoch']}.pth"
     assert result.last_checkpoint is not None
     assert read_checkpoint(result.last_checkpoint)["meta"]["task"] == "detection"
 

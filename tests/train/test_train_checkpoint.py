@@ -145,6 +145,29 @@ def test_a_work_dir_means_its_best_max_subnet_for_search_and_export(tmp_path: Pa
         ckpt.supernet_checkpoint(tmp_path / "missing")
 
 
+def test_best_files_are_read_under_any_metric_key_an_older_name_too(tmp_path: Path) -> None:
+    """A detection run names its best files by bbox_mAP; one of an earlier version named them
+    accuracy_top1: search and export read either, and a resumed run takes the old file over."""
+    from gen5nas.train.checkpoint_store import CheckpointStore
+
+    old = ckpt.save_checkpoint(_state(2), tmp_path / f"{ckpt.BEST_PREFIX}2.pth")
+    assert ckpt.supernet_checkpoint(tmp_path) == old  # the earlier version's name
+    prefix = ckpt.best_prefix("bbox_mAP")
+    assert prefix == "best_max_subnet.bbox_mAP_epoch_"
+    store = CheckpointStore(tmp_path, keep_last=1, best_prefix=prefix)
+    store.repair_best(2)  # its epoch file is gone: re-linked from the old name, then dropped
+    assert [p.name for p in ckpt.best_files(tmp_path)] == [f"{prefix}2.pth"]
+    assert ckpt.read_checkpoint(tmp_path / f"{prefix}2.pth")["epoch"] == 2
+    newer = ckpt.save_checkpoint(_state(3), tmp_path / f"{prefix}3.pth")
+    ckpt.save_checkpoint(_state(1), tmp_path / f"{ckpt.BEST_PREFIX}1.pth")
+    assert ckpt.supernet_checkpoint(tmp_path) == newer  # the newest epoch, whatever its name
+    # retraining's best files are not the supernet's
+    ckpt.save_checkpoint(
+        _state(9), tmp_path / f"{ckpt.best_prefix('bbox_mAP', 'best_subnet')}9.pth"
+    )
+    assert ckpt.supernet_checkpoint(tmp_path) == newer
+
+
 def test_ranks_that_found_different_resume_points_are_refused(tmp_path: Path) -> None:
     ckpt.check_resume_points([(2, 30), (2, 30)], tmp_path)  # a shared work dir: agreed
     ckpt.check_resume_points([None, None], tmp_path)  # a fresh start everywhere

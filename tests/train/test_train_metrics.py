@@ -14,6 +14,7 @@ from support.train import tiny_spec, write_manifest
 
 from gen5nas.cli import main
 from gen5nas.data import write_synthetic
+from gen5nas.metrics_http import MetricsEndpoint
 from gen5nas.run_outputs import METRICS_FILE
 from gen5nas.spec.training import SupernetTrainingSpec
 from gen5nas.train.job import run_supernet_training
@@ -75,6 +76,19 @@ def test_one_epoch_exposes_epoch_throughput_and_each_pass_loss(data: Path, tmp_p
     for subnet in ("max", "min"):
         want = vals[-1][f"{subnet}/accuracy_top1"] / 100
         assert after.value("gen5nas_train_val_accuracy_ratio", subnet=subnet) == pytest.approx(want)
+
+
+def test_another_tasks_score_gauge_is_named_by_its_metric() -> None:
+    """Detection's val records carry bbox_mAP (a fraction): its own gauge, not top-1's."""
+    from gen5nas.tasks.detection import DETECTION
+
+    metrics = TrainingMetrics(2, DETECTION.metric)
+    metrics.on_record("val", {"max/bbox_mAP": 0.25, "min/bbox_mAP": 0.125, "max/loss": 3.0}, 1, 8)
+    with MetricsEndpoint(metrics.registry, 0, "127.0.0.1") as endpoint:
+        m = scrape_port(endpoint.port)
+    assert m.value("gen5nas_train_val_bbox_map_ratio", subnet="max") == 0.25
+    assert m.value("gen5nas_train_val_bbox_map_ratio", subnet="min") == 0.125
+    assert m.values("gen5nas_train_val_accuracy_ratio") == []
 
 
 def test_cli_flag_serves_on_rank_0_and_a_bad_port_is_refused(

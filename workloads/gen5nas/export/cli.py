@@ -182,6 +182,7 @@ def handle_export(args: argparse.Namespace) -> int:
 
     from gen5nas.export.export import export_subnet
     from gen5nas.run_outputs import RunOutputs
+    from gen5nas.tasks.base import format_score
     from gen5nas.train.distributed import shutdown
 
     check_writable_dir(work_dir, "--work-dir")
@@ -207,14 +208,19 @@ def handle_export(args: argparse.Namespace) -> int:
         card = result.card
         acc = card["accuracy"]
         cost = card["cost"]
-        retrained = f", retrained {acc['retrained']:.2f}%" if acc["retrained"] is not None else ""
+        retrained = (
+            f", retrained {format_score(acc['retrained'], acc['unit'])}"
+            if acc["retrained"] is not None
+            else ""
+        )
         cost_text = (
             f"{cost['latency_ms']:.3f} ms, {cost['energy_mj']:.3f} mJ on {cost['profile']}"
             if "error" not in cost
             else f"no estimate ({cost['error']})"
         )
         print(f"wrote {result.onnx_path} (sha256 {card['onnx']['sha256'][:16]}...)")
-        print(f"  arch {card['arch_summary']}; top-1 inherited {acc['inherited']:.2f}%{retrained}")
+        inherited = format_score(acc["inherited"], acc["unit"])
+        print(f"  arch {card['arch_summary']}; {acc['metric']} inherited {inherited}{retrained}")
         print(f"  {card['params']:,} params, {card['macs']:,} MACs; {cost_text}")
         print(f"  parity max |ort - torch| {card['onnx']['parity']['max_abs_diff']:.2g}")
         print(f"card: {result.card_path}")

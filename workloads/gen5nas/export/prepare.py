@@ -7,7 +7,8 @@ Data policy: the static subnet has no input resizing, so every loader here produ
 retrained accuracy are therefore measured on identical inputs, which are also what the ONNX
 model expects (:mod:`gen5nas.export.input_shape`: input N,3,H,W with (H,W) == arch.resolution).
 The search step scores a subnet on max-resolution images resized inside the supernet, so its
-top-1 for the same subnet can differ slightly (the card keeps the search's value too).
+score (the task's metric) for the same subnet can differ slightly (the card keeps the search's
+value too).
 """
 
 from __future__ import annotations

@@ -29,17 +29,14 @@ from gen5nas.export.prepare import PreparedSubnet, Resolved, load_and_resolve, p
 from gen5nas.spec.export import RetrainSpec, SubnetExportSpec
 from gen5nas.spec.training import OptimizerSpec, ScheduleSpec
 from gen5nas.tasks.base import Task
+from gen5nas.train.checkpoint import best_prefix
 from gen5nas.train.trainer import StepHook, TrainResult
 
 log = logging.getLogger(__name__)
 
 RETRAIN_DIR = "retrain"
 REPORT_FILE = "retrain_report.json"
-
-
-def best_prefix(task: Task) -> str:
-    """``best_subnet.accuracy_top1_epoch_`` for classification."""
-    return f"best_subnet.{task.metric.key}_epoch_"
+RETRAIN_BEST_STEM = "best_subnet"  # best_subnet.<the task's metric key>_epoch_N.pth
 
 
 @dataclass
@@ -155,7 +152,7 @@ def run_retrain(
             elastic=False,
             task=task,
             score_key=task.metric.key,
-            best_prefix=best_prefix(task),
+            best_prefix=best_prefix(task.metric.key, RETRAIN_BEST_STEM),
             config_file=Path(config_file) if config_file else None,
             resolved_config=spec.model_dump(mode="json", by_alias=True),
             hooks=tuple(hooks),

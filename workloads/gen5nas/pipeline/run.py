@@ -213,7 +213,7 @@ def _export(
             dataset=search_spec.dataset,
             profile=search_spec.estimator.profile,
             hw_config=dict(search_spec.estimator.hw_config),
-            # The search's calibration, so that the exported top-1 is the one it reported.
+            # The search's calibration, so that the exported score is the one it reported.
             bn_calibration_batches=search_spec.evaluation.calib_batches,
         )
     export_dir = work_dir / "export"

@@ -1,8 +1,10 @@
 """``gen5nas dashboard WORK_DIR [--storage URL] [--host 127.0.0.1] [--port 8080]``.
 
 Serves optuna-dashboard on the study of a search, finished or running: the objectives are named
-(``accuracy/top1``, ``latency_ms`` or ``energy_mj``) and each trial carries its ``arch_summary``
-and its ``fix_subnets`` file as user attributes. The storage is the work dir's ``study.db``, else
+(the task's metric: ``accuracy/top1``, ``coco/bbox_mAP``; the cost: ``latency_ms`` or
+``energy_mj``, ``backbone/latency_ms`` when only the backbone is costed) and each trial carries
+its metrics (under their keys: ``accuracy_top1``, ``bbox_mAP``...), ``arch_summary`` and its
+``fix_subnets`` file as user attributes. The storage is the work dir's ``study.db``, else
 the URL the search's resolved config names (a PostgreSQL URL is recorded without its password:
 pass ``--storage`` then). The same as ``optuna-dashboard sqlite:///WORK_DIR/study.db``.
 """

@@ -29,6 +29,8 @@ from gen5nas.search.runner import seed_extremes
 from gen5nas.search.settings import SearchSettings
 from gen5nas.search.study import open_search_study, parse_storage_url, redact
 from gen5nas.search.workers import FailedWorkers, check_failed_workers, run_workers
+from gen5nas.tasks.base import Metric, get_task
+from gen5nas.tasks.classification import CLASSIFICATION
 from gen5nas.train.checkpoint import supernet_checkpoint
 
 __all__ = ["SearchResult", "SearchSettings", "run_search"]
@@ -45,6 +47,7 @@ class SearchResult:
     cost_key: str
     front: list[TrialRecord] = field(default_factory=list)
     cost_scope: str = "network"  # what of each subnet was costed (search.cost.cost_scope)
+    metric: Metric = CLASSIFICATION.metric  # the task's: what the records' scores are
 
     @property
     def completed(self) -> int:
@@ -122,7 +125,14 @@ def run_search(
             check_failed_workers(failed, records, spec.max_trials)
         front = pareto_front(records, cost_key)
         result = SearchResult(
-            settings.study_name, settings.storage_url, records, paths, cost_key, front, scope
+            settings.study_name,
+            settings.storage_url,
+            records,
+            paths,
+            cost_key,
+            front,
+            scope,
+            get_task(supernet.task, field="checkpoint").metric,
         )
         _log_summary(result)
     finally:
@@ -150,6 +160,7 @@ def _write_outputs(
 
 def _log_summary(result: SearchResult) -> None:
     attr = COST_ATTRS[result.cost_key]
+    metric = result.metric
     log.info(
         "search done: %d complete trials, %d on the Pareto front; outputs in %s",
         result.completed,
@@ -158,9 +169,10 @@ def _log_summary(result: SearchResult) -> None:
     )
     for r in result.front:
         log.info(
-            "  front: trial %d top-1 %.2f%% %s %.4g  %s",
+            "  front: trial %d %s %s %s %.4g  %s",
             r.number,
-            r.accuracy or 0.0,
+            metric.title,
+            metric.format(r.accuracy or 0.0),
             attr,
             getattr(r, attr) or 0.0,
             r.arch.summary() if r.arch else "",

@@ -1,5 +1,5 @@
 """Prometheus metrics of a search (``gen5nas search --metrics-port``): the workers' trials and
-timings, and the study's best accuracy within the constraints.
+timings, and the study's best score (the task's metric) within the constraints.
 
 One worker in this process records into a registry served here. Several worker processes
 (``--workers N``) use prometheus_client's multiprocess mode: each worker writes its samples to
@@ -22,11 +22,15 @@ name                                               type       labels
 ``gen5nas_search_study_trials``                    gauge      state: the counted trials of
                                                               the whole study (all workers)
 ``gen5nas_search_pareto_front_trials``             gauge      the feasible front's size
-``gen5nas_search_best_accuracy_ratio``             gauge      top-1 (0-1) of the most
-                                                              accurate feasible trial
-``gen5nas_search_best_accuracy_latency_seconds``   gauge      that trial's latency
-``gen5nas_search_best_accuracy_energy_joules``     gauge      that trial's energy
+``gen5nas_search_best_<metric>_ratio``             gauge      the task's metric (0-1) of the
+                                                              best-scoring feasible trial
+``gen5nas_search_best_<metric>_latency_seconds``   gauge      that trial's latency
+``gen5nas_search_best_<metric>_energy_joules``     gauge      that trial's energy
 =================================================  =========  ==============================
+
+``<metric>`` is the task's :attr:`~gen5nas.tasks.base.Metric.prometheus_name`, as in the
+training's gauges: ``accuracy`` for classification (top-1: the seed's
+``gen5nas_search_best_accuracy_ratio``), ``bbox_map`` for detection (COCO bbox mAP).
 
 The study gauges are what the workers last read from the shared study (the most recent one in
 multiprocess mode); they are absent until a trial is complete.
@@ -46,6 +50,8 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from gen5nas.metrics_http import MetricsEndpoint
 from gen5nas.search.results import SURPLUS_ATTR, TrialRecord
+from gen5nas.tasks.base import Metric
+from gen5nas.tasks.classification import CLASSIFICATION
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 # The trial user attrs (seconds) of each phase (search.evaluate.Outcome.timings).
@@ -59,6 +65,7 @@ class SearchMetrics:
     samples go to the files the parent serves)."""
 
     def __init__(self, registry: CollectorRegistry | None) -> None:
+        self.registry = registry
         if registry is None and MULTIPROC_ENV not in os.environ:
             raise RuntimeError(f"a search worker without a registry needs {MULTIPROC_ENV}")
         self.trials = Counter(
@@ -81,27 +88,33 @@ class SearchMetrics:
             registry=registry,
         )
 
-        def gauge(name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
-            return Gauge(name, doc, labels, registry=registry, multiprocess_mode="mostrecent")
-
-        self.study_trials = gauge(
+        self.study_trials = self._gauge(
             "gen5nas_search_study_trials", "Counted trials of the study, by state.", ["state"]
         )
-        self.front_size = gauge(
+        self.front_size = self._gauge(
             "gen5nas_search_pareto_front_trials", "Trials on the feasible Pareto front."
         )
-        self.best_accuracy = gauge(
-            "gen5nas_search_best_accuracy_ratio",
-            "Top-1 accuracy (0-1) of the most accurate trial within the constraints.",
-        )
-        self.best_latency = gauge(
-            "gen5nas_search_best_accuracy_latency_seconds",
-            "Estimated latency of the most accurate trial within the constraints.",
-        )
-        self.best_energy = gauge(
-            "gen5nas_search_best_accuracy_energy_joules",
-            "Estimated energy of the most accurate trial within the constraints.",
-        )
+        self._best: dict[str, tuple[Gauge, Gauge, Gauge]] = {}  # by Metric.prometheus_name
+
+    def _gauge(self, name: str, doc: str, labels: Sequence[str] = ()) -> Gauge:
+        return Gauge(name, doc, labels, registry=self.registry, multiprocess_mode="mostrecent")
+
+    def _best_gauges(self, metric: Metric) -> tuple[Gauge, Gauge, Gauge]:
+        """The best trial's score, latency and energy gauges, named by ``metric`` (made once:
+        the task is known when the study is, after this object)."""
+        word = metric.prometheus_name
+        if word not in self._best:
+            within = "of the best-scoring trial within the constraints"
+            self._best[word] = (
+                self._gauge(f"gen5nas_search_best_{word}_ratio", f"{metric.label} (0-1) {within}."),
+                self._gauge(
+                    f"gen5nas_search_best_{word}_latency_seconds", f"Estimated latency {within}."
+                ),
+                self._gauge(
+                    f"gen5nas_search_best_{word}_energy_joules", f"Estimated energy {within}."
+                ),
+            )
+        return self._best[word]
 
     def on_trial(self, trial: FrozenTrial) -> None:
         """A trial this worker finished (``runner.Worker.on_trial``)."""
@@ -118,8 +131,11 @@ class SearchMetrics:
         elif trial.state == TrialState.FAIL:
             self.trials.labels("failed").inc()
 
-    def on_records(self, records: Sequence[TrialRecord]) -> None:
-        """The study as a worker last read it (``runner.Worker.on_progress``)."""
+    def on_records(
+        self, records: Sequence[TrialRecord], metric: Metric = CLASSIFICATION.metric
+    ) -> None:
+        """The study as a worker last read it (``runner.Worker.on_progress``); ``metric``:
+        the task's, what the records' scores are."""
         for state in STATES:
             self.study_trials.labels(state).set(sum(r.state == state for r in records))
         self.front_size.set(sum(r.pareto for r in records))
@@ -129,11 +145,12 @@ class SearchMetrics:
         if not feasible:
             return
         best = max(feasible, key=lambda r: (r.accuracy or 0.0, -r.number))
-        self.best_accuracy.set((best.accuracy or 0.0) / 100)
+        score, latency, energy = self._best_gauges(metric)
+        score.set(metric.ratio(best.accuracy or 0.0))
         if best.latency_ms is not None:
-            self.best_latency.set(best.latency_ms / 1000)
+            latency.set(best.latency_ms / 1000)
         if best.energy_mj is not None:
-            self.best_energy.set(best.energy_mj / 1000)
+            energy.set(best.energy_mj / 1000)
 
 
 class SearchMetricsEndpoint:

@@ -1,8 +1,9 @@
 """The seed's search outputs, written atomically so that a reader never sees half a file:
 
 ``fix_subnets/trial_N.yaml`` (one arch file per trial with an arch, readable by
-``gen5nas.spec.load_arch`` and the export step), ``subnets.csv`` (one row per trial; a trial
-that repeats an arch already scored names that trial in ``duplicate_of``),
+``gen5nas.spec.load_arch`` and the export step), ``subnets.csv`` (one row per trial, its score
+in the column named by the task's metric key: ``accuracy_top1``, ``bbox_mAP``; a trial that
+repeats an arch already scored names that trial in ``duplicate_of``),
 ``pareto_front.html`` (plotly, self-contained: opens with no internet), ``pareto_front.png``
 (matplotlib), ``study.pkl`` (an in-memory copy of the study: ``pickle.load`` needs no database).
 
@@ -97,7 +98,7 @@ class Labels:
         return cls(task.metric, study_cost_scope(study))
 
 
-def csv_columns(num_stages: int) -> list[str]:
+def csv_columns(num_stages: int, metric: Metric) -> list[str]:
     cols = ["trial", "state", "resolution", "first_num_out_channels", "last_num_out_channels"]
     for i in range(num_stages):
         cols += [
@@ -105,7 +106,7 @@ def csv_columns(num_stages: int) -> list[str]:
             for k in ("num_blocks", "kernel_size", "expand_ratio", "num_out_channels")
         ]
     cols += [
-        "accuracy_top1",
+        metric.key,
         "latency_ms",
         "energy_mj",
         "cost_scope",
@@ -120,19 +121,20 @@ def csv_columns(num_stages: int) -> list[str]:
 
 
 def write_csv(
-    records: Sequence[TrialRecord], work_dir: Path, num_stages: int, cost_scope: str = "network"
+    records: Sequence[TrialRecord], work_dir: Path, num_stages: int, labels: Labels
 ) -> Path:
     buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=csv_columns(num_stages), lineterminator="\n")
+    columns = csv_columns(num_stages, labels.metric)
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
     writer.writeheader()
     for r in records:
         row: dict[str, Any] = {
             "trial": r.number,
             "state": r.state,
-            "accuracy_top1": _num(r.accuracy),
+            labels.metric.key: _num(r.accuracy),
             "latency_ms": _num(r.latency_ms),
             "energy_mj": _num(r.energy_mj),
-            "cost_scope": cost_scope,
+            "cost_scope": labels.cost_scope,
             "feasible": r.feasible,
             "pareto": r.pareto,
             "duplicate_of": "" if r.duplicate_of is None else r.duplicate_of,
@@ -294,7 +296,7 @@ def write_all(
     labels = Labels.of(study)
     title = f"{study.study_name}: {labels.metric.title} vs {cost_key} ({labels.cost_scope})"
     out = {
-        "csv": write_csv(records, work_dir, num_stages, labels.cost_scope),
+        "csv": write_csv(records, work_dir, num_stages, labels),
         "html": write_html(records, work_dir, cost_key, title, labels),
         "png": write_png(records, work_dir, cost_key, title, labels),
         "pickle": write_pickle(study, work_dir),

@@ -1,12 +1,15 @@
 """A study's trials as records: the one place that reads trial attributes back.
 
-What a worker stores on each trial (user attrs, read by the outputs and the operator):
-``accuracy_top1`` / ``accuracy_top5`` (percent), ``latency_ms``, ``energy_mj``, ``arch`` (the
-arch as its YAML dict), ``arch_summary`` (one line), ``worker``, ``calib_s`` / ``eval_s`` /
-``estimate_s`` / ``estimate_wait_s`` (seconds), ``fail_reason`` on a trial that failed, and
-``duplicate_of`` (a trial number) on a trial whose arch was already scored: it was not
-evaluated again, its values and metrics are that trial's. The objective values are
-``(accuracy_top1, cost)`` with cost = latency or energy.
+What a worker stores on each trial (user attrs, read by the outputs and the operator): the
+task's metrics under their keys (classification ``accuracy_top1`` / ``accuracy_top5`` in
+percent; detection ``bbox_mAP``, ``bbox_mAP_50``... as fractions), ``latency_ms``,
+``energy_mj``, ``arch`` (the arch as its YAML dict), ``arch_summary`` (one line), ``worker``,
+``calib_s`` / ``eval_s`` / ``estimate_s`` / ``estimate_wait_s`` (seconds), ``fail_reason`` on a
+trial that failed, and ``duplicate_of`` (a trial number) on a trial whose arch was already
+scored: it was not evaluated again, its values and metrics are that trial's. The objective
+values are ``(score, cost)``: score = the task's headline metric (``Metric.key``), cost =
+latency or energy. Records take the score from the objective value (:func:`trial_score`), so
+they read any gen5nas study whatever its task and version named the attr.
 
 Duplicates: the params fix the arch (``encoding``: one categorical per dimension), so two
 trials with equal params are the same subnet. Of the COMPLETE trials of one arch, the one
@@ -133,6 +136,14 @@ class TrialRecord:
         return self.latency_ms if cost_key == "latency" else self.energy_mj
 
 
+def trial_score(t: FrozenTrial) -> float | None:
+    """The task's metric a trial scored: its first objective value (studies are made with
+    the score first, ``study.DIRECTIONS``), the same number the worker stores under the
+    metric's key (and earlier versions under ``accuracy_top1`` whatever the task); None for a
+    trial without values (not COMPLETE)."""
+    return float(t.values[0]) if t.values else None
+
+
 def _reason(t: FrozenTrial) -> str:
     if t.state == TrialState.FAIL and not t.user_attrs.get(REASON_ATTR):
         return "worker lost (heartbeat stale) and retries exhausted"
@@ -163,7 +174,7 @@ def to_record(
         number=t.number,
         state=t.state.name,
         arch=arch,
-        accuracy=_float(ua.get("accuracy_top1")),
+        accuracy=trial_score(t),
         latency_ms=_float(ua.get("latency_ms")),
         energy_mj=_float(ua.get("energy_mj")),
         reason=_reason(t),

@@ -46,9 +46,12 @@ from gen5nas.search.results import (
     pareto_front,
     reusable_scores,
     scored_trials,
+    trial_score,
 )
 from gen5nas.search.study import quiet_experimental, retry_callback
 from gen5nas.spec.space import Arch, SearchSpace
+from gen5nas.tasks.base import Metric
+from gen5nas.tasks.classification import CLASSIFICATION
 
 log = logging.getLogger(__name__)
 
@@ -93,6 +96,7 @@ class Worker:
     max_retry: int = 2
     on_progress: Callable[[list[TrialRecord]], None] | None = None
     on_trial: Callable[[FrozenTrial], None] | None = None  # each trial this worker finished
+    metric: Metric = CLASSIFICATION.metric  # the task's: what ``evaluate`` scores
     report: WorkerReport = field(default_factory=WorkerReport)
     _consecutive_failures: int = 0
     _last_reason: str = ""
@@ -119,7 +123,7 @@ class Worker:
         except Exception as exc:
             trial.set_user_attr(REASON_ATTR, f"unexpected {type(exc).__name__}: {exc}")
             raise
-        trial.set_user_attr("accuracy_top1", outcome.accuracy)
+        trial.set_user_attr(self.metric.key, outcome.accuracy)
         trial.set_user_attr("latency_ms", outcome.latency_ms)
         trial.set_user_attr("energy_mj", outcome.energy_mj)
         trial.set_user_attr("fix_subnets", f"{FIX_SUBNETS}/trial_{trial.number}.yaml")
@@ -264,13 +268,15 @@ class Worker:
         failed = sum(r.state == "FAIL" for r in records)
         front = pareto_front(records, self.cost_key)
         attr = COST_ATTRS[self.cost_key]
+        metric = self.metric
         best = ", ".join(
-            f"#{r.number} {r.accuracy:.1f}%@{getattr(r, attr):.4g}" for r in spread(front, 3)
+            f"#{r.number} {metric.format(r.accuracy or 0.0)}@{getattr(r, attr):.4g}"
+            for r in spread(front, 3)
         )
         if trial.state == TrialState.COMPLETE:
+            score = trial_score(trial)
             what = (
-                f"top-1 {trial.user_attrs['accuracy_top1']:.2f}% "
-                f"{attr} {trial.user_attrs[attr]:.4g}"
+                f"{metric.title} {metric.format(score or 0.0)} {attr} {trial.user_attrs[attr]:.4g}"
             )
         else:
             what = trial.state.name

@@ -11,6 +11,7 @@ was not spent.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import multiprocessing as mp
 import os
@@ -101,7 +102,9 @@ def run_worker(
                 study, space, Path(settings.work_dir), spec.cost_key.value, limits
             )
             writer = OutputRefresher(outputs)
-        on_progress = _both(writer, metrics.on_records if metrics else None)
+        metric = evaluator.task.metric
+        on_records = functools.partial(metrics.on_records, metric=metric) if metrics else None
+        on_progress = _both(writer, on_records)
         worker = Worker(
             study=study,
             space=space,
@@ -115,6 +118,7 @@ def run_worker(
             max_retry=spec.storage.max_retry,
             on_progress=on_progress,
             on_trial=metrics.on_trial if metrics else None,
+            metric=metric,
         )
         _wait_for_peers(start, global_index)
         return worker.run()

@@ -43,16 +43,36 @@ CostScope = Literal["network", "backbone"]
 
 @dataclass(frozen=True)
 class Metric:
-    """A task's headline metric (higher is better) and how outputs name it."""
+    """A task's headline metric (higher is better) and how outputs name it.
 
-    key: str  # in the evaluator's metrics: ``accuracy_top1``
+    Outputs are named by it: classification's are the seed's names (the ``accuracy_top1``
+    column, ``best_max_subnet.accuracy_top1_epoch_N.pth``, ``gen5nas_train_val_accuracy_ratio``),
+    detection's ``bbox_mAP``, ``best_max_subnet.bbox_mAP_epoch_N.pth``,
+    ``gen5nas_train_val_bbox_map_ratio``."""
+
+    key: str  # evaluator metrics, trial attrs, subnets.csv, checkpoints: ``accuracy_top1``
     label: str  # in the card and the search's outputs: ``accuracy/top1``
     title: str  # in log lines and command output: ``top-1``
     short: str  # in file and record names: ``top1`` (``gain_top1``)
-    unit: str  # ``percent``
+    unit: str  # ``percent`` or ``fraction``
+    prometheus: str = ""  # the word in Prometheus metric names; default: the key, lowercased
+
+    @property
+    def prometheus_name(self) -> str:
+        """``accuracy`` in ``gen5nas_train_val_accuracy_ratio`` (``bbox_map`` for detection)."""
+        return self.prometheus or self.key.lower()
 
     def format(self, value: float) -> str:
-        return f"{value:.2f}%" if self.unit == "percent" else f"{value:.4g}"
+        return format_score(value, self.unit)
+
+    def ratio(self, value: float) -> float:
+        """``value`` as a fraction (0-1 for an accuracy), what the Prometheus gauges carry."""
+        return value / 100 if self.unit == "percent" else value
+
+
+def format_score(value: float, unit: str) -> str:
+    """A metric's value for people: ``71.23%`` (percent), ``0.1234`` (a fraction)."""
+    return f"{value:.2f}%" if unit == "percent" else f"{value:.4g}"
 
 
 @runtime_checkable

@@ -80,7 +80,7 @@ def evaluate_classifier(
 
 class Classification:
     name = "classification"
-    metric = Metric("accuracy_top1", "accuracy/top1", "top-1", "top1", "percent")
+    metric = Metric("accuracy_top1", "accuracy/top1", "top-1", "top1", "percent", "accuracy")
     extra_metrics: Sequence[str] = ("accuracy_top5",)
     cost_scope: CostScope = "network"
 

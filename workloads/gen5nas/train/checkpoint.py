@@ -3,7 +3,10 @@
 Layout of a work dir (the seed's names)::
 
     epoch_N.pth                                  after epoch N (the last ``keepLast`` kept)
-    best_max_subnet.accuracy_top1_epoch_N.pth    best max-subnet top-1 so far (what search uses)
+    best_max_subnet.<metric>_epoch_N.pth         the best max subnet so far (what search uses),
+                                                 named by the task's metric key: the seed's
+                                                 ``best_max_subnet.accuracy_top1_epoch_N.pth``
+                                                 for classification, ``bbox_mAP`` for detection
     last_checkpoint                              one line: the file name to resume from
 
 A checkpoint is a dict of plain types and tensors (loadable with ``weights_only=True``, so
@@ -38,7 +41,30 @@ from gen5nas.train.finite import assert_finite_state
 
 FORMAT = "gen5nas-checkpoint/v1"
 POINTER = "last_checkpoint"
-BEST_PREFIX = "best_max_subnet.accuracy_top1_epoch_"
+BEST_STEM = "best_max_subnet"
+
+
+def best_prefix(metric_key: str, stem: str = BEST_STEM) -> str:
+    """A best file's name up to its epoch: ``<stem>.<metric key>_epoch_``."""
+    return f"{stem}.{metric_key}_epoch_"
+
+
+BEST_PREFIX = best_prefix("accuracy_top1")  # classification's (the seed's name)
+
+
+def best_files(work_dir: str | Path, prefix: str = BEST_PREFIX) -> list[Path]:
+    """The best files in ``work_dir`` of ``prefix``'s stem, by epoch, whatever metric key
+    names them: runs of earlier versions named a detection run's ``accuracy_top1`` too, and
+    search and export still read those."""
+    stem = prefix.split(".", 1)[0]
+    found = Path(work_dir).glob(f"{stem}.*_epoch_*.pth")
+    return sorted(found, key=lambda p: (best_epoch_of(p), p.name))
+
+
+def best_epoch_of(path: Path) -> int:
+    """The epoch in a best file's name (-1 when it has none)."""
+    digits = path.stem.rsplit("_", 1)[-1]
+    return int(digits) if digits.isdigit() else -1
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> Path:
@@ -203,31 +229,27 @@ def check_same_space(meta: dict[str, Any], space: SearchSpace, source: str = "ch
 
 def supernet_checkpoint(path: str | Path) -> Path:
     """The checkpoint file a search or an export uses: ``path`` itself when it is a file; for a
-    training work dir, its newest ``best_max_subnet...pth`` (what the seed searches), else the
-    file ``last_checkpoint`` names. One rule, so search and export read the same weights."""
+    training work dir, its newest best file (``best_max_subnet.<metric>_epoch_N.pth``: what
+    the seed searches), else the file ``last_checkpoint`` names. One rule, so search and export
+    read the same weights."""
     path = Path(path)
     if path.is_file():
         return path
     if path.is_dir():
-        best = sorted(path.glob(f"{BEST_PREFIX}*.pth"), key=_epoch_of)
+        best = best_files(path)
         if best:
             return best[-1]
         found = last_checkpoint(path)
         if found is not None:
             return found
         raise CheckpointError(
-            f"{path} holds no supernet checkpoint (no {BEST_PREFIX}*.pth and "
+            f"{path} holds no supernet checkpoint (no {BEST_STEM}.<metric>_epoch_N.pth and "
             "no last_checkpoint); train one with `gen5nas train`"
         )
     raise CheckpointError(
         f"checkpoint not found: {path} (give a .pth file or a training work "
         "dir; see spec.checkpoint / --checkpoint)"
     )
-
-
-def _epoch_of(p: Path) -> int:
-    digits = p.stem.rsplit("_", 1)[-1]
-    return int(digits) if digits.isdigit() else -1
 
 
 def load_supernet(path: str | Path, space: SearchSpace | None = None) -> tuple[Any, dict[str, Any]]:

@@ -7,7 +7,8 @@
     last_checkpoint              the pointer (what a resume reads)
     <best_prefix>N.pth           the best epoch's weights: a hard link to ``epoch_N.pth``
                                  (a copy where links are refused), or a file of its own when
-                                 the best epoch wrote no checkpoint
+                                 the best epoch wrote no checkpoint; ``best_prefix`` names the
+                                 task's metric (``checkpoint.best_prefix``)
 
 The best file is linked before the pointer moves, so a kill never leaves a checkpoint whose
 best file is missing; older best files go once the pointer has moved past them. Only the
@@ -24,7 +25,13 @@ from pathlib import Path
 from typing import Any
 
 from gen5nas.atomic import atomic_write
-from gen5nas.train.checkpoint import BEST_PREFIX, save_checkpoint, write_pointer
+from gen5nas.train.checkpoint import (
+    BEST_PREFIX,
+    best_epoch_of,
+    best_files,
+    save_checkpoint,
+    write_pointer,
+)
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +94,9 @@ class CheckpointStore:
                 old.unlink(missing_ok=True)
 
     def drop_other_best(self, keep: Path) -> None:
-        for old in self.work_dir.glob(f"{self.best_prefix}*.pth"):
+        """Every best file but ``keep``, those named by another metric key too (an earlier
+        version's name for this run's)."""
+        for old in best_files(self.work_dir, self.best_prefix):
             if old != keep:
                 old.unlink(missing_ok=True)
 
@@ -109,19 +118,26 @@ class CheckpointStore:
     def repair_best(self, best_epoch: int | None) -> None:
         """At resume: the checkpoint's best epoch must have its best file. Runs of older
         versions linked it after the pointer, so a kill in between lost it; re-link it from
-        its epoch file, and drop best files of other epochs (left by a kill before the
-        pointer moved: those epochs are about to be redone)."""
+        its epoch file (or from its best file under an earlier version's name), and drop best
+        files of other epochs (left by a kill before the pointer moved: those epochs are about
+        to be redone)."""
         if best_epoch is None:
             return
         best = self.best_path(best_epoch)
         if not best.exists():
-            source = self.work_dir / f"epoch_{best_epoch}.pth"
-            if not source.exists():
+            epoch_file = self.work_dir / f"epoch_{best_epoch}.pth"
+            renamed = [
+                p
+                for p in best_files(self.work_dir, self.best_prefix)
+                if best_epoch_of(p) == best_epoch
+            ]
+            source = epoch_file if epoch_file.exists() else next(iter(renamed), None)
+            if source is None:
                 log.warning(
                     "%s and %s are both missing: the best checkpoint is lost until the next "
                     "new best",
                     best.name,
-                    source.name,
+                    epoch_file.name,
                 )
                 return
             log.warning("%s was missing; re-linked from %s", best.name, source.name)

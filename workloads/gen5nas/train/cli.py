@@ -56,14 +56,16 @@ def handle(args: argparse.Namespace) -> int:
     work_dir = args.work_dir or Path("work_dirs") / manifest.name
     check_writable_dir(work_dir, "--work-dir")
 
+    from gen5nas.tasks.base import get_task
     from gen5nas.train.distributed import shutdown
     from gen5nas.train.job import run_supernet_training
 
+    metric = get_task(spec.task.value).metric
     metrics = None
     if args.metrics_port is not None and os.environ.get("RANK", "0") == "0":
         from gen5nas.train.metrics import TrainingMetrics
 
-        metrics = TrainingMetrics(spec.schedule.epochs)
+        metrics = TrainingMetrics(spec.schedule.epochs, metric)
         print(f"training metrics on {metrics.serve(args.metrics_port).url}", flush=True)
     try:
         result = run_supernet_training(
@@ -77,7 +79,8 @@ def handle(args: argparse.Namespace) -> int:
         return 0  # rank 0 reports for the whole job
     if result.best_score is not None:
         print(
-            f"best max-subnet top-1 {result.best_score:.2f}% at epoch {result.best_epoch}: "
+            f"best max-subnet {metric.title} {metric.format(result.best_score)} at epoch "
+            f"{result.best_epoch}: "
             f"{result.best_checkpoint}"
         )
     print(f"last checkpoint: {result.last_checkpoint}")

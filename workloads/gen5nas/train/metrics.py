@@ -15,9 +15,14 @@ name                                            type     labels
                                                          sandwich's passes; mean since the
                                                          epoch began)
 ``gen5nas_train_learning_rate``                 gauge
-``gen5nas_train_val_accuracy_ratio``            gauge    subnet: max, min; top-1 (0-1)
+``gen5nas_train_val_<metric>_ratio``            gauge    subnet: max, min; the task's metric
+                                                         as a fraction (0-1)
 ``gen5nas_train_skipped_images_total``          counter  unreadable training images skipped
 ==============================================  =======  ====================================
+
+``<metric>`` is the task's :attr:`~gen5nas.tasks.base.Metric.prometheus_name`: ``accuracy``
+for classification (top-1; the seed's ``gen5nas_train_val_accuracy_ratio``), ``bbox_map``
+for detection (COCO bbox mAP), so a series never mixes two tasks' metrics.
 """
 
 from __future__ import annotations
@@ -25,13 +30,15 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Gauge
 
 from gen5nas.metrics_http import MetricsEndpoint
+from gen5nas.tasks.base import Metric
+from gen5nas.tasks.classification import CLASSIFICATION
 
 LOSS_PREFIX = "loss/"
-ACCURACY_SUFFIX = "/accuracy_top1"
 
 
 class TrainingMetrics:
-    def __init__(self, epochs: int | None = None) -> None:
+    def __init__(self, epochs: int | None = None, metric: Metric = CLASSIFICATION.metric) -> None:
+        self.metric = metric
         self.registry = CollectorRegistry()
         r = self.registry
         self.epoch = Gauge("gen5nas_train_epoch", "Epochs completed.", registry=r)
@@ -49,9 +56,9 @@ class TrainingMetrics:
             registry=r,
         )
         self.lr = Gauge("gen5nas_train_learning_rate", "Learning rate.", registry=r)
-        self.val_accuracy = Gauge(
-            "gen5nas_train_val_accuracy_ratio",
-            "Validation top-1 accuracy (0-1) of the largest and smallest subnets.",
+        self.val_score = Gauge(
+            f"gen5nas_train_val_{metric.prometheus_name}_ratio",
+            f"Validation {metric.label} (0-1) of the largest and smallest subnets.",
             ["subnet"],
             registry=r,
         )
@@ -82,9 +89,10 @@ class TrainingMetrics:
             if values.get("skipped_images"):
                 self.skipped.inc(values["skipped_images"])
         elif kind == "val":
+            suffix = f"/{self.metric.key}"  # the validator's "max/<key>", "min/<key>"
             for key, value in values.items():
-                if key.endswith(ACCURACY_SUFFIX):
-                    self.val_accuracy.labels(key[: -len(ACCURACY_SUFFIX)]).set(value / 100)
+                if key.endswith(suffix):
+                    self.val_score.labels(key[: -len(suffix)]).set(self.metric.ratio(value))
 
     def serve(self, port: int, host: str = "0.0.0.0") -> MetricsEndpoint:
         self.endpoint = MetricsEndpoint(self.registry, port, host)

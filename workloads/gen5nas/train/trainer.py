@@ -50,11 +50,7 @@ from gen5nas.run_outputs import RunOutputs
 from gen5nas.spec.training import CheckpointSpec, OptimizerSpec, ScheduleSpec
 from gen5nas.tasks.base import Task
 from gen5nas.tasks.classification import CLASSIFICATION
-from gen5nas.train.checkpoint import (
-    BEST_PREFIX,
-    rng_state,
-    set_rng_state,
-)
+from gen5nas.train.checkpoint import best_prefix, rng_state, set_rng_state
 from gen5nas.train.checkpoint_store import CheckpointStore
 from gen5nas.train.distributed import DistEnv, all_reduce_sum, barrier, unwrap, wrap_ddp
 from gen5nas.train.epoch_stats import EpochStats
@@ -80,7 +76,7 @@ class TrainerConfig:
     elastic: bool = True  # a supernet: DDP must tolerate unused parameters
     task: Task = CLASSIFICATION  # its metric ranks the checkpoints and is reported
     score_key: str | None = None  # higher is better; picks the best checkpoint (max/<metric>)
-    best_prefix: str = BEST_PREFIX
+    best_prefix: str | None = None  # None: best_max_subnet.<the task's metric key>_epoch_
     precision: str = "fp32"
     channels_last: bool = False
     config_file: Path | None = None  # copied into the work dir (the seed does)
@@ -145,7 +141,9 @@ class Trainer:
         self.log_dir: Path | None = None
         self.outputs: RunOutputs | None = None  # rank 0's
         self.checkpoints = CheckpointStore(
-            self.work_dir, config.checkpoint.keep_last, config.best_prefix
+            self.work_dir,
+            config.checkpoint.keep_last,
+            config.best_prefix or best_prefix(config.task.metric.key),
         )
         self._ddp: nn.Module = self.model
 
@@ -328,13 +326,17 @@ class Trainer:
             self.best_score, self.best_epoch = score, self.epoch
         if self.env.is_main:
             task = self.cfg.task
-            names = {task.metric.key, *task.extra_metrics, "loss"}
-            shown = {k: v for k, v in metrics.items() if k.rsplit("/", 1)[-1] in names}
+            scores = {task.metric.key, *task.extra_metrics}  # in the metric's unit
+            shown = [
+                f"{k} {task.metric.format(v) if name in scores else f'{v:.4g}'}"
+                for k, v in metrics.items()
+                if (name := k.rsplit("/", 1)[-1]) in scores or name == "loss"
+            ]
             log.info(
                 "epoch %d validation (%.1f s): %s%s",
                 self.epoch,
                 time.perf_counter() - started,
-                ", ".join(f"{k} {v:.2f}" for k, v in shown.items()),
+                ", ".join(shown),
                 " (new best)" if new_best else "",
             )
         return new_best
