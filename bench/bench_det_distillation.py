@@ -13,7 +13,7 @@ training, the max and the min subnets are BN-recalibrated on the loaders' calibr
 (``recalibrate_bn``, as the training's validation does) and scored by ``Detection.evaluate``
 (COCOeval on the val split's COCO file). Prints one line per mode.
 
-    python bench/bench_det_distillation.py --steps 600      # ~2-3 min per mode on one CPU thread
+    python bench/bench_det_distillation.py --steps 600      # ~2 min per mode on one CPU thread
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -113,7 +112,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     space = load_space(SPACE)
-    loaders: Any = build_detection_loaders(
+    loaders = build_detection_loaders(
         scenes_spec(args), space.max_resolution(), seed=0, work_dir=args.out
     )
     print(
