@@ -3,125 +3,99 @@
 Two supernets of ``mobilenetv2_tiny_det``, the same seed, data and schedule, trained by
 :class:`~gen5nas.train.sandwich.SandwichStep` with the Detection task: one distils the
 smaller subnets from the largest one's head outputs (``distillation.enabled: true``), the other
-trains every subnet on the ground truth (``false``). Scenes are drawn by the bundled generator
-(64 px, 4 classes, up to 4 objects); after BN recalibration the max and min subnets are scored
-by COCOeval (bbox mAP) on held-out scenes. Prints one line per mode.
+trains every subnet on the ground truth (``false``). The data is the training's: the bundled
+scenes in their detection layout (``kind: scenes``, ``layout: detection``, 64 px), written by
+the project's scene writer into ``<out>/data/scenes`` and read by
+:func:`gen5nas.data.coco.build_detection_loaders` (flip and scale jitter in training, the
+letterbox in validation); the optimiser and the per-iteration warmup + cosine are the
+trainer's (``gen5nas.train.optim``), gradients clipped at the spec's default norm. After
+training, the max and the min subnets are BN-recalibrated on the loaders' calibration batches
+(``recalibrate_bn``, as the training's validation does) and scored by ``Detection.evaluate``
+(COCOeval on the val split's COCO file). Prints one line per mode.
 
-    python bench/bench_det_distillation.py --steps 600      # ~6 min per mode on one CPU thread
+    python bench/bench_det_distillation.py --steps 600      # ~2 min per mode on one CPU thread
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
-import math
+import itertools
 import time
-from typing import Any
+from collections.abc import Iterator
+from pathlib import Path
 
-import numpy as np
 import torch
+from torch.optim.lr_scheduler import LambdaLR
 
 from gen5nas.data import Batch
-from gen5nas.data.scenes import SceneSettings, draw_scene
-from gen5nas.data.transforms import IMAGENET_MEAN, IMAGENET_STD
+from gen5nas.data.coco import build_detection_loaders
+from gen5nas.data.loaders import DataLoaders
 from gen5nas.spec import load_space
+from gen5nas.spec.common import DatasetSpec
+from gen5nas.spec.training import OptimizerSpec
 from gen5nas.tasks.detection import DETECTION
 from gen5nas.train.bn_calibration import recalibrate_bn
+from gen5nas.train.optim import WarmupCosine, build_optimizer
 from gen5nas.train.sandwich import SandwichStep, StepContext
 
-CLASSES = 4
-SIZE = 64
+SPACE = "mobilenetv2_tiny_det"
 
 
-def scene_batches(split: str, count: int, batch: int, first_id: int) -> list[Batch]:
-    settings = SceneSettings(num_classes=CLASSES, image_size=SIZE, train_images=count)
-    mean = torch.tensor(IMAGENET_MEAN)[:, None, None]
-    std = torch.tensor(IMAGENET_STD)[:, None, None]
-    out = []
-    for start in range(0, count, batch):
-        images, rows = [], []
-        for n in range(start, min(count, start + batch)):
-            scene = draw_scene(settings, split, n)
-            pixels = torch.from_numpy(scene.image).permute(2, 0, 1).float() / 255
-            images.append((pixels - mean) / std)
-            boxes = []
-            for obj in scene.objects:
-                ys, xs = np.nonzero(obj.mask)
-                boxes.append([obj.category, xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
-            rows.append(boxes)
-        targets = torch.full((len(images), max(1, *map(len, rows)), 5), -1.0)
-        for i, boxes in enumerate(rows):
-            if boxes:
-                targets[i, : len(boxes)] = torch.tensor(boxes, dtype=torch.float32)
-        meta = torch.zeros(len(images), 4, dtype=torch.float64)
-        meta[:, 0] = torch.arange(start, start + len(images)) + first_id
-        meta[:, 1] = 1.0
-        out.append(Batch(torch.stack(images), targets, 0, meta))
-    return out
+def scenes_spec(args: argparse.Namespace) -> DatasetSpec:
+    return DatasetSpec.model_validate(
+        {
+            "kind": "scenes",
+            "path": str(Path(args.out) / "data" / "scenes"),
+            "numClasses": args.classes,
+            "scenes": {
+                "trainImages": args.train_images,
+                "valImages": args.val_images,
+                "imageSize": 64,
+                "layout": "detection",
+                "seed": 0,
+            },
+            "batchSize": args.batch,
+            "numWorkers": 0,
+        }
+    )
 
 
-def coco_of(batches: list[Batch]) -> Any:
-    from pycocotools.coco import COCO
-
-    images, annotations = [], []
-    for batch in batches:
-        assert batch.meta is not None
-        for targets, meta in zip(batch.targets, batch.meta, strict=True):
-            image_id = int(meta[0])
-            images.append({"id": image_id, "width": SIZE, "height": SIZE})
-            for c, x1, y1, x2, y2 in targets.tolist():
-                if c >= 0:
-                    annotations.append(
-                        {
-                            "id": len(annotations) + 1,
-                            "image_id": image_id,
-                            "category_id": int(c) + 1,
-                            "bbox": [x1, y1, x2 - x1, y2 - y1],
-                            "area": (x2 - x1) * (y2 - y1),
-                            "iscrowd": 0,
-                        }
-                    )
-    coco = COCO()
-    categories = [{"id": c + 1, "name": str(c)} for c in range(CLASSES)]
-    coco.dataset = {"images": images, "annotations": annotations, "categories": categories}
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco.createIndex()
-    return coco
+def epochs_of(loaders: DataLoaders) -> Iterator[tuple[int, Batch]]:
+    """(epoch, batch) over the training loader, epoch after epoch (the sampler reshuffled)."""
+    assert loaders.train is not None and loaders.train_sampler is not None
+    for epoch in itertools.count():
+        loaders.train_sampler.set_epoch(epoch)
+        for batch in loaders.train:
+            yield epoch, batch
 
 
-class ValBatches(list[Batch]):
-    """Batches with the ``dataset`` (COCO ground truth, category ids) evaluation reads."""
-
-    def __init__(self, batches: list[Batch]) -> None:
-        super().__init__(batches)
-        self.dataset = type("Val", (), {"coco": coco_of(batches), "category_ids": [1, 2, 3, 4]})()
-
-
-def run(distill: bool, steps: int, train: list[Batch], val: ValBatches) -> str:
-    space = load_space("mobilenetv2_tiny_det")
+def run(distill: bool, args: argparse.Namespace, loaders: DataLoaders) -> str:
+    space = load_space(SPACE)
     torch.manual_seed(0)
-    net = DETECTION.build_supernet(space, CLASSES).train()
+    net = DETECTION.build_supernet(space, loaders.num_classes).train()
     step = SandwichStep(space, num_random=1, distill=distill, task=DETECTION)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, nesterov=True, weight_decay=4e-5)
+    optimizer_spec = OptimizerSpec(lr=args.lr)
+    opt = build_optimizer(net, optimizer_spec, args.batch)
+    # The trainer's per-iteration schedule over the bench's steps: 30 warmup steps, cosine to 0.
+    lr = LambdaLR(opt, WarmupCosine(warmup_iters=30, total_iters=args.steps))
     started = time.perf_counter()
-    for it in range(steps):
-        lr = 0.1 * min(1.0, (it + 1) / 30) * 0.5 * (1 + math.cos(math.pi * it / steps))
-        for group in opt.param_groups:
-            group["lr"] = lr
+    for it, (epoch, batch) in enumerate(itertools.islice(epochs_of(loaders), args.steps)):
         opt.zero_grad(set_to_none=True)
-        step(net, train[it % len(train)], StepContext(it // len(train), it))
-        torch.nn.utils.clip_grad_norm_(net.parameters(), 5.0)
+        step(net, batch, StepContext(epoch, it))
+        assert optimizer_spec.grad_clip_norm is not None
+        torch.nn.utils.clip_grad_norm_(net.parameters(), optimizer_spec.grad_clip_norm)
         opt.step()
+        lr.step()
     seconds = time.perf_counter() - started
+    assert loaders.val is not None
     scores = []
     for arch in (space.max(), space.min()):
         net.set_active(arch)
-        recalibrate_bn(net, train[:4])
-        m = DETECTION.evaluate(net, val, torch.device("cpu"))
+        recalibrate_bn(net, loaders.calibration(args.calib_batches))
+        m = DETECTION.evaluate(net, loaders.val, torch.device("cpu"))
         scores.append(f"mAP {m['bbox_mAP']:.3f} AP50 {m['bbox_mAP_50']:.3f}")
     mode = "distillation" if distill else "ground truth"
-    return f"{mode:>12}: max {scores[0]} | min {scores[1]} | {steps} steps in {seconds:.0f} s"
+    return f"{mode:>12}: max {scores[0]} | min {scores[1]} | {args.steps} steps in {seconds:.0f} s"
 
 
 def main() -> None:
@@ -130,12 +104,25 @@ def main() -> None:
     parser.add_argument("--train-images", type=int, default=512)
     parser.add_argument("--val-images", type=int, default=128)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--classes", type=int, default=4)
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--lr", type=float, default=0.1)
+    parser.add_argument("--calib-batches", type=int, default=4, help="BN recalibration")
+    parser.add_argument("--out", default="work_dirs/bench-det-distillation", help="data home")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    train = scene_batches("train", args.train_images, 16, 0)
-    val = ValBatches(scene_batches("val", args.val_images, 32, 10**6))
+    space = load_space(SPACE)
+    loaders = build_detection_loaders(
+        scenes_spec(args), space.max_resolution(), seed=0, work_dir=args.out
+    )
+    print(
+        f"{args.train_images} / {args.val_images} scenes (detection layout, 64 px, "
+        f"{loaders.num_classes} classes) in {loaders.root}; batch {args.batch}, lr {args.lr}, "
+        f"max + min + 1 random subnet per step; BN on {args.calib_batches} batches",
+        flush=True,
+    )
     for distill in (True, False):
-        print(run(distill, args.steps, train, val), flush=True)
+        print(run(distill, args, loaders), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,15 +1,17 @@
 """Benchmark: does a trained supernet rank subnets the way training each of them alone would?
 
 Rows: N subnets spread over the space's cost range, always its max and min subnets; the others
-are picked from random archs (``--seed``) at evenly spaced quantiles of their MACs. For each:
+are picked from random archs (``--seed``) at evenly spaced quantiles of their MACs. For each,
+the task's headline metric (classification: top-1; detection: COCO bbox mAP):
 
-- inherited: its top-1 with the supernet's weights, scored by the search's own evaluator
+- inherited: its metric with the supernet's weights, scored by the search's own evaluator
   (``gen5nas.search.job.build_evaluator``: the search config's calibration/validation batches,
   BN recalibration), as a search trial would score it;
-- stand-alone: its top-1 after training it from scratch with the project's retrain path
+- stand-alone: its metric after training it from scratch with the project's retrain path
   (``gen5nas.export.retrain.run_retrain``, a SubnetExport spec with ``retrain.fromScratch``)
   for a fixed budget (``--epochs``, ``--max-iters`` per epoch), the final epoch's validation;
-- MACs: of its static subnet at its resolution, the bare proxy (bigger = more accurate).
+- MACs: of its static network at its resolution (a detector: backbone, neck and head), the
+  bare proxy (bigger = more accurate).
 
 Printed: the rows, and Kendall tau / Spearman rho (scipy.stats) of inherited vs stand-alone and
 of MACs vs stand-alone on the same rows, the baseline a supernet must beat.
@@ -17,13 +19,20 @@ of MACs vs stand-alone on the same rows, the baseline a supernet must beat.
 Resumable: each stand-alone training runs in ``<out>/standalone/<row key>/`` (its retrain
 checkpoints: an interrupted one resumes) and leaves ``result.json`` there; a rerun with the
 same budget skips the finished rows. ``--jobs`` trainings run at once, in worker processes
-that share the cores. What is classification-specific (the metric, the data) stays behind the
-evaluator and the retrain call (``--metric`` names the metric key both report).
+that share the cores. What is task-specific (the metric, the data, the model) stays behind the
+evaluator and the retrain call; the metric key both report is the checkpoint's task's
+(``--metric`` names another one).
+
+The task: ``--task``, else the search config's ``task``, else classification. It picks the
+defaults of the paths and the budget (:data:`TASK_DEFAULTS`): the classification quickstart's
+supernet and search config, or the detection quickstart's (``gen5nas run -f
+examples/quickstart/detection/quickstart.yaml --work-dir work_dirs/quickstart-detection``).
 
 Usage: python bench/bench_ranking.py --checkpoint work_dirs/quickstart \
           [--search-config examples/quickstart/nassearch.yaml] [--dataset KIND] \
           [--subnets 12] [--epochs 6] [--max-iters 40] [--seed 0] [--jobs 2] \
           [--calib-batches N] [--out work_dirs/bench-ranking]
+       python bench/bench_ranking.py --task detection      # 8 subnets, the detection budget
 
 ``--calib-batches`` replaces the config's BN-recalibration batches of the inherited scores
 only: the stand-alone rows do not depend on it, so a rerun with another value reuses them.
@@ -51,6 +60,44 @@ from benchkit import search_scorer, search_spec, spread_indices, subnet_macs
 log = logging.getLogger("bench")
 
 
+# Per task: where its quickstart leaves the supernet and the search config, and a stand-alone
+# budget that keeps the whole bench near 20-35 minutes on 2 CPU cores.
+TASK_DEFAULTS: dict[str, dict[str, Any]] = {
+    "classification": {
+        "checkpoint": "work_dirs/quickstart",
+        "search_config": "examples/quickstart/nassearch.yaml",
+        "subnets": 12,
+        # At most 6 x 40 batches per subnet (the digits' 22-batch epochs whole), so that 12
+        # subnets train in about 25 minutes on 2 CPU cores.
+        "epochs": 6,
+        "max_iters": 40,
+        "lr": None,
+        "out": "work_dirs/bench-ranking",
+    },
+    "detection": {
+        "checkpoint": "work_dirs/quickstart-detection/train",
+        "search_config": "examples/quickstart/detection/nassearch.yaml",
+        "subnets": 8,
+        "epochs": 6,
+        "max_iters": 0,
+        "lr": 0.1,  # the supernet's: the retrain default (0.1 x batch/256) is for ImageNet
+        "out": "work_dirs/bench-ranking-detection",
+    },
+}
+
+
+def task_of(args: argparse.Namespace) -> str:
+    """``--task``, else the search config's task (``--search-config`` given), else
+    classification."""
+    if args.task is not None:
+        return str(args.task)
+    if args.search_config is not None:
+        spec_task = search_spec(args.search_config).task
+        if spec_task is not None:
+            return str(spec_task)
+    return "classification"
+
+
 @dataclass
 class Budget:
     epochs: int
@@ -65,7 +112,9 @@ class Budget:
         return f"{self.epochs} epochs{per}, {lr}, seed {self.seed}, from scratch"
 
 
-def pick_archs(space: Any, supernet: Any, n: int, seed: int, pool: int) -> list[tuple[Any, int]]:
+def pick_archs(
+    space: Any, supernet: Any, task: Any, n: int, seed: int, pool: int
+) -> list[tuple[Any, int]]:
     """(arch, MACs) of the max, the min and ``n - 2`` random archs at MACs quantiles."""
     if n < 2:
         raise SystemExit("--subnets: at least 2 (the max and the min subnets)")
@@ -82,10 +131,10 @@ def pick_archs(space: Any, supernet: Any, n: int, seed: int, pool: int) -> list[
             candidates.append(arch)
     if len(candidates) < n - 2:
         raise SystemExit(f"the space has too few distinct archs for {n} subnets")
-    macs = [subnet_macs(supernet, a) for a in candidates]
+    macs = [subnet_macs(supernet, a, task) for a in candidates]
     # Quantiles strictly inside the random archs' range: the ends are the max and min subnets.
     inner = spread_indices(macs, n)[1:-1] if n > 2 else []
-    chosen = [(a, subnet_macs(supernet, a)) for a in ends]
+    chosen = [(a, subnet_macs(supernet, a, task)) for a in ends]
     chosen += [(candidates[i], macs[i]) for i in sorted(inner, key=lambda i: macs[i])]
     return chosen
 
@@ -157,22 +206,24 @@ def correlations(x: list[float], y: list[float]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="work_dirs/quickstart", help="training work dir")
-    parser.add_argument("--search-config", default="examples/quickstart/nassearch.yaml")
+    parser.add_argument("--task", choices=sorted(TASK_DEFAULTS), default=None)
+    parser.add_argument("--checkpoint", default=None, help="training work dir (or .pth)")
+    parser.add_argument("--search-config", default=None)
     parser.add_argument("--dataset", default=None, help="dataset kind (default: the config's)")
-    parser.add_argument("--subnets", type=int, default=12)
-    # Default budget: at most 6 x 40 batches per subnet (the digits' 22-batch epochs whole),
-    # so that 12 subnets train in about 25 minutes on 2 CPU cores.
-    parser.add_argument("--epochs", type=int, default=6, help="stand-alone training epochs")
-    parser.add_argument("--max-iters", type=int, default=40, help="per epoch (0: all)")
-    parser.add_argument("--lr", type=float, default=None, help="default: the retrain default")
+    parser.add_argument("--subnets", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=None, help="stand-alone training epochs")
+    parser.add_argument("--max-iters", type=int, default=None, help="per epoch (0: all)")
+    parser.add_argument("--lr", type=float, default=None, help="default: the task's (see above)")
     parser.add_argument("--seed", type=int, default=0, help="subnet choice and training")
     parser.add_argument("--pool", type=int, default=400, help="random archs to pick from")
     parser.add_argument("--jobs", type=int, default=2, help="stand-alone trainings at once")
     parser.add_argument("--calib-batches", type=int, default=None, help="default: the config's")
-    parser.add_argument("--metric", default="accuracy_top1")
-    parser.add_argument("--out", default="work_dirs/bench-ranking")
+    parser.add_argument("--metric", default=None, help="default: the task's headline metric")
+    parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    for name, value in TASK_DEFAULTS[task_of(args)].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress in a log
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO)
@@ -190,24 +241,29 @@ def main() -> None:
     if not checkpoint.exists():
         raise SystemExit(f"--checkpoint: {checkpoint} does not exist (train the supernet first)")
 
+    from gen5nas.tasks.base import get_task
+
     t_start = time.perf_counter()
     with search_scorer(checkpoint, spec, out) as scorer:
-        rows = pick_archs(scorer.space, scorer.supernet, args.subnets, args.seed, args.pool)
+        task = get_task(str(scorer.meta.get("task", "classification")), field="checkpoint")
+        metric = args.metric or task.metric.key
+        # Fixed decimals, so that the table's columns line up: top-1 in percent, mAP a fraction.
+        unit = task.metric.unit if metric == task.metric.key else "fraction"
+        fmt = "{:.2f}".format if unit == "percent" else "{:.4f}".format
+        rows = pick_archs(scorer.space, scorer.supernet, task, args.subnets, args.seed, args.pool)
         dataset = scorer.spec.dataset.model_dump(mode="json", by_alias=True)
         print(
             f"{len(rows)} subnets of {scorer.space.size():,} (max, min, {len(rows) - 2} at MACs "
             f"quantiles of {args.pool} random archs, seed {args.seed}); supernet "
-            f"{scorer.checkpoint}; dataset {dataset['kind']}"
+            f"{scorer.checkpoint} ({task.name}, {metric}); dataset {dataset['kind']}"
             + (f" ({dataset['path']})" if dataset.get("path") else "")
         )
         inherited = []
         for i, (arch, _) in enumerate(rows):
             outcome = scorer.evaluate(arch)
-            value = (
-                outcome.accuracy if args.metric == "accuracy_top1" else outcome.extra[args.metric]
-            )
+            value = outcome.accuracy if metric == task.metric.key else outcome.extra[metric]
             inherited.append(float(value))
-            log.info("inherited %d/%d: %.2f%%  %s", i + 1, len(rows), value, arch.summary())
+            log.info("inherited %d/%d: %s  %s", i + 1, len(rows), fmt(value), arch.summary())
         print(f"inherited: search evaluator ({args.search_config}: {spec.evaluation})")
 
     jobs = []
@@ -227,7 +283,7 @@ def main() -> None:
                     "checkpoint": str(checkpoint),
                     "dataset": dataset,
                     "budget": vars(budget),
-                    "metric": args.metric,
+                    "metric": metric,
                     "threads": max(1, (os.cpu_count() or 1) // max(1, args.jobs)),
                 },
             )
@@ -249,11 +305,11 @@ def main() -> None:
                 elapsed = time.perf_counter() - t0
                 eta = elapsed / n * (len(jobs) - n)
                 log.info(
-                    "stand-alone %d/%d: row %d %.2f%% in %.0f s  (elapsed %.0f s, ETA %.0f s)",
+                    "stand-alone %d/%d: row %d %s in %.0f s  (elapsed %.0f s, ETA %.0f s)",
                     n,
                     len(jobs),
                     i,
-                    results[i]["standalone"],
+                    fmt(results[i]["standalone"]),
                     results[i]["seconds"],
                     elapsed,
                     eta,
@@ -261,12 +317,13 @@ def main() -> None:
 
     standalone = [results[i]["standalone"] for i in range(len(rows))]
     macs = [float(m) for _, m in rows]
-    print(f"\n{'#':>2} {'arch':44} {'MMACs':>7} {'inherited':>9} {'alone':>7}")
+    width = max(len(arch.summary()) for arch, _ in rows) + len(" (max)")
+    print(f"\n{'#':>2} {'arch':{width}} {'MMACs':>7} {'inherited':>9} {'alone':>7}")
     for i, (arch, m) in enumerate(rows):
         tag = " (max)" if i == 0 else " (min)" if i == 1 else ""
         print(
-            f"{i:>2} {arch.summary() + tag:44} {m / 1e6:7.3f} {inherited[i]:9.2f} "
-            f"{standalone[i]:7.2f}"
+            f"{i:>2} {arch.summary() + tag:{width}} {m / 1e6:7.3f} {fmt(inherited[i]):>9} "
+            f"{fmt(standalone[i]):>7}"
         )
     tau_i, rho_i = correlations(inherited, standalone)
     tau_m, rho_m = correlations(macs, standalone)
@@ -275,6 +332,8 @@ def main() -> None:
     print(f"  MACs proxy            Kendall tau {tau_m:+.3f}  Spearman rho {rho_m:+.3f}")
     summary = {
         "subnets": len(rows),
+        "task": task.name,
+        "metric": metric,
         "seed": args.seed,
         "budget": vars(budget),
         "dataset": dataset,

@@ -2,9 +2,9 @@
 
 :func:`search_scorer` scores archs exactly as a search does: the search's own evaluator
 (``gen5nas.search.job.build_evaluator``: the spec's calibration and validation batches, BN
-recalibration, the subnet's inherited top-1) and its own cost path (an estimator started
-in-process, as ``gen5nas search`` does when the spec names no servers). Only the wiring is
-here; what is scored, and how, is the search's code.
+recalibration, the inherited headline metric of the checkpoint's task) and its own cost path
+(an estimator started in-process, as ``gen5nas search`` does when the spec names no servers).
+Only the wiring is here; what is scored, and how, is the search's code.
 """
 
 from __future__ import annotations
@@ -87,11 +87,14 @@ def search_scorer(checkpoint: str | Path, spec: Any, work_dir: Path) -> Iterator
             client.close()
 
 
-def subnet_macs(supernet: Any, arch: Any) -> int:
-    """Multiply-accumulates of ``arch``'s static subnet at its own resolution."""
+def subnet_macs(supernet: Any, arch: Any, task: Any = None) -> int:
+    """Multiply-accumulates of ``arch``'s static subnet at its own resolution: the whole
+    network ``task.extract`` cuts out (a detector: backbone, neck and head); no task: a
+    classifier's."""
     from gen5nas.supernet import count_macs, extract_subnet
 
-    return int(count_macs(extract_subnet(supernet, arch), (1, 3, *arch.resolution)))
+    static = task.extract(supernet, arch) if task is not None else extract_subnet(supernet, arch)
+    return int(count_macs(static, (1, 3, *arch.resolution)))
 
 
 def spread_indices(values: Sequence[float], n: int) -> list[int]:

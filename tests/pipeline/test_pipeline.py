@@ -12,6 +12,7 @@ import onnxruntime as ort
 import optuna
 import pytest
 import yaml
+from support.pipeline import write_manifest
 from support.search import check_outputs, read_csv
 
 from gen5nas.cli import main
@@ -20,16 +21,7 @@ from gen5nas.pipeline.run import run_pipeline
 from gen5nas.pipeline.spec import Pipeline
 from gen5nas.spec import load_arch
 
-API = "gen5nas.io/v1alpha1"
-
-
-def _write(path: Path, kind: str, spec: dict) -> Path:
-    path.write_text(
-        yaml.safe_dump(
-            {"apiVersion": API, "kind": kind, "metadata": {"name": "tiny"}, "spec": spec}
-        )
-    )
-    return path
+_write = write_manifest
 
 
 def _tiny_pipeline(tmp_path: Path) -> Path:

@@ -10,10 +10,12 @@ elastic MBConv backbone, scored by COCO bbox mAP.
 - distillation, the documented choice: **ground truth for every subnet**
   (``distillation.enabled: false`` in a detection spec, the sandwich step's own switch; the
   spec's default, true, is the classifier's). Measured with ``bench/bench_det_distillation.py``
-  (600 sandwich steps, batch 16 of 512 bundled scenes at 64 px, 4 classes, max + min + 1
-  random subnet, the same seed, data and schedule; COCO bbox mAP on 128 held-out scenes): ground truth for all gives the max subnet 0.204 mAP
-  (AP50 0.402) and the min 0.148 (0.321); in-place distillation 0.061 (0.143) and 0.027
-  (0.060), at the same cost (332 s and 329 s, side by side on one CPU thread each). Early in training the
+  (600 sandwich steps, batch 16 of 512 bundled scenes in the detection layout at 64 px, 4
+  classes, read by the training's loaders with their augmentation, max + min + 1 random
+  subnet, the same seed, data and schedule; BN recalibrated, COCO bbox mAP on 128 held-out
+  scenes): ground truth for all gives the max subnet 0.134 mAP (AP50 0.302) and the min 0.123
+  (0.274); in-place distillation 0.082 (0.188) and 0.028 (0.082), at about the same cost
+  (114 s and 135 s on one CPU thread of a shared machine). Early in training the
   largest subnet is a poor teacher of dense detections, and on a CPU schedule training never
   gets past early. With ``enabled: true`` the smaller subnets are distilled in place from the
   largest one's head outputs (:func:`gen5nas.detection.loss.detection_distillation_loss`: class
