@@ -30,7 +30,7 @@ def compact_card(card_path: Path) -> dict[str, Any]:
         "cost": {
             k: v
             for k, v in (card.get("cost") or {}).items()
-            if k in ("latency_ms", "energy_mj", "profile")
+            if k in ("latency_ms", "energy_mj", "profile", "scope")
         },
         "arch_summary": str(card.get("arch_summary", ""))[:200],
     }

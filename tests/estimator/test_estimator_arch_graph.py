@@ -141,8 +141,47 @@ def test_backbone_costs_less_than_the_network_and_runs() -> None:
     (out,) = session.run(None, {"input": np.zeros((2, 3, 32, 32), np.float32)})
     stride = 2 * math.prod(space.arch_setting.stride)
     assert out.shape == (2, arch.stages[-1].num_out_channels, 32 // stride, 32 // stride)
-    with pytest.raises(ValueError, match=r"no 'detector' graph.*network.*backbone"):
-        arch_graph_for("detector", space, arch)
+    with pytest.raises(ValueError, match=r"no 'head' graph.*network.*backbone.*detector"):
+        arch_graph_for("head", space, arch)
+
+
+DET_SPACE = "mobilenetv2_tiny_det"
+DET_CLASSES = 4
+
+
+def test_the_detector_graph_is_the_whole_static_detector_and_costs_more() -> None:
+    """The detector scope's graph: the task's static detector traced at the arch's resolution
+    (raw head outputs, no NMS), costlier than its backbone."""
+    from gen5nas.detection.levels import feature_levels, level_shapes
+
+    space = load_space(DET_SPACE)
+    hw = PROFILES.get("rcar-gen5-npu")
+    for arch in (space.max(), space.min()):
+        model = arch_graph_for("detector", space, arch, DET_CLASSES, task="detection")
+        onnx.checker.check_model(model, full_check=True)
+        locations = sum(h * w for h, w in level_shapes(feature_levels(space), arch.resolution))
+        shapes = {
+            o.name: [d.dim_value for d in o.type.tensor_type.shape.dim] for o in model.graph.output
+        }
+        assert shapes == {
+            "cls_logits": [1, locations, DET_CLASSES],
+            "box_regression": [1, locations, 4],
+            "centerness": [1, locations, 1],
+        }
+        assert "NonMaxSuppression" not in {n.op_type for n in model.graph.node}
+        # The only aliased weights are the head's, shared by its levels: no two others are
+        # equal, as after training (an Identity per reuse otherwise, read as an activation).
+        aliases = {n.output[0] for n in model.graph.node if n.op_type == "Identity"}
+        readers = {n.name for n in model.graph.node if aliases & set(n.input)}
+        assert all(name.startswith("/model/head/") for name in readers), readers
+        detector = analytical.estimate(analyze_model(model, ""), hw)
+        backbone = analytical.estimate(analyze_model(backbone_model(space, arch), ""), hw)
+        assert not detector.unsupported_ops
+        assert detector.total_macs > backbone.total_macs
+        assert detector.latency_ms > backbone.latency_ms  # type: ignore[operator]
+        assert detector.energy_mj > backbone.energy_mj  # type: ignore[operator]
+    with pytest.raises(ValueError, match=r"task 'classification' has no detector graph"):
+        arch_graph_for("detector", space, space.min(), DET_CLASSES)
 
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
@@ -250,6 +289,22 @@ def test_arch_requests_carry_the_supernets_activation() -> None:
             assert (backbone.costed_scope(), relu6.costed_scope()) == ("backbone", "network")
             with pytest.raises(EstimatorRequestError, match=r"arch.scope 'head'.*backbone"):
                 client.estimate_arch("mobilenetv2_tiny", arch, scope="head")
+            # The detector scope needs the task, which the request carries too.
+            det_space, det_arch = load_space(DET_SPACE), load_space(DET_SPACE).min()
+            detector = client.estimate_arch(
+                DET_SPACE, det_arch, DET_CLASSES, scope="detector", task="detection"
+            )
+            direct = client.estimate(
+                arch_onnx(det_space, det_arch, DET_CLASSES, scope="detector", task="detection")
+            )
+            assert (detector.latency_ms, detector.energy_mj) == pytest.approx(
+                (direct.latency_ms, direct.energy_mj)
+            )
+            assert detector.costed_scope() == "detector"
+            with pytest.raises(EstimatorRequestError, match=r"'detector'.*'classification'"):
+                client.estimate_arch(DET_SPACE, det_arch, DET_CLASSES, scope="detector")
+            with pytest.raises(EstimatorRequestError, match=r"arch.task 'segmentation'"):
+                client.estimate_arch(DET_SPACE, det_arch, scope="detector", task="segmentation")
         finally:
             client.close()
     finally:

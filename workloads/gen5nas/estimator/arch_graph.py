@@ -16,7 +16,12 @@ and ``Gemm`` (transB). tests/test_estimator_arch_graph.py checks the analytical 
 both graphs is the same for max, min and random archs of the shipped spaces, per activation.
 
 :func:`backbone_model` writes the stem and stages alone (the ``backbone`` cost scope: what a
-detection head reads), :func:`arch_graph_for` picks the graph of a cost scope.
+detection head reads), :func:`arch_graph_for` picks the graph of a cost scope. The one graph
+not written here is the ``detector`` scope's (:func:`detector_model`): a task's whole
+detector (neck, head, their reshapes), traced from a randomly initialised static detector by
+torch's exporter at a static shape (:func:`gen5nas.supernet.onnx_export.arch_onnx_bytes`,
+0.3-0.5 s per arch on one core), with the raw head outputs and NMS outside the graph; torch is
+imported for that scope only.
 
 One difference, on purpose: the exporter de-duplicates initializers with equal values
 (``Identity`` nodes), which with freshly initialised weights (all-zero BN-folded biases, zeroed
@@ -51,16 +56,24 @@ from gen5nas.spec.plan import (
     network_plan,
 )
 
-__all__ = ["ACTIVATIONS", "GRAPH_SCOPES", "arch_graph_for", "arch_model", "arch_onnx"]
+__all__ = [
+    "ACTIVATIONS",
+    "GRAPH_SCOPES",
+    "arch_graph_for",
+    "arch_model",
+    "arch_onnx",
+    "detector_model",
+]
 
 OPSET = 17
 IR_VERSION = 8  # what torch's exporter writes for opset 17; onnxruntime loads it everywhere
 INPUT_NAME = "input"  # = gen5nas.supernet.onnx_export.INPUT_NAME / OUTPUT_NAME
 OUTPUT_NAME = "output"
 Weights = Literal["zeros", "none"]
-GRAPH_SCOPES = ("network", "backbone")
+GRAPH_SCOPES = ("network", "backbone", "detector")
 """The cost scopes (``gen5nas.spec.search.CostScope``) :func:`arch_graph_for` builds a graph
-for; ``detector`` joins them once a task's whole detector can be written here."""
+for; which of them a task's subnets can be costed in is the task's (``Task.cost_scopes``)."""
+DEFAULT_TASK = "classification"  # what an arch request without a task is for
 
 
 class _GraphBuilder:
@@ -276,6 +289,39 @@ def backbone_model(
     return _model(g, plan, batch_size, [batch_size, plan.features_channels, h, w])
 
 
+def detector_model(
+    space: SearchSpace,
+    arch: Arch,
+    num_classes: int,
+    *,
+    task: str,
+    activation: str = "relu6",
+    batch_size: int = 1,
+) -> onnx.ModelProto:
+    """The ONNX model of ``task``'s whole static detector for ``arch`` (randomly initialised:
+    see the module docstring): input as :func:`arch_model`'s, outputs the raw head tensors
+    ``cls_logits`` [batch, A, num_classes], ``box_regression`` [batch, A, 4] and
+    ``centerness`` [batch, A, 1], A the locations at ``arch.resolution``.
+
+    Raises ``ValueError`` when ``task`` has no detector (its ``cost_scopes`` lack
+    ``detector``) or is not registered."""
+    from gen5nas.errors import SpecError
+    from gen5nas.supernet.onnx_export import arch_onnx_bytes
+    from gen5nas.tasks.base import get_task
+
+    _check_request(activation, num_classes, batch_size)
+    try:
+        scopes = get_task(task).cost_scopes
+    except SpecError as exc:
+        raise ValueError(str(exc)) from None
+    if "detector" not in scopes:
+        raise ValueError(f"task {task!r} has no detector graph; its cost scopes are {list(scopes)}")
+    data = arch_onnx_bytes(
+        space, arch, num_classes, batch_size, OPSET, task=task, activation=activation
+    )
+    return onnx.load_from_string(data)
+
+
 def arch_graph_for(
     scope: str,
     space: SearchSpace,
@@ -285,12 +331,13 @@ def arch_graph_for(
     activation: str = "relu6",
     batch_size: int = 1,
     weights: Weights = "zeros",
+    task: str = DEFAULT_TASK,
 ) -> onnx.ModelProto:
     """The graph the estimator costs for ``arch`` in cost scope ``scope`` (one of
     :data:`GRAPH_SCOPES`): ``network`` the whole static subnet (:func:`arch_model`),
-    ``backbone`` its stem and stages (:func:`backbone_model`). ``detector`` (a task's whole
-    detector at a static shape, NMS outside the graph) plugs in here; until then it is a
-    ``ValueError`` naming the scopes there are, like any other name."""
+    ``backbone`` its stem and stages (:func:`backbone_model`), both the same for every task;
+    ``detector`` ``task``'s whole static detector (:func:`detector_model`; it always has
+    weights, random ones). Another name is a ``ValueError`` naming the scopes there are."""
     if scope == "network":
         return arch_model(
             space, arch, num_classes, activation=activation, batch_size=batch_size, weights=weights
@@ -299,7 +346,11 @@ def arch_graph_for(
         return backbone_model(
             space, arch, activation=activation, batch_size=batch_size, weights=weights
         )
-    raise ValueError(f"no {scope!r} graph of an arch; cost scopes built: {list(GRAPH_SCOPES)}")
+    if scope == "detector":
+        return detector_model(
+            space, arch, num_classes, task=task, activation=activation, batch_size=batch_size
+        )
+    raise ValueError(f"no {scope!r} graph of an arch; cost scopes: {list(GRAPH_SCOPES)}")
 
 
 def arch_onnx(
@@ -310,12 +361,13 @@ def arch_onnx(
     activation: str = "relu6",
     batch_size: int = 1,
     scope: str = "network",
+    task: str = DEFAULT_TASK,
 ) -> bytes:
-    """The serialised zero-weight ONNX of ``arch``'s graph in ``scope`` (see
-    :func:`arch_graph_for`): what the measured backend runs, and what a client without torch
-    can send."""
+    """The serialised ONNX of ``arch``'s graph in ``scope`` for ``task`` (see
+    :func:`arch_graph_for`), with weights: what the measured backend runs, and what a client
+    can send (without torch, but for the ``detector`` scope)."""
     model = arch_graph_for(
         scope, space, arch, num_classes, activation=activation, batch_size=batch_size,
-        weights="zeros",
+        weights="zeros", task=task,
     )  # fmt: skip
     return model.SerializeToString()

@@ -122,12 +122,17 @@ class EstimatorClient:
         num_classes: int = 0,
         activation: str = "relu6",
         scope: str = "network",
+        task: str = "classification",
     ) -> Estimate:
         """Latency/energy of an arch of a named search space (with the supernet's activation)
-        in cost ``scope`` (``network``, ``backbone``); the server builds its graph."""
+        in cost ``scope`` (``network``, ``backbone``, ``detector``: ``task``'s whole static
+        detector); the server builds its graph."""
         arch_yaml = arch if isinstance(arch, str) else arch.to_yaml()
         arch_key = arch_yaml if isinstance(arch, str) else arch.key()
-        key = ("arch", space_name, arch_key, num_classes, activation, scope, *self._settings_key())
+        key = (
+            "arch", space_name, arch_key, num_classes, activation, scope, task,
+            *self._settings_key(),
+        )  # fmt: skip
 
         def request() -> pb.EstimateRequest:
             req = self._request()
@@ -136,6 +141,7 @@ class EstimatorClient:
             req.arch.num_classes = num_classes
             req.arch.activation = activation
             req.arch.scope = scope
+            req.arch.task = task
             return req
 
         est = self._cached(key, request)

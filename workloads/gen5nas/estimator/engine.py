@@ -111,9 +111,10 @@ class EstimatorEngine:
         num_classes: int = 0,
         activation: str = "",
         scope: str = "",
+        task: str = "",
     ) -> tuple:
         """Validate an arch request; returns (cache key, space, arch, classes, activation,
-        scope)."""
+        scope, task)."""
         from gen5nas.spec import Arch, load_space, named_spaces
         from gen5nas.spec.space import parse_model
 
@@ -133,6 +134,7 @@ class EstimatorEngine:
             raise InvalidRequest(
                 f"arch.scope {scope[:80]!r} is not one of {list(arch_graph.GRAPH_SCOPES)}"
             )
+        task = _check_task(task, scope)
         data = _parse_arch_yaml(arch_yaml)
         if not isinstance(data, dict):
             raise InvalidRequest(
@@ -146,8 +148,9 @@ class EstimatorEngine:
         classes = num_classes or 1000
         activation = activation or "relu6"
         scope = scope or "network"
-        key = (space_name, arch.key(), classes, activation, scope)
-        return key, space, arch, classes, activation, scope
+        # Only the detector graph depends on the task: the others are shared by every task.
+        key = (space_name, arch.key(), classes, activation, scope, task * (scope == "detector"))
+        return key, space, arch, classes, activation, scope, task
 
     def arch_onnx(
         self,
@@ -156,16 +159,17 @@ class EstimatorEngine:
         num_classes: int = 0,
         activation: str = "",
         scope: str = "",
+        task: str = "",
     ) -> bytes:
-        """The zero-weight ONNX of an arch's graph in ``scope`` (default: its whole static
-        subnet; what the measured backend runs)."""
-        key, space, arch, classes, act, scope = self._resolve_arch(
-            space_name, arch_yaml, num_classes, activation, scope
+        """The ONNX of an arch's graph in ``scope`` (default: its whole static subnet; what
+        the measured backend runs), zero weights but for the detector's random ones."""
+        key, space, arch, classes, act, scope, task = self._resolve_arch(
+            space_name, arch_yaml, num_classes, activation, scope, task
         )
         return self._arch_bytes.get_or_compute(
             key,
             lambda: arch_graph.arch_onnx(
-                space, arch, num_classes=classes, activation=act, scope=scope
+                space, arch, num_classes=classes, activation=act, scope=scope, task=task
             ),
         )
 
@@ -176,18 +180,20 @@ class EstimatorEngine:
         num_classes: int = 0,
         activation: str = "",
         scope: str = "",
+        task: str = "",
     ) -> GraphWork:
         """The graph analysis of an arch in ``scope``, cached by the arch itself. Built
-        without weight data: the analysis reads shapes only. ``sha256`` is the hash of that
-        weightless graph."""
-        key, space, arch, classes, act, scope = self._resolve_arch(
-            space_name, arch_yaml, num_classes, activation, scope
+        without weight data (the analysis reads shapes only) but for the traced detector;
+        ``sha256`` is the hash of the graph analysed."""
+        key, space, arch, classes, act, scope, task = self._resolve_arch(
+            space_name, arch_yaml, num_classes, activation, scope, task
         )
 
         def build() -> GraphWork:
             model = arch_graph.arch_graph_for(
-                scope, space, arch, num_classes=classes, activation=act, weights="none"
-            )
+                scope, space, arch, num_classes=classes, activation=act, weights="none",
+                task=task,
+            )  # fmt: skip
             return analyze_model(model, model_sha256(model.SerializeToString()))
 
         return self._arch_graphs.get_or_compute(key, build)
@@ -200,6 +206,7 @@ class EstimatorEngine:
         arch: tuple[str, str, int]
         | tuple[str, str, int, str]
         | tuple[str, str, int, str, str]
+        | tuple[str, str, int, str, str, str]
         | None = None,
         profile: str = "",
         hw_config: Mapping[str, float] | None = None,
@@ -315,6 +322,27 @@ class EstimatorEngine:
             notes=notes,
             estimator_version=ESTIMATOR_VERSION,
         )
+
+
+def _check_task(task: str, scope: str) -> str:
+    """The request's task (default classification): a known one, and one with a detector
+    for the ``detector`` scope (only that scope imports the tasks, and torch with them)."""
+    from gen5nas.spec.common import Task
+
+    task = task or arch_graph.DEFAULT_TASK
+    known = [t.value for t in Task]
+    if task not in known:
+        raise InvalidRequest(f"arch.task {task[:80]!r} is not one of {known}")
+    if scope == "detector":
+        from gen5nas.tasks.base import get_task
+
+        scopes = list(get_task(task).cost_scopes)
+        if "detector" not in scopes:
+            raise InvalidRequest(
+                f"arch.scope 'detector': task {task!r} has no detector graph; its cost scopes "
+                f"are {scopes}"
+            )
+    return task
 
 
 def _parse_arch_yaml(text: str) -> Any:

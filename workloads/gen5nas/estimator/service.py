@@ -173,7 +173,7 @@ class EstimatorServicer(pb_grpc.EstimatorServicer):
             arch = None
             if req.WhichOneof("model") == "arch":
                 a = req.arch
-                arch = (a.space, a.arch_yaml, a.num_classes, a.activation, a.scope)
+                arch = (a.space, a.arch_yaml, a.num_classes, a.activation, a.scope, a.task)
             resp = estimate_to_proto(
                 self.engine.estimate(
                     req.onnx if arch is None else None,

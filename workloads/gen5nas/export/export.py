@@ -28,7 +28,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -40,6 +40,11 @@ from gen5nas.errors import Gen5NasError, SpecError
 from gen5nas.export.input_shape import check_input_shape
 from gen5nas.export.onnx_card import build_card, card_json, card_path_for
 from gen5nas.spec.export import DEFAULT_PARITY_ATOL, MIN_OPSET, SubnetExportSpec
+from gen5nas.tasks.base import Postprocess, Task
+
+if TYPE_CHECKING:
+    from gen5nas.export.prepare import PreparedSubnet
+    from gen5nas.spec import Arch, SearchSpace
 
 log = logging.getLogger(__name__)
 
@@ -83,6 +88,8 @@ def check_parity(
 
     ``static_batch``: the ONNX input's fixed batch size (images are fed in chunks of it, the last
     chunk filled up by repeating images); None for a dynamic batch (one run, every image).
+    Outputs with a data-dependent first axis (a detector's boxes, scores and labels after NMS)
+    are compared as sets of rows (:func:`_matched_rows`), their counts equal per chunk.
     Raises :class:`ExportError` when ``max |ort - torch| > atol x max(1, max |torch|)``.
     """
     import onnxruntime as ort
@@ -103,13 +110,29 @@ def check_parity(
             torch_parts = [output_tensors(model_cpu(part)) for part in images.split(chunk)]
     finally:
         model.train(was_training)
-    ort_parts = [session.run(None, {input_name: part.numpy()}) for part in images.split(chunk)]
+    ort_parts = [
+        [torch.from_numpy(o) for o in session.run(None, {input_name: part.numpy()})]
+        for part in images.split(chunk)
+    ]
     names = [o.name for o in session.get_outputs()]
+    rows = [i for i, o in enumerate(session.get_outputs()) if _data_dependent(o.shape)]
+    if rows:
+        for i, (expected_part, got_part) in enumerate(zip(torch_parts, ort_parts, strict=True)):
+            want = [int(expected_part[k].shape[0]) for k in rows]
+            have = [int(got_part[k].shape[0]) for k in rows]
+            if want != have:
+                raise ExportError(
+                    f"onnxruntime gives {have} rows of {[names[k] for k in rows]} for real "
+                    f"image chunk {i}, PyTorch {want}; no ONNX file was written"
+                )
+            matched = _matched_rows([expected_part[k] for k in rows], [got_part[k] for k in rows])
+            for k, tensor in zip(rows, matched, strict=True):
+                got_part[k] = tensor
     per_output: dict[str, float] = {}
     max_abs, scale = 0.0, 1.0
     for i, name in enumerate(names):
         expected = torch.cat([part[i] for part in torch_parts])
-        got = torch.cat([torch.from_numpy(part[i]) for part in ort_parts])
+        got = torch.cat([part[i] for part in ort_parts])
         diff = float((got - expected).abs().max()) if expected.numel() else 0.0
         per_output[name] = diff
         max_abs = diff if not math.isfinite(diff) else max(max_abs, diff)
@@ -126,6 +149,13 @@ def check_parity(
         report["top1_agreement"] = float((got.argmax(1) == expected.argmax(1)).float().mean())
     else:
         report["max_abs_diff_per_output"] = per_output
+    if rows:
+        report["rows"] = {names[k]: sum(int(p[k].shape[0]) for p in torch_parts) for k in rows}
+        report["row_matching"] = (
+            "outputs with a data-dependent first axis (one row per detection) are sets: each "
+            "PyTorch row is compared with its nearest onnxruntime row (max |diff| over the "
+            "row in every such output), the counts must be equal"
+        )
     if not math.isfinite(max_abs) or max_abs > atol * scale:
         report["passed"] = False
         raise ExportError(
@@ -133,6 +163,31 @@ def check_parity(
             f"real images (tolerance {atol * scale:.3g}); no ONNX file was written"
         )
     return report
+
+
+def _data_dependent(shape: Sequence[Any]) -> bool:
+    """An onnxruntime output shape whose first axis is neither fixed nor the batch: a
+    variable number of rows (detections after NMS)."""
+    return bool(shape) and not isinstance(shape[0], int) and shape[0] != "batch"
+
+
+def _matched_rows(expected: list[torch.Tensor], got: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``got``'s rows reordered to face ``expected``'s (same count): outputs that share a row
+    axis are matched jointly, each expected row in turn with the nearest free one. Rows in the
+    same order but for ties (equal scores in another order) are set right."""
+    n = int(expected[0].shape[0])
+    if n == 0:
+        return got
+    flat_e = torch.cat([t.reshape(n, -1).double() for t in expected], 1)
+    flat_g = torch.cat([t.reshape(n, -1).double() for t in got], 1)
+    distance = (flat_e[:, None, :] - flat_g[None, :, :]).abs().amax(-1)
+    order: list[int] = []
+    for i in range(n):
+        free = distance[i].clone()
+        free[order] = math.inf
+        order.append(int(free.argmin()))
+    index = torch.tensor(order)
+    return [t[index] for t in got]
 
 
 def max_opset() -> int:
@@ -172,7 +227,7 @@ def verified_onnx(
     import onnx
 
     from gen5nas.supernet import onnx_bytes
-    from gen5nas.supernet.onnx_export import INPUT_NAME, output_names, output_tensors
+    from gen5nas.supernet.onnx_export import INPUT_NAME
 
     output = Path(output)
     if output.suffix != ".onnx":
@@ -183,13 +238,8 @@ def verified_onnx(
     proto = onnx.load_from_string(data)
     written_opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
     parity = check_parity(data, model, images, None if dynamic_batch else input_shape[0], atol)
-    with torch.no_grad():
-        outputs = model(torch.zeros(*input_shape))
     batch: int | str = "batch" if dynamic_batch else input_shape[0]
-    described = [
-        {"name": name, "shape": [batch, *tensor.shape[1:]], "dtype": "float32"}
-        for name, tensor in zip(output_names(outputs), output_tensors(outputs), strict=True)
-    ]
+    described = [_described(value) for value in proto.graph.output]
     section = {
         "file": output.name,
         "sha256": hashlib.sha256(data).hexdigest(),
@@ -204,6 +254,22 @@ def verified_onnx(
         "parity": parity,
     }
     return data, section
+
+
+def _described(value: Any) -> dict[str, Any]:
+    """An ONNX graph output as the card shows it: name, shape (a number, ``batch``, or
+    ``dynamic`` for a data-dependent axis) and dtype."""
+    import onnx
+
+    tensor = value.type.tensor_type
+    shape = [
+        d.dim_value
+        if d.HasField("dim_value")
+        else ("batch" if d.dim_param == "batch" else "dynamic")
+        for d in tensor.shape.dim
+    ]
+    dtype = onnx.helper.tensor_dtype_to_np_dtype(tensor.elem_type).name
+    return {"name": value.name, "shape": shape, "dtype": dtype}
 
 
 def _log_written(output: Path, section: dict[str, Any]) -> None:
@@ -273,6 +339,62 @@ def estimate_cost(
     }
 
 
+def arch_cost_graph(
+    space: SearchSpace, arch: Arch, num_classes: int, activation: str, task: Task
+) -> bytes:
+    """The ONNX graph of ``arch`` in ``task``'s cost scope, built as the search builds the one
+    it costs (:func:`gen5nas.estimator.arch_graph.arch_onnx`): the card's ``cost`` is then the
+    search's for the same arch and profile."""
+    from gen5nas.estimator.arch_graph import arch_onnx
+
+    return arch_onnx(
+        space, arch, num_classes=num_classes, activation=activation, scope=task.cost_scope,
+        task=task.name,
+    )  # fmt: skip
+
+
+# ---- the card's accuracy -------------------------------------------------------------------
+def accuracy_section(
+    prepared: PreparedSubnet, retrained: dict[str, float] | None
+) -> dict[str, Any]:
+    """The card's ``accuracy``: the task's headline metric inherited (and retrained), and its
+    other metrics (:attr:`Task.extra_metrics`, e.g. a detector's AP50, AP75, AP s/m/l) where
+    the evaluation gave them."""
+    task = prepared.task
+    metric = task.metric
+    extra = [key for key in task.extra_metrics if key in prepared.inherited]
+    return {
+        "task": task.name,
+        "metric": metric.label,
+        "unit": metric.unit,
+        "inherited": prepared.inherited[metric.key],
+        "retrained": retrained[metric.key] if retrained else None,
+        "extra_metrics": {
+            key: {
+                "inherited": prepared.inherited[key],
+                "retrained": retrained.get(key) if retrained else None,
+            }
+            for key in extra
+        },
+        "val_images": int(prepared.inherited["images"]),
+        "dataset": str(prepared.loaders.root),
+        "measured_on": "val images transformed at the arch's resolution, as the ONNX expects",
+        "inherited_bn_calibration_images": prepared.bn_images,
+    }
+
+
+def check_postprocess(spec: SubnetExportSpec, task: Task) -> Postprocess:
+    """The spec's ``postprocess``, refused when the task exports no such graph."""
+    mode: Postprocess = spec.postprocess.value  # type: ignore[assignment]
+    if mode not in task.postprocess_modes:
+        raise SpecError(
+            f"postprocess {mode}: task {task.name} exports {', '.join(task.postprocess_modes)} "
+            "only",
+            field="postprocess",
+        )
+    return mode
+
+
 # ---- the step ---------------------------------------------------------------------------------
 def default_output(work_dir: Path, choice: Any) -> Path:
     if choice.trial is not None:
@@ -305,6 +427,7 @@ def export_subnet(
     check_opset(spec.opset)
     # The checks that need no data come first, so bad input fails in a second.
     resolved = load_and_resolve(spec, checkpoint=checkpoint, storage=storage, study_name=study_name)
+    postprocess = check_postprocess(spec, resolved.task)
     input_shape = check_input_shape(resolved.choice.arch, spec.input_shape)
     out = Path(output or spec.output or default_output(work_dir, resolved.choice))
     if out.suffix != ".onnx":
@@ -327,27 +450,34 @@ def export_subnet(
     images = real_images(prepared.loaders.val, spec.parity_samples)
     # Everything the card needs is computed before any write: a failure on the way leaves
     # an older ONNX + card pair as it was, never a new ONNX beside a stale card.
-    data, onnx_section = verified_onnx(
-        prepared.task.export_wrapper(model),
-        input_shape,
-        out,
-        images,
-        opset=spec.opset,
-        dynamic_batch=spec.dynamic_batch,
-        atol=spec.parity_atol,
-    )
+    task = prepared.task
+    try:
+        data, onnx_section = verified_onnx(
+            task.export_wrapper(model, postprocess),
+            input_shape,
+            out,
+            images,
+            opset=spec.opset,
+            dynamic_batch=spec.dynamic_batch,
+            atol=spec.parity_atol,
+        )
+    except (RuntimeError, ValueError) as exc:  # torch.onnx's errors; not a failed check
+        if postprocess == "raw" or isinstance(exc, Gen5NasError):
+            raise
+        raise SpecError(
+            f"postprocess {postprocess}: the decoding and NMS (torchvision.ops.batched_nms) "
+            f"do not export at opset {spec.opset} with torch {torch.__version__} ({exc}); "
+            "use another opset or postprocess: raw (NMS outside the graph, as the card says)",
+            field="postprocess",
+        ) from exc
     arch = prepared.choice.arch
-    metric = prepared.task.metric
-    accuracy = {
-        "metric": metric.label,
-        "unit": metric.unit,
-        "inherited": prepared.inherited[metric.key],
-        "retrained": retrain_record["retrained"][metric.key] if retrain_record else None,
-        "val_images": int(prepared.inherited["images"]),
-        "dataset": str(prepared.loaders.root),
-        "measured_on": "val images transformed at the arch's resolution, as the ONNX expects",
-        "inherited_bn_calibration_images": prepared.bn_images,
-    }
+    retrained = retrain_record["retrained"] if retrain_record else None
+    accuracy = accuracy_section(prepared, retrained)
+    meta = prepared.meta
+    scope_graph = arch_cost_graph(
+        prepared.space, arch, int(meta["num_classes"]), str(meta.get("activation") or "relu6"),
+        task,
+    )  # fmt: skip
     card = build_card(
         onnx=onnx_section,
         arch=arch.to_yaml_dict(),
@@ -359,10 +489,15 @@ def export_subnet(
             **prepared.choice.record(),
         },
         accuracy=accuracy,
-        cost=estimate_cost(data, spec, input_shape),
+        cost={"scope": task.cost_scope, **estimate_cost(scope_graph, spec, input_shape)},
+        cost_whole_model={
+            "scope": f"the exported model ({out.name}, postprocess {postprocess})",
+            **estimate_cost(data, spec, input_shape),
+        },
         params=count_params(model),
         macs=count_macs(model, input_shape),
         extra={
+            "postprocess": task.postprocess_card(model, arch.resolution, postprocess),
             "preprocessing": {
                 "layout": "NCHW float32 RGB",
                 "resize_to": list(arch.resolution),

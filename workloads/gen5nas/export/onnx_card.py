@@ -8,10 +8,18 @@ accurate and how costly it is, and how to check that the file is the one describ
 - ``arch`` (the ``fix_subnets/trial_N.yaml`` form) and ``arch_summary``;
 - ``source``: checkpoint path and the subnet's origin (arch file, inline, or study + trial with
   the values the search recorded for it);
-- ``accuracy``: metric name, ``inherited`` (supernet weights, BN recalibrated) and
-  ``retrained`` (null unless retrained), and the data they were measured on;
-- ``cost``: estimated ``latency_ms`` / ``energy_mj`` for ``profile`` (or ``error`` when no
-  estimator answered: the export itself does not depend on it);
+- ``accuracy``: the task, its metric's label, ``inherited`` (supernet weights, BN
+  recalibrated) and ``retrained`` (null unless retrained), the task's other metrics
+  (``extra_metrics``: top-5, or a detector's AP50, AP75, AP s/m/l), and the data they were
+  measured on;
+- ``cost``: estimated ``latency_ms`` / ``energy_mj`` for ``profile`` of the task's cost
+  ``scope`` (classification ``network``: the exported model; detection ``backbone``: the
+  arch's stem and stages), the graph the search costs, so the two agree for one arch and
+  profile; ``cost_whole_model``: the same for the exported ONNX file itself (``scope`` names
+  it). Either has ``error`` instead when no estimator answered (the export does not depend
+  on it);
+- ``postprocess``: the outputs, what they mean and how to decode them (a detector's score,
+  box decoding, thresholds, NMS, and for ``raw`` its point grid: ``points``, ``strides``);
 - ``params``, ``macs`` (at the exported input resolution, batch 1).
 """
 
@@ -49,6 +57,7 @@ def build_card(
     source: dict[str, Any],
     accuracy: dict[str, Any],
     cost: dict[str, Any],
+    cost_whole_model: dict[str, Any],
     params: int,
     macs: int,
     extra: dict[str, Any] | None = None,
@@ -65,6 +74,7 @@ def build_card(
         "source": source,
         "accuracy": accuracy,
         "cost": cost,
+        "cost_whole_model": cost_whole_model,
         "params": int(params),
         "macs": int(macs),
     }

@@ -30,15 +30,13 @@ log = logging.getLogger(__name__)
 def cost_scope(spec: NASSearchSpec, task: Task) -> str:
     """What the search costs of each arch: ``spec.costScope``, else the task's
     (:attr:`Task.cost_scope`; classification ``network``, detection ``backbone``). A scope the
-    estimator has no graph for is refused here, before the study is touched."""
-    from gen5nas.estimator.arch_graph import GRAPH_SCOPES
-
+    task's subnets cannot be costed in (:attr:`Task.cost_scopes`: a classifier has no
+    detector) is refused here, before the study is touched."""
     scope = spec.cost_scope.value if spec.cost_scope is not None else str(task.cost_scope)
-    if scope not in GRAPH_SCOPES:
+    if scope not in task.cost_scopes:
         raise SpecError(
-            f"costScope {scope}: task {task.name} has no {scope} graph for the estimator yet "
-            f"(the whole detector at a static shape, NMS outside, comes with the detection "
-            f"model); allowed now: {', '.join(GRAPH_SCOPES)}",
+            f"costScope {scope}: task {task.name} has no {scope} graph for the estimator; "
+            f"allowed for {task.name}: {', '.join(task.cost_scopes)}",
             field="costScope",
         )
     return scope
@@ -93,22 +91,28 @@ def make_cost_fn(
     num_classes: int,
     activation: str,
     scope: str = "network",
+    task: str = "classification",
 ) -> CostFn:
-    """arch -> (latency_ms, energy_mj) of its graph in ``scope``: by name when the server knows
-    the space, else the ONNX of the arch (built here, without torch)."""
+    """arch -> (latency_ms, energy_mj) of its graph in ``scope`` (``task``'s): by name when the
+    server knows the space, else the ONNX of the arch (built here; without torch but for the
+    detector scope)."""
 
     def cost(arch: Arch) -> tuple[float, float]:
         if name is not None:
             est = client.estimate_arch(
-                name, arch, num_classes=num_classes, activation=activation, scope=scope
-            )
+                name, arch, num_classes=num_classes, activation=activation, scope=scope,
+                task=task,
+            )  # fmt: skip
         else:
             # onnx (~0.4 s to import) only for a custom space: a shipped one is costed by name.
             from gen5nas.estimator.arch_graph import arch_onnx
 
             est = client.estimate(
-                arch_onnx(space, arch, num_classes=num_classes, activation=activation, scope=scope)
-            )
+                arch_onnx(
+                    space, arch, num_classes=num_classes, activation=activation, scope=scope,
+                    task=task,
+                )
+            )  # fmt: skip
         if est.latency_ms is None or est.energy_mj is None:
             raise Gen5NasError(f"the estimator answered without latency/energy: {est}")
         return float(est.latency_ms), float(est.energy_mj)
@@ -125,6 +129,7 @@ def supernet_cost_fn(client: EstimatorClient, supernet: SupernetInfo, scope: str
         supernet.num_classes,
         supernet.activation,
         scope,
+        supernet.task,
     )
 
 

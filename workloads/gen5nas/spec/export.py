@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from typing import Annotated
 
 from pydantic import Field, model_validator
@@ -45,6 +46,30 @@ MIN_OPSET = 17  # the oldest opset exported (and the default); the newest depend
 MAX_OPSET = 30  # a bound for the spec; export.check_opset knows what this torch writes
 
 
+class Postprocess(StrEnum):
+    """What of a detector's post-processing the exported graph holds."""
+
+    raw = "raw"  # none: the model's raw outputs, decoded by the user as the card says
+    nms = "nms"  # a detector's decoding and NMS inside the graph: boxes, scores, labels
+
+
+NMS_RULES = (
+    Cel(
+        "!has(self.postprocess) || self.postprocess == 'raw' || "
+        "((!has(self.dynamicBatch) || !self.dynamicBatch) && "
+        "(!has(self.inputShape) || self.inputShape[0] == 1))",
+        "postprocess nms exports one image at a time: dynamicBatch false and inputShape N = 1",
+        field_path=".postprocess",
+    ),
+    Cel(
+        "!has(self.postprocess) || self.postprocess == 'raw' || !has(self.task) || "
+        "self.task == 'detection'",
+        "postprocess nms is for task detection (a classifier exports raw logits only)",
+        field_path=".postprocess",
+    ),
+)
+
+
 class RetrainSpec(SpecModel):
     model_config = cel_rules(warmup_within_epochs(10))
 
@@ -83,6 +108,7 @@ class SubnetExportSpec(SpecModel):
             "inline arch",
         ),
         *TASK_DATASET_RULES,
+        *NMS_RULES,
     )
 
     task: Task | None = Field(
@@ -102,6 +128,11 @@ class SubnetExportSpec(SpecModel):
     )
     opset: int = Field(default=MIN_OPSET, ge=MIN_OPSET, le=MAX_OPSET)
     dynamic_batch: bool = False
+    postprocess: Postprocess = Field(
+        default=Postprocess.raw,
+        description="raw: the model's outputs, post-processing outside the graph (the card "
+        "says how); nms: detection only, decoding + NMS inside the graph (batch 1)",
+    )
     dataset: DatasetSpec | None = Field(default=None, description="BN recalibration, parity")
     retrain: RetrainSpec = Field(default_factory=RetrainSpec)
     profile: str = Field(
@@ -156,6 +187,22 @@ class SubnetExportSpec(SpecModel):
             raise ValueError(
                 f"name exactly one subnet: trial (with nasSearch or a storage), archFile, or "
                 f"an inline arch; got {given or 'none'}"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _nms_fits(self) -> SubnetExportSpec:
+        if self.postprocess is Postprocess.raw:
+            return self
+        if self.dynamic_batch or (self.input_shape and self.input_shape[0] != 1):
+            raise ValueError(
+                "postprocess nms exports one image at a time: dynamicBatch false and "
+                "inputShape N = 1"
+            )
+        if self.task is not None and self.task != "detection":
+            raise ValueError(
+                f"postprocess nms is for task detection, not {self.task} (a classifier "
+                "exports raw logits only)"
             )
         return self
 

@@ -29,8 +29,6 @@ from torch import Tensor, nn
 
 from gen5nas.atomic import atomic_write_bytes
 from gen5nas.spec import Arch, SearchSpace
-from gen5nas.supernet.extract import extract_subnet
-from gen5nas.supernet.model import Supernet
 
 Exporter = Literal["auto", "torchscript", "dynamo"]
 INPUT_NAME = "input"
@@ -163,20 +161,46 @@ def arch_onnx_bytes(
     num_classes: int = 1000,
     batch_size: int = 1,
     opset: int = 17,
+    *,
+    task: str = "classification",
+    activation: str = "relu6",
 ) -> bytes:
-    """ONNX of a randomly initialised static subnet for ``arch`` (weights do not change
-    latency or energy, so the PPA estimator can cost an arch without a checkpoint).
-    Raises :class:`ArchError` for an arch outside ``space``."""
+    """ONNX of a randomly initialised static subnet of ``task`` for ``arch``, as the task
+    exports it (:meth:`gen5nas.tasks.base.Task.export_wrapper`, raw outputs: a classifier's
+    logits, a detector's three head tensors), at a static ``batch_size`` x 3 x
+    ``arch.resolution``. Weights do not change latency or energy, so the PPA estimator can
+    cost an arch without a checkpoint. Raises :class:`ArchError` for an arch outside
+    ``space``, :class:`gen5nas.errors.SpecError` for a task that is not registered."""
+    from gen5nas.tasks.base import get_task
+
     space.check(arch)
+    exported = get_task(task)
+    supernet = _random_supernet(exported.name, space.model_dump_json(), num_classes, activation)
     with _RANDOM_SUPERNET_LOCK:  # extraction sets the supernet's active arch for a moment
-        subnet = extract_subnet(_random_supernet(space.model_dump_json(), num_classes), arch)
-    return onnx_bytes(subnet, (batch_size, 3, *arch.resolution), opset)
+        subnet = exported.extract(supernet, arch)
+    with warnings.catch_warnings():
+        # Shape reads the tracer turns into constants: they are, at this static shape.
+        warnings.simplefilter("ignore", torch.jit.TracerWarning)
+        return onnx_bytes(exported.export_wrapper(subnet), (batch_size, 3, *arch.resolution), opset)
 
 
 _RANDOM_SUPERNET_LOCK = threading.Lock()
 
 
 @functools.lru_cache(maxsize=4)
-def _random_supernet(space_json: str, num_classes: int) -> Supernet:
-    # One randomly initialised supernet per space, reused: building it costs more than a cut.
-    return Supernet(SearchSpace.model_validate_json(space_json), num_classes).eval()
+def _random_supernet(task: str, space_json: str, num_classes: int, activation: str) -> nn.Module:
+    """One randomly initialised supernet per task, space, classes and activation, reused:
+    building it costs more than a cut. Every weight and BN statistic gets a distinct random
+    offset, as training leaves them: freshly initialised ones repeat values (zero BN-folded
+    biases, unit norm scales), which the exporter de-duplicates into ``Identity`` nodes that
+    the cost model would read as activations (see :mod:`gen5nas.estimator.arch_graph`)."""
+    from gen5nas.tasks.base import get_task
+
+    space = SearchSpace.model_validate_json(space_json)
+    model = get_task(task).build_supernet(space, num_classes, activation=activation).eval()
+    generator = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for tensor in (*model.parameters(), *model.buffers()):
+            if tensor.is_floating_point():  # a positive offset keeps BN variances positive
+                tensor.add_(torch.rand(tensor.shape, generator=generator) * 1e-2)
+    return model

@@ -12,10 +12,14 @@ pipeline) take a :class:`Task` and call it, never asking for its name:
   :meth:`Task.distillation_loss` (the others, against the largest one's detached output);
 - evaluation: :meth:`Task.evaluate` and :attr:`Task.metric` (a :class:`Metric`, higher is better: it ranks
   the checkpoints, is the search's accuracy objective and the card's headline figure);
-- export: :meth:`Task.export_wrapper` is what torch.onnx and the parity check are fed;
-- cost: :attr:`Task.cost_scope` names the subgraph the estimator costs (``network`` or
-  ``backbone``): a search's default, ``NASSearch.costScope`` overrides it
-  (:func:`gen5nas.search.cost.cost_scope` decides).
+- export: :meth:`Task.export_wrapper` is what torch.onnx and the parity check are fed, with
+  the post-processing of one of :attr:`Task.postprocess_modes` (``raw``: none, the model's own
+  outputs; ``nms``: a detector's boxes after NMS); :meth:`Task.postprocess_card` documents how
+  to read the exported outputs (the card's ``postprocess`` section);
+- cost: :attr:`Task.cost_scope` names the subgraph the estimator costs (``network``,
+  ``backbone`` or ``detector``), one of :attr:`Task.cost_scopes` (those the task's subnets can
+  be costed in): a search's default, ``NASSearch.costScope`` overrides it
+  (:func:`gen5nas.search.cost.cost_scope` decides), and the export card's ``cost``.
 
 Tasks are keyed by the value of the specs' ``task`` field (:class:`gen5nas.spec.common.Task`);
 :func:`get_task` refuses a name no task is registered for, with the names that are.
@@ -38,7 +42,8 @@ if TYPE_CHECKING:
     from gen5nas.spec import Arch, SearchSpace
     from gen5nas.spec.common import DatasetSpec
 
-CostScope = Literal["network", "backbone"]
+CostScope = Literal["network", "backbone", "detector"]
+Postprocess = Literal["raw", "nms"]
 
 
 @dataclass(frozen=True)
@@ -80,7 +85,9 @@ class Task(Protocol):
     name: str  # the spec's ``task`` value
     metric: Metric  # the evaluator's headline figure
     extra_metrics: Sequence[str]  # other evaluator keys the search records per trial
-    cost_scope: CostScope
+    cost_scope: CostScope  # the default, one of cost_scopes
+    cost_scopes: Sequence[CostScope]
+    postprocess_modes: Sequence[Postprocess]  # what export_wrapper offers; "raw" first
 
     def build_loaders(
         self,
@@ -120,7 +127,17 @@ class Task(Protocol):
         :attr:`metric`, ``images`` (scored) and ``skipped`` (unreadable)."""
         ...
 
-    def export_wrapper(self, model: nn.Module) -> nn.Module: ...
+    def export_wrapper(self, model: nn.Module, postprocess: Postprocess = "raw") -> nn.Module:
+        """The module exported for ``model`` (a static subnet): its outputs are the ONNX
+        outputs, and onnxruntime must agree with it on real images."""
+        ...
+
+    def postprocess_card(
+        self, model: nn.Module, image_hw: tuple[int, int], postprocess: Postprocess = "raw"
+    ) -> dict[str, Any]:
+        """The card's ``postprocess`` section for ``model`` exported at ``image_hw``: its
+        outputs, what they mean and how to decode them."""
+        ...
 
 
 _TASKS: dict[str, Task] = {}

@@ -4,8 +4,8 @@ The head is the supernet's classifier (1x1 conv, global pooling, dropout, linear
 :class:`gen5nas.supernet.Supernet`); the ground truth loss is cross entropy with label
 smoothing, distillation the KL divergence to the largest subnet's soft output (Hinton, scaled
 by T^2); the metric is top-1 accuracy in percent, with top-5 and the loss beside it. The
-estimator costs the whole network, and the export feeds the static subnet as it is (logits
-out).
+estimator costs the whole network (or its backbone, ``costScope: backbone``), and the export
+feeds the static subnet as it is (logits out; no other post-processing).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from gen5nas.data import Batch, DataLoaders, build_loaders
 from gen5nas.spec import Arch, SearchSpace
 from gen5nas.spec.common import DatasetSpec
-from gen5nas.tasks.base import CostScope, Metric, register_task
+from gen5nas.tasks.base import CostScope, Metric, Postprocess, register_task
 from gen5nas.train.distributed import all_reduce_sum
 
 
@@ -83,6 +83,8 @@ class Classification:
     metric = Metric("accuracy_top1", "accuracy/top1", "top-1", "top1", "percent", "accuracy")
     extra_metrics: Sequence[str] = ("accuracy_top5",)
     cost_scope: CostScope = "network"
+    cost_scopes: Sequence[CostScope] = ("network", "backbone")
+    postprocess_modes: Sequence[Postprocess] = ("raw",)
 
     def build_loaders(
         self,
@@ -133,8 +135,21 @@ class Classification:
     ) -> dict[str, float]:
         return evaluate_classifier(model, loader, device, channels_last)
 
-    def export_wrapper(self, model: nn.Module) -> nn.Module:
+    def export_wrapper(self, model: nn.Module, postprocess: Postprocess = "raw") -> nn.Module:
+        if postprocess != "raw":
+            raise ValueError(f"classification exports raw logits only, not {postprocess!r}")
         return model  # logits out, as the estimator and the card expect
+
+    def postprocess_card(
+        self, model: nn.Module, image_hw: tuple[int, int], postprocess: Postprocess = "raw"
+    ) -> dict[str, Any]:
+        return {
+            "mode": "raw",
+            "outputs": {
+                "output": "(N, num_classes) logits, classes in source.classes order: argmax "
+                "for the class, softmax for probabilities"
+            },
+        }
 
 
 CLASSIFICATION = register_task(Classification())

@@ -27,8 +27,11 @@ elastic MBConv backbone, scored by COCO bbox mAP.
   batch's meta, COCOeval bbox); the detections of every rank are gathered and scored on the
   images that were evaluated (a subset of the val set when the search caps its batches).
   ``bbox_mAP`` is a fraction in [0, 1] (``coco/bbox_mAP``), with AP50, AP75 and AP s/m/l.
-- cost: the backbone (the head's output count depends on the resolution); export: the static
-  detector's three raw tensors (cls logits, box regression, centerness), NMS outside the graph.
+- cost: the backbone by default (the seed's choice); ``costScope: detector`` costs the whole
+  static detector at the search resolution (NMS outside the graph). Export
+  (:mod:`gen5nas.detection.export_graph`): the static detector's three raw tensors (cls
+  logits, box regression, centerness), NMS outside the graph; ``postprocess: nms`` puts the
+  decoding and NMS inside (batch 1).
 """
 
 from __future__ import annotations
@@ -46,7 +49,7 @@ from gen5nas.data import Batch, DataLoaders
 from gen5nas.errors import Gen5NasError
 from gen5nas.spec import Arch, SearchSpace
 from gen5nas.spec.common import DatasetSpec
-from gen5nas.tasks.base import CostScope, Metric, register_task
+from gen5nas.tasks.base import CostScope, Metric, Postprocess, register_task
 from gen5nas.train.distributed import all_gather_objects
 
 BBOX_METRICS = (
@@ -148,23 +151,13 @@ def evaluate_detector(
     }
 
 
-class RawTensors(nn.Module):
-    """A detector whose output is its three raw tensors (what the ONNX graph returns)."""
-
-    def __init__(self, model: nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor]:
-        raw = self.model(x)
-        return raw.cls_logits, raw.box_regression, raw.centerness
-
-
 class Detection:
     name = "detection"
     metric = Metric("bbox_mAP", "coco/bbox_mAP", "bbox mAP", "mAP", "fraction")
     extra_metrics: Sequence[str] = BBOX_METRICS[1:]
     cost_scope: CostScope = "backbone"
+    cost_scopes: Sequence[CostScope] = ("backbone", "detector")
+    postprocess_modes: Sequence[Postprocess] = ("raw", "nms")
 
     def build_loaders(
         self,
@@ -222,8 +215,23 @@ class Detection:
     ) -> dict[str, float]:
         return evaluate_detector(model, loader, device, channels_last)
 
-    def export_wrapper(self, model: nn.Module) -> nn.Module:
+    def export_wrapper(self, model: nn.Module, postprocess: Postprocess = "raw") -> nn.Module:
+        from gen5nas.detection.export_graph import DetectionsGraph, RawTensors
+
+        if postprocess == "nms":
+            return DetectionsGraph(model)
+        if postprocess != "raw":
+            raise ValueError(f"detection exports raw or nms, not {postprocess!r}")
         return RawTensors(model)
+
+    def postprocess_card(
+        self, model: nn.Module, image_hw: tuple[int, int], postprocess: Postprocess = "raw"
+    ) -> dict[str, Any]:
+        from gen5nas.detection.export_graph import postprocess_card
+        from gen5nas.detection.static import StaticDetector
+
+        assert isinstance(model, StaticDetector)
+        return postprocess_card(model, image_hw, postprocess)
 
 
 DETECTION = register_task(Detection())

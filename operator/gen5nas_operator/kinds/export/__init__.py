@@ -26,6 +26,7 @@ KIND = Kind(
         "inputShape",
         "opset",
         "dynamicBatch",
+        "postprocess",
         "dataset",
         "retrain",
         "profile",

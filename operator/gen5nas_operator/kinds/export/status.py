@@ -15,7 +15,7 @@ STATUS_SCHEMA: dict[str, Any] = {
     "arch": STR,
     "onnx": obj({"path": STR, "sha256": STR, "sizeBytes": INT}),
     "parity": obj({"passed": BOOL, "maxAbsDiff": NUM, "message": STR}),
-    "cost": obj({"latencyMs": NUM, "energyMj": NUM, "profile": STR}),
+    "cost": obj({"latencyMs": NUM, "energyMj": NUM, "profile": STR, "scope": STR}),
 }
 
 
@@ -65,6 +65,7 @@ def export_report(message: str | None) -> dict[str, Any] | None:
                 ("latencyMs", _float(cost.get("latency_ms"))),
                 ("energyMj", _float(cost.get("energy_mj"))),
                 ("profile", cost.get("profile")),
+                ("scope", cost.get("scope")),  # what was costed: the task's cost scope
             )
             if v is not None
         }

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egen5nas/ppa/v1/estimator.proto\x12\x0egen5nas.ppa.v1\"c\n\x07\x41rchRef\x12\r\n\x05space\x18\x01 \x01(\t\x12\x11\n\tarch_yaml\x18\x02 \x01(\t\x12\x13\n\x0bnum_classes\x18\x03 \x01(\x05\x12\x12\n\nactivation\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\"(\n\nInputShape\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x64ims\x18\x02 \x03(\x03\"\xd8\x02\n\x0f\x45stimateRequest\x12\x0e\n\x04onnx\x18\x01 \x01(\x0cH\x00\x12\'\n\x04\x61rch\x18\x02 \x01(\x0b\x32\x17.gen5nas.ppa.v1.ArchRefH\x00\x12\x0f\n\x07profile\x18\x03 \x01(\t\x12@\n\thw_config\x18\x04 \x03(\x0b\x32-.gen5nas.ppa.v1.EstimateRequest.HwConfigEntry\x12\'\n\x07metrics\x18\x05 \x03(\x0e\x32\x16.gen5nas.ppa.v1.Metric\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12\x30\n\x0cinput_shapes\x18\x07 \x03(\x0b\x32\x1a.gen5nas.ppa.v1.InputShape\x12\x13\n\x0bomit_layers\x18\x08 \x01(\x08\x1a/\n\rHwConfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x07\n\x05model\"\xbd\x02\n\tLayerCost\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07op_type\x18\x02 \x01(\t\x12\x0f\n\x07op_kind\x18\x03 \x01(\t\x12\x0c\n\x04macs\x18\x04 \x01(\x03\x12\x12\n\nvector_ops\x18\x05 \x01(\x03\x12\x12\n\nbytes_read\x18\x06 \x01(\x03\x12\x15\n\rbytes_written\x18\x07 \x01(\x03\x12\x12\n\ndram_bytes\x18\x08 \x01(\x03\x12\x16\n\x0e\x63ompute_cycles\x18\t \x01(\x01\x12\x15\n\rmemory_cycles\x18\n \x01(\x01\x12\x0e\n\x06\x63ycles\x18\x0b \x01(\x01\x12$\n\x05\x62ound\x18\x0c \x01(\x0e\x32\x15.gen5nas.ppa.v1.Bound\x12\x12\n\nlatency_ms\x18\r \x01(\x01\x12\x11\n\tenergy_mj\x18\x0e \x01(\x01\x12\x13\n\x0bunsupported\x18\x0f \x01(\x08\"\xa3\x03\n\x10\x45stimateResponse\x12\x17\n\nlatency_ms\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tenergy_mj\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12)\n\x06layers\x18\x03 \x03(\x0b\x32\x19.gen5nas.ppa.v1.LayerCost\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x0f\n\x07profile\x18\x05 \x01(\t\x12\x19\n\x11\x65stimator_version\x18\x06 \x01(\t\x12\x12\n\ntotal_macs\x18\x07 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x08 \x01(\x03\x12\x17\n\x0funsupported_ops\x18\t \x03(\t\x12\x14\n\x0cmodel_sha256\x18\n \x01(\t\x12\x41\n\thw_config\x18\x0b \x03(\x0b\x32..gen5nas.ppa.v1.EstimateResponse.HwConfigEntry\x12\r\n\x05notes\x18\x0c \x03(\t\x1a/\n\rHwConfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\r\n\x0b_latency_msB\x0c\n\n_energy_mj\"\x15\n\x13ListHardwareRequest\"\xd4\x02\n\x0fHardwareProfile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_backend\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61\x63kends\x18\x04 \x03(\t\x12\x43\n\nparameters\x18\x05 \x03(\x0b\x32/.gen5nas.ppa.v1.HardwareProfile.ParametersEntry\x12=\n\x07sources\x18\x06 \x03(\x0b\x32,.gen5nas.ppa.v1.HardwareProfile.SourcesEntry\x12\x0c\n\x04path\x18\x07 \x01(\t\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a.\n\x0cSourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"}\n\x14ListHardwareResponse\x12\x31\n\x08profiles\x18\x01 \x03(\x0b\x32\x1f.gen5nas.ppa.v1.HardwareProfile\x12\x17\n\x0f\x64\x65\x66\x61ult_profile\x18\x02 \x01(\t\x12\x19\n\x11\x65stimator_version\x18\x03 \x01(\t*G\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x12\n\x0eMETRIC_LATENCY\x10\x01\x12\x11\n\rMETRIC_ENERGY\x10\x02*S\n\x05\x42ound\x12\x15\n\x11\x42OUND_UNSPECIFIED\x10\x00\x12\x11\n\rBOUND_COMPUTE\x10\x01\x12\x10\n\x0c\x42OUND_MEMORY\x10\x02\x12\x0e\n\nBOUND_NONE\x10\x03\x32\xb5\x01\n\tEstimator\x12M\n\x08\x45stimate\x12\x1f.gen5nas.ppa.v1.EstimateRequest\x1a .gen5nas.ppa.v1.EstimateResponse\x12Y\n\x0cListHardware\x12#.gen5nas.ppa.v1.ListHardwareRequest\x1a$.gen5nas.ppa.v1.ListHardwareResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egen5nas/ppa/v1/estimator.proto\x12\x0egen5nas.ppa.v1\"q\n\x07\x41rchRef\x12\r\n\x05space\x18\x01 \x01(\t\x12\x11\n\tarch_yaml\x18\x02 \x01(\t\x12\x13\n\x0bnum_classes\x18\x03 \x01(\x05\x12\x12\n\nactivation\x18\x04 \x01(\t\x12\r\n\x05scope\x18\x05 \x01(\t\x12\x0c\n\x04task\x18\x06 \x01(\t\"(\n\nInputShape\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04\x64ims\x18\x02 \x03(\x03\"\xd8\x02\n\x0f\x45stimateRequest\x12\x0e\n\x04onnx\x18\x01 \x01(\x0cH\x00\x12\'\n\x04\x61rch\x18\x02 \x01(\x0b\x32\x17.gen5nas.ppa.v1.ArchRefH\x00\x12\x0f\n\x07profile\x18\x03 \x01(\t\x12@\n\thw_config\x18\x04 \x03(\x0b\x32-.gen5nas.ppa.v1.EstimateRequest.HwConfigEntry\x12\'\n\x07metrics\x18\x05 \x03(\x0e\x32\x16.gen5nas.ppa.v1.Metric\x12\x0f\n\x07\x62\x61\x63kend\x18\x06 \x01(\t\x12\x30\n\x0cinput_shapes\x18\x07 \x03(\x0b\x32\x1a.gen5nas.ppa.v1.InputShape\x12\x13\n\x0bomit_layers\x18\x08 \x01(\x08\x1a/\n\rHwConfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\x07\n\x05model\"\xbd\x02\n\tLayerCost\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07op_type\x18\x02 \x01(\t\x12\x0f\n\x07op_kind\x18\x03 \x01(\t\x12\x0c\n\x04macs\x18\x04 \x01(\x03\x12\x12\n\nvector_ops\x18\x05 \x01(\x03\x12\x12\n\nbytes_read\x18\x06 \x01(\x03\x12\x15\n\rbytes_written\x18\x07 \x01(\x03\x12\x12\n\ndram_bytes\x18\x08 \x01(\x03\x12\x16\n\x0e\x63ompute_cycles\x18\t \x01(\x01\x12\x15\n\rmemory_cycles\x18\n \x01(\x01\x12\x0e\n\x06\x63ycles\x18\x0b \x01(\x01\x12$\n\x05\x62ound\x18\x0c \x01(\x0e\x32\x15.gen5nas.ppa.v1.Bound\x12\x12\n\nlatency_ms\x18\r \x01(\x01\x12\x11\n\tenergy_mj\x18\x0e \x01(\x01\x12\x13\n\x0bunsupported\x18\x0f \x01(\x08\"\xa3\x03\n\x10\x45stimateResponse\x12\x17\n\nlatency_ms\x18\x01 \x01(\x01H\x00\x88\x01\x01\x12\x16\n\tenergy_mj\x18\x02 \x01(\x01H\x01\x88\x01\x01\x12)\n\x06layers\x18\x03 \x03(\x0b\x32\x19.gen5nas.ppa.v1.LayerCost\x12\x0f\n\x07\x62\x61\x63kend\x18\x04 \x01(\t\x12\x0f\n\x07profile\x18\x05 \x01(\t\x12\x19\n\x11\x65stimator_version\x18\x06 \x01(\t\x12\x12\n\ntotal_macs\x18\x07 \x01(\x03\x12\x13\n\x0btotal_bytes\x18\x08 \x01(\x03\x12\x17\n\x0funsupported_ops\x18\t \x03(\t\x12\x14\n\x0cmodel_sha256\x18\n \x01(\t\x12\x41\n\thw_config\x18\x0b \x03(\x0b\x32..gen5nas.ppa.v1.EstimateResponse.HwConfigEntry\x12\r\n\x05notes\x18\x0c \x03(\t\x1a/\n\rHwConfigEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x42\r\n\x0b_latency_msB\x0c\n\n_energy_mj\"\x15\n\x13ListHardwareRequest\"\xd4\x02\n\x0fHardwareProfile\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x13\n\x0b\x64\x65scription\x18\x02 \x01(\t\x12\x17\n\x0f\x64\x65\x66\x61ult_backend\x18\x03 \x01(\t\x12\x10\n\x08\x62\x61\x63kends\x18\x04 \x03(\t\x12\x43\n\nparameters\x18\x05 \x03(\x0b\x32/.gen5nas.ppa.v1.HardwareProfile.ParametersEntry\x12=\n\x07sources\x18\x06 \x03(\x0b\x32,.gen5nas.ppa.v1.HardwareProfile.SourcesEntry\x12\x0c\n\x04path\x18\x07 \x01(\t\x1a\x31\n\x0fParametersEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\x01:\x02\x38\x01\x1a.\n\x0cSourcesEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"}\n\x14ListHardwareResponse\x12\x31\n\x08profiles\x18\x01 \x03(\x0b\x32\x1f.gen5nas.ppa.v1.HardwareProfile\x12\x17\n\x0f\x64\x65\x66\x61ult_profile\x18\x02 \x01(\t\x12\x19\n\x11\x65stimator_version\x18\x03 \x01(\t*G\n\x06Metric\x12\x16\n\x12METRIC_UNSPECIFIED\x10\x00\x12\x12\n\x0eMETRIC_LATENCY\x10\x01\x12\x11\n\rMETRIC_ENERGY\x10\x02*S\n\x05\x42ound\x12\x15\n\x11\x42OUND_UNSPECIFIED\x10\x00\x12\x11\n\rBOUND_COMPUTE\x10\x01\x12\x10\n\x0c\x42OUND_MEMORY\x10\x02\x12\x0e\n\nBOUND_NONE\x10\x03\x32\xb5\x01\n\tEstimator\x12M\n\x08\x45stimate\x12\x1f.gen5nas.ppa.v1.EstimateRequest\x1a .gen5nas.ppa.v1.EstimateResponse\x12Y\n\x0cListHardware\x12#.gen5nas.ppa.v1.ListHardwareRequest\x1a$.gen5nas.ppa.v1.ListHardwareResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -39,34 +39,34 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_HARDWAREPROFILE_PARAMETERSENTRY']._serialized_options = b'8\001'
   _globals['_HARDWAREPROFILE_SOURCESENTRY']._loaded_options = None
   _globals['_HARDWAREPROFILE_SOURCESENTRY']._serialized_options = b'8\001'
-  _globals['_METRIC']._serialized_start=1775
-  _globals['_METRIC']._serialized_end=1846
-  _globals['_BOUND']._serialized_start=1848
-  _globals['_BOUND']._serialized_end=1931
+  _globals['_METRIC']._serialized_start=1789
+  _globals['_METRIC']._serialized_end=1860
+  _globals['_BOUND']._serialized_start=1862
+  _globals['_BOUND']._serialized_end=1945
   _globals['_ARCHREF']._serialized_start=50
-  _globals['_ARCHREF']._serialized_end=149
-  _globals['_INPUTSHAPE']._serialized_start=151
-  _globals['_INPUTSHAPE']._serialized_end=191
-  _globals['_ESTIMATEREQUEST']._serialized_start=194
-  _globals['_ESTIMATEREQUEST']._serialized_end=538
-  _globals['_ESTIMATEREQUEST_HWCONFIGENTRY']._serialized_start=482
-  _globals['_ESTIMATEREQUEST_HWCONFIGENTRY']._serialized_end=529
-  _globals['_LAYERCOST']._serialized_start=541
-  _globals['_LAYERCOST']._serialized_end=858
-  _globals['_ESTIMATERESPONSE']._serialized_start=861
-  _globals['_ESTIMATERESPONSE']._serialized_end=1280
-  _globals['_ESTIMATERESPONSE_HWCONFIGENTRY']._serialized_start=482
-  _globals['_ESTIMATERESPONSE_HWCONFIGENTRY']._serialized_end=529
-  _globals['_LISTHARDWAREREQUEST']._serialized_start=1282
-  _globals['_LISTHARDWAREREQUEST']._serialized_end=1303
-  _globals['_HARDWAREPROFILE']._serialized_start=1306
-  _globals['_HARDWAREPROFILE']._serialized_end=1646
-  _globals['_HARDWAREPROFILE_PARAMETERSENTRY']._serialized_start=1549
-  _globals['_HARDWAREPROFILE_PARAMETERSENTRY']._serialized_end=1598
-  _globals['_HARDWAREPROFILE_SOURCESENTRY']._serialized_start=1600
-  _globals['_HARDWAREPROFILE_SOURCESENTRY']._serialized_end=1646
-  _globals['_LISTHARDWARERESPONSE']._serialized_start=1648
-  _globals['_LISTHARDWARERESPONSE']._serialized_end=1773
-  _globals['_ESTIMATOR']._serialized_start=1934
-  _globals['_ESTIMATOR']._serialized_end=2115
+  _globals['_ARCHREF']._serialized_end=163
+  _globals['_INPUTSHAPE']._serialized_start=165
+  _globals['_INPUTSHAPE']._serialized_end=205
+  _globals['_ESTIMATEREQUEST']._serialized_start=208
+  _globals['_ESTIMATEREQUEST']._serialized_end=552
+  _globals['_ESTIMATEREQUEST_HWCONFIGENTRY']._serialized_start=496
+  _globals['_ESTIMATEREQUEST_HWCONFIGENTRY']._serialized_end=543
+  _globals['_LAYERCOST']._serialized_start=555
+  _globals['_LAYERCOST']._serialized_end=872
+  _globals['_ESTIMATERESPONSE']._serialized_start=875
+  _globals['_ESTIMATERESPONSE']._serialized_end=1294
+  _globals['_ESTIMATERESPONSE_HWCONFIGENTRY']._serialized_start=496
+  _globals['_ESTIMATERESPONSE_HWCONFIGENTRY']._serialized_end=543
+  _globals['_LISTHARDWAREREQUEST']._serialized_start=1296
+  _globals['_LISTHARDWAREREQUEST']._serialized_end=1317
+  _globals['_HARDWAREPROFILE']._serialized_start=1320
+  _globals['_HARDWAREPROFILE']._serialized_end=1660
+  _globals['_HARDWAREPROFILE_PARAMETERSENTRY']._serialized_start=1563
+  _globals['_HARDWAREPROFILE_PARAMETERSENTRY']._serialized_end=1612
+  _globals['_HARDWAREPROFILE_SOURCESENTRY']._serialized_start=1614
+  _globals['_HARDWAREPROFILE_SOURCESENTRY']._serialized_end=1660
+  _globals['_LISTHARDWARERESPONSE']._serialized_start=1662
+  _globals['_LISTHARDWARERESPONSE']._serialized_end=1787
+  _globals['_ESTIMATOR']._serialized_start=1948
+  _globals['_ESTIMATOR']._serialized_end=2129
 # @@protoc_insertion_point(module_scope)

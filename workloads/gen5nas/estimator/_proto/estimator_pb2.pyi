@@ -28,18 +28,20 @@ BOUND_MEMORY: Bound
 BOUND_NONE: Bound
 
 class ArchRef(_message.Message):
-    __slots__ = ("space", "arch_yaml", "num_classes", "activation", "scope")
+    __slots__ = ("space", "arch_yaml", "num_classes", "activation", "scope", "task")
     SPACE_FIELD_NUMBER: _ClassVar[int]
     ARCH_YAML_FIELD_NUMBER: _ClassVar[int]
     NUM_CLASSES_FIELD_NUMBER: _ClassVar[int]
     ACTIVATION_FIELD_NUMBER: _ClassVar[int]
     SCOPE_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
     space: str
     arch_yaml: str
     num_classes: int
     activation: str
     scope: str
-    def __init__(self, space: _Optional[str] = ..., arch_yaml: _Optional[str] = ..., num_classes: _Optional[int] = ..., activation: _Optional[str] = ..., scope: _Optional[str] = ...) -> None: ...
+    task: str
+    def __init__(self, space: _Optional[str] = ..., arch_yaml: _Optional[str] = ..., num_classes: _Optional[int] = ..., activation: _Optional[str] = ..., scope: _Optional[str] = ..., task: _Optional[str] = ...) -> None: ...
 
 class InputShape(_message.Message):
     __slots__ = ("name", "dims")
