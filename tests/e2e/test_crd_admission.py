@@ -113,6 +113,15 @@ def _no_subnet(doc: dict[str, Any]) -> None:
     doc["spec"].pop("trial")
 
 
+def _update(**fields: Any) -> Callable[[dict[str, Any]], None]:
+    """A change setting several spec fields at once."""
+
+    def change(doc: dict[str, Any]) -> None:
+        doc["spec"].update(fields)
+
+    return change
+
+
 def _duplicate_resolution(doc: dict[str, Any]) -> None:
     setting(doc)
     doc["spec"]["searchSpace"]["inputResizerCfg"] = [[32, 32], [32, 32]]
@@ -225,6 +234,16 @@ CASES: list[tuple[str, str, Callable[[dict[str, Any]], None], str, str]] = [
      "spec.dataset.coco.trainAnnotations", "no leading '/'"),
     ("cost scope unknown", "NASSearch", _set("costScope", "head"), "spec.costScope",
      'supported values: "network", "backbone", "detector"'),
+    ("detector of a classifier", "NASSearch",
+     _update(task="classification", costScope="detector"), "spec.costScope",
+     "costScope detector is for task detection"),
+    ("nms with a dynamic batch", "SubnetExport", _update(postprocess="nms", dynamicBatch=True),
+     "spec.postprocess", "postprocess nms exports one image at a time"),
+    ("nms of a classifier", "SubnetExport",
+     _update(postprocess="nms", task="classification", dynamicBatch=False), "spec.postprocess",
+     "postprocess nms is for task detection"),
+    ("postprocess unknown", "SubnetExport", _set("postprocess", "softmax"), "spec.postprocess",
+     'supported values: "raw", "nms"'),
 ]  # fmt: skip
 
 

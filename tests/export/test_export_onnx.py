@@ -70,6 +70,15 @@ def test_export_round_trips_through_onnxruntime(
     assert card["params"] > 0 and card["macs"] > 0
     assert card["cost"]["profile"] == spec.profile == "rcar-gen5-npu"
     assert card["cost"]["latency_ms"] > 0 and card["cost"]["energy_mj"] > 0
+    # A classifier's cost scope is the whole network: the exported model, costed either way.
+    whole = card["cost_whole_model"]
+    assert card["cost"]["scope"] == "network" and "subnet.onnx" in whole["scope"]
+    # (Not exactly: this fresh checkpoint has equal weights, which the exporter aliases.)
+    assert (whole["latency_ms"], whole["energy_mj"]) == pytest.approx(
+        (card["cost"]["latency_ms"], card["cost"]["energy_mj"]), rel=1e-2
+    )
+    assert card["accuracy"]["task"] == "classification"
+    assert set(card["accuracy"]["extra_metrics"]) == {"accuracy_top5"}
     # bnCalibrationBatches (2) train batches of batchSize (32) recomputed the BN statistics.
     assert card["accuracy"]["inherited_bn_calibration_images"] == 2 * 32
     parity = card["onnx"]["parity"]

@@ -138,7 +138,8 @@ def test_export_report_from_the_onnx_card() -> None:
         "format": "gen5nas.onnx-card/v1",
         "onnx": {"path": "/results/ns/sx/model.onnx", "sha256": "ab" * 32, "bytes": 123,
                  "parity": {"max_abs_diff": 2e-6, "tolerance": 1e-4}},
-        "cost": {"latency_ms": 1.5, "energy_mj": 3.0, "profile": "rcar-gen5-npu"},
+        "cost": {"latency_ms": 1.5, "energy_mj": 3.0, "profile": "rcar-gen5-npu",
+                 "scope": "backbone"},
         "arch_summary": "32x32 f16",
     }  # fmt: skip
     out = export_report(json.dumps(card))
@@ -150,6 +151,7 @@ def test_export_report_from_the_onnx_card() -> None:
     }
     assert out["parity"] == {"passed": True, "maxAbsDiff": 2e-6}
     assert out["cost"]["latencyMs"] == 1.5 and out["arch"] == "32x32 f16"
+    assert out["cost"]["scope"] == "backbone"  # what the latency is of
     assert export_report("Traceback: boom") is None and export_report(None) is None
 
 

@@ -1,6 +1,10 @@
-"""Synthetic detection batches in the contract's Batch format: coloured rectangles on noise."""
+"""Synthetic detection batches in the contract's Batch format (coloured rectangles on noise), a
+tiny scenes dataset and a fresh detection checkpoint."""
 
 from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -42,3 +46,37 @@ def synthetic_batch(
     meta[:, 0] = torch.arange(n)
     meta[:, 1] = 1.0
     return Batch(images, targets, 0, meta)
+
+
+DET_SPACE = "mobilenetv2_tiny_det"
+DET_CLASSES = 4
+
+
+def scenes_dataset(root: Path, batch: int = 8) -> dict[str, Any]:
+    """A tiny generated detection dataset (16 train, 8 val scenes of 64 px, 4 classes), written
+    under ``root`` by the first step that reads it."""
+    return {
+        "kind": "scenes",
+        "path": str(root),
+        "numClasses": DET_CLASSES,
+        "batchSize": batch,
+        "numWorkers": 0,
+        "scenes": {"trainImages": 16, "valImages": 8, "imageSize": 64, "layout": "detection"},
+    }
+
+
+def save_detection_supernet(path: Path, seed: int = 0) -> Path:
+    """A freshly initialised detection supernet of the tiny detection space, saved as training
+    would save it."""
+    from gen5nas.data.scenes import category_names
+    from gen5nas.spec import load_space
+    from gen5nas.tasks.detection import DETECTION
+    from gen5nas.train.checkpoint import make_meta, save_checkpoint
+
+    space = load_space(DET_SPACE)
+    torch.manual_seed(seed)
+    net = DETECTION.build_supernet(space, DET_CLASSES)
+    meta = make_meta(space, DET_CLASSES, classes=category_names(DET_CLASSES), task=DETECTION.name)
+    return save_checkpoint(
+        {"model": net.state_dict(), "epoch": 0, "iteration": 0, "meta": meta}, path
+    )

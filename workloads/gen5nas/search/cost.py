@@ -4,7 +4,8 @@
 A search costs every arch through the gRPC estimator (``gen5nas.estimator``): by name when the
 servers know the search space, else by the arch's ONNX graph built here without torch. With no
 ``estimator.servers`` in the spec, ``estimator_servers`` starts one in this process. What of
-the arch is costed (the whole network, or its backbone) is decided once, by :func:`cost_scope`.
+the arch is costed (the whole network, its backbone, or a detector's whole static detector) is
+decided once, by :func:`cost_scope`.
 """
 
 from __future__ import annotations

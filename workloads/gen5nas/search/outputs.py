@@ -10,8 +10,8 @@ repeats an arch already scored names that trial in ``duplicate_of``),
 ``StudyOutputs`` writes them all from a search's study, ``OutputRefresher`` every few trials
 while it runs, and ``record_outputs`` stores their paths in the study for the operator. What
 the numbers are comes from the study too: the task's metric names the accuracy axis, and the
-cost scope (``network``, ``backbone``) the ``cost_scope`` column and the cost axis ("latency
-(backbone, ms)"). Torch-free to import: the operator imports this module.
+cost scope (``network``, ``backbone``, ``detector``) the ``cost_scope`` column and the cost
+axis ("latency (backbone, ms)"). Torch-free to import: the operator imports this module.
 """
 
 from __future__ import annotations

@@ -192,7 +192,15 @@ class StorageSpec(SpecModel):
 
 
 class NASSearchSpec(SpecModel):
-    model_config = cel_rules(*TASK_DATASET_RULES)
+    model_config = cel_rules(
+        *TASK_DATASET_RULES,
+        Cel(
+            "!has(self.costScope) || self.costScope != 'detector' || !has(self.task) || "
+            "self.task == 'detection'",
+            "costScope detector is for task detection (a classifier has no detector)",
+            field_path=".costScope",
+        ),
+    )
 
     task: Task | None = Field(
         default=None,
@@ -228,6 +236,16 @@ class NASSearchSpec(SpecModel):
     )
     delete_study_on_delete: bool = False
     runtime: RuntimeSpec = Field(default_factory=RuntimeSpec)
+
+    @model_validator(mode="after")
+    def _detector_of_a_detection(self) -> NASSearchSpec:
+        # A search without a task follows its checkpoint: search.cost.cost_scope checks that.
+        if self.cost_scope is CostScope.detector and self.task not in (None, "detection"):
+            raise ValueError(
+                f"costScope detector is for task detection, not {self.task} (a classifier has "
+                "no detector)"
+            )
+        return self
 
     @model_validator(mode="after")
     def _task_fits_dataset(self) -> NASSearchSpec:
