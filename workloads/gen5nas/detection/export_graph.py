@@ -14,7 +14,11 @@
 version only while it is exported, so the export's onnxruntime parity check compares the ONNX
 graph with the PyTorch decoding every evaluation uses. The traced version takes the top
 ``pre_nms_top_k`` scores first and thresholds them after (a static-size ``TopK``), where the
-eager one thresholds first: the same candidates, barring ties at the k-th score.
+eager one thresholds first: the same candidates, barring ties at the k-th score. The parity
+check takes the three outputs as a set of rows (``gen5nas.export.export.check_parity``): equal
+counts per image, and each PyTorch row within ``parityAtol x max(1, max |torch|)`` of its
+nearest onnxruntime row (the box pixels set the scale: 4.8e-3 at 48 px for the default 1e-4;
+measured on 8 scenes at opset 17 and 23: 2e-5 px on boxes, 3e-7 on scores, labels equal).
 """
 
 from __future__ import annotations

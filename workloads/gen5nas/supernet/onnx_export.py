@@ -176,9 +176,10 @@ def arch_onnx_bytes(
     space.check(arch)
     exported = get_task(task)
     supernet = _random_supernet(exported.name, space.model_dump_json(), num_classes, activation)
-    with _RANDOM_SUPERNET_LOCK:  # extraction sets the supernet's active arch for a moment
+    # Extraction sets the supernet's active arch for a moment, and torch.onnx's exporter keeps
+    # global state: one arch at a time (an estimator server asks from several threads).
+    with _RANDOM_SUPERNET_LOCK, warnings.catch_warnings():
         subnet = exported.extract(supernet, arch)
-    with warnings.catch_warnings():
         # Shape reads the tracer turns into constants: they are, at this static shape.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         return onnx_bytes(exported.export_wrapper(subnet), (batch_size, 3, *arch.resolution), opset)
