@@ -16,9 +16,16 @@ the task's headline metric (classification: top-1; detection: COCO bbox mAP):
 Printed: the rows, and Kendall tau / Spearman rho (scipy.stats) of inherited vs stand-alone and
 of MACs vs stand-alone on the same rows, the baseline a supernet must beat.
 
+Several ``--checkpoint``s (supernets of one space trained differently) are scored on the same
+rows, side by side against the same stand-alone figures. ``--train-seeds`` trains each row
+once per seed and ranks against the mean; it also prints seed vs seed, how well one
+stand-alone run ranks another: the noise of the ground truth itself.
+
 Resumable: each stand-alone training runs in ``<out>/standalone/<row key>/`` (its retrain
 checkpoints: an interrupted one resumes) and leaves ``result.json`` there; a rerun with the
-same budget skips the finished rows. ``--jobs`` trainings run at once, in worker processes
+same budget skips the finished rows. The key is the arch, the budget and seed, the data, and
+the space and model settings of the checkpoint, not its weights: another supernet of the same
+space reuses the rows. ``--jobs`` trainings run at once, in worker processes
 that share the cores. What is task-specific (the metric, the data, the model) stays behind the
 evaluator and the retrain call; the metric key both report is the checkpoint's task's
 (``--metric`` names another one).
@@ -31,7 +38,8 @@ examples/quickstart/detection/quickstart.yaml --work-dir work_dirs/quickstart-de
 Usage: python bench/bench_ranking.py --checkpoint work_dirs/quickstart \
           [--search-config examples/quickstart/nassearch.yaml] [--dataset KIND] \
           [--subnets 12] [--epochs 6] [--max-iters 40] [--seed 0] [--jobs 2] \
-          [--calib-batches N] [--out work_dirs/bench-ranking]
+          [--calib-batches N] [--train-seeds 0 1] [--out work_dirs/bench-ranking]
+       python bench/bench_ranking.py --checkpoint work_dirs/a work_dirs/b ...   # side by side
        python bench/bench_ranking.py --task detection      # 8 subnets, the detection budget
 
 ``--calib-batches`` replaces the config's BN-recalibration batches of the inherited scores
@@ -43,6 +51,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import hashlib
+import itertools
 import json
 import logging
 import os
@@ -139,14 +148,9 @@ def pick_archs(
     return chosen
 
 
-def row_key(arch: Any, budget: Budget, dataset: dict[str, Any], checkpoint: Path) -> str:
+def row_key(arch: Any, budget: Budget, dataset: dict[str, Any], space: dict[str, Any]) -> str:
     blob = json.dumps(
-        {
-            "arch": arch.key(),
-            "budget": vars(budget),
-            "dataset": dataset,
-            "space_of": str(checkpoint.resolve()),
-        },
+        {"arch": arch.key(), "budget": vars(budget), "dataset": dataset, "space": space},
         sort_keys=True,
     )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]
@@ -204,17 +208,36 @@ def correlations(x: list[float], y: list[float]) -> tuple[float, float]:
     return float(kendalltau(x, y).statistic), float(spearmanr(x, y).statistic)
 
 
+def space_identity(meta: dict[str, Any]) -> dict[str, Any]:
+    """What a from-scratch training depends on besides the arch, the budget and the data:
+    the space and the model settings the retrain copies from the checkpoint, not its weights
+    (supernets trained differently on one space share their stand-alone rows)."""
+    return {k: meta.get(k) for k in ("space", "num_classes", "task", "activation", "dropout")}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASK_DEFAULTS), default=None)
-    parser.add_argument("--checkpoint", default=None, help="training work dir (or .pth)")
+    parser.add_argument(
+        "--checkpoint",
+        nargs="+",
+        default=None,
+        help="training work dir (or .pth); several: supernets of one space side by side",
+    )
     parser.add_argument("--search-config", default=None)
     parser.add_argument("--dataset", default=None, help="dataset kind (default: the config's)")
     parser.add_argument("--subnets", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=None, help="stand-alone training epochs")
     parser.add_argument("--max-iters", type=int, default=None, help="per epoch (0: all)")
     parser.add_argument("--lr", type=float, default=None, help="default: the task's (see above)")
-    parser.add_argument("--seed", type=int, default=0, help="subnet choice and training")
+    parser.add_argument("--seed", type=int, default=0, help="subnet choice (and training)")
+    parser.add_argument(
+        "--train-seeds",
+        type=int,
+        nargs="+",
+        default=None,
+        help="stand-alone training seeds, averaged (default: --seed)",
+    )
     parser.add_argument("--pool", type=int, default=400, help="random archs to pick from")
     parser.add_argument("--jobs", type=int, default=2, help="stand-alone trainings at once")
     parser.add_argument("--calib-batches", type=int, default=None, help="default: the config's")
@@ -223,7 +246,8 @@ def main() -> None:
     args = parser.parse_args()
     for name, value in TASK_DEFAULTS[task_of(args)].items():
         if getattr(args, name) is None:
-            setattr(args, name, value)
+            setattr(args, name, [value] if name == "checkpoint" else value)
+    seeds = list(dict.fromkeys(args.train_seeds or [args.seed]))
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress in a log
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     log.setLevel(logging.INFO)
@@ -232,65 +256,88 @@ def main() -> None:
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    budget = Budget(args.epochs, args.max_iters or None, args.lr, args.seed)
     spec = search_spec(args.search_config, args.dataset)
     if args.calib_batches is not None:
         evaluation = spec.evaluation.model_copy(update={"calib_batches": args.calib_batches})
         spec = spec.model_copy(update={"evaluation": evaluation})
-    checkpoint = Path(args.checkpoint)
-    if not checkpoint.exists():
-        raise SystemExit(f"--checkpoint: {checkpoint} does not exist (train the supernet first)")
+    checkpoints = [Path(c) for c in args.checkpoint]
+    for checkpoint in checkpoints:
+        if not checkpoint.exists():
+            raise SystemExit(
+                f"--checkpoint: {checkpoint} does not exist (train the supernet first)"
+            )
 
     from gen5nas.tasks.base import get_task
 
     t_start = time.perf_counter()
-    with search_scorer(checkpoint, spec, out) as scorer:
-        task = get_task(str(scorer.meta.get("task", "classification")), field="checkpoint")
-        metric = args.metric or task.metric.key
-        # Fixed decimals, so that the table's columns line up: top-1 in percent, mAP a fraction.
-        unit = task.metric.unit if metric == task.metric.key else "fraction"
-        fmt = "{:.2f}".format if unit == "percent" else "{:.4f}".format
-        rows = pick_archs(scorer.space, scorer.supernet, task, args.subnets, args.seed, args.pool)
-        dataset = scorer.spec.dataset.model_dump(mode="json", by_alias=True)
-        print(
-            f"{len(rows)} subnets of {scorer.space.size():,} (max, min, {len(rows) - 2} at MACs "
-            f"quantiles of {args.pool} random archs, seed {args.seed}); supernet "
-            f"{scorer.checkpoint} ({task.name}, {metric}); dataset {dataset['kind']}"
-            + (f" ({dataset['path']})" if dataset.get("path") else "")
-        )
-        inherited = []
-        for i, (arch, _) in enumerate(rows):
-            outcome = scorer.evaluate(arch)
-            value = outcome.accuracy if metric == task.metric.key else outcome.extra[metric]
-            inherited.append(float(value))
-            log.info("inherited %d/%d: %s  %s", i + 1, len(rows), fmt(value), arch.summary())
-        print(f"inherited: search evaluator ({args.search_config}: {spec.evaluation})")
+    rows: list[tuple[Any, int]] = []
+    inherited: dict[str, list[float]] = {}  # per supernet: its score of each row
+    identity: dict[str, Any] = {}
+    for checkpoint in checkpoints:
+        with search_scorer(checkpoint, spec, out) as scorer:
+            task = get_task(str(scorer.meta.get("task", "classification")), field="checkpoint")
+            if not rows:
+                identity = space_identity(scorer.meta)
+                metric = args.metric or task.metric.key
+                # Fixed decimals, so that the columns line up: top-1 in percent, mAP a fraction.
+                unit = task.metric.unit if metric == task.metric.key else "fraction"
+                fmt = "{:.2f}".format if unit == "percent" else "{:.4f}".format
+                rows = pick_archs(
+                    scorer.space, scorer.supernet, task, args.subnets, args.seed, args.pool
+                )
+                dataset = scorer.spec.dataset.model_dump(mode="json", by_alias=True)
+                print(
+                    f"{len(rows)} subnets of {scorer.space.size():,} (max, min, {len(rows) - 2} "
+                    f"at MACs quantiles of {args.pool} random archs, seed {args.seed}); "
+                    f"{task.name}, {metric}; dataset {dataset['kind']}"
+                    + (f" ({dataset['path']})" if dataset.get("path") else "")
+                )
+            elif space_identity(scorer.meta) != identity:
+                raise SystemExit(
+                    f"--checkpoint: {checkpoint} has another space, task or model settings than "
+                    f"{checkpoints[0]}; the rows compare supernets of one space"
+                )
+            name = str(checkpoint)
+            inherited[name] = []
+            for i, (arch, _) in enumerate(rows):
+                outcome = scorer.evaluate(arch)
+                value = outcome.accuracy if metric == task.metric.key else outcome.extra[metric]
+                inherited[name].append(float(value))
+                log.info(
+                    "inherited %s %d/%d: %s  %s", name, i + 1, len(rows), fmt(value), arch.summary()
+                )
+    print(f"inherited: search evaluator ({args.search_config}: {spec.evaluation})")
 
+    budgets = {seed: Budget(args.epochs, args.max_iters or None, args.lr, seed) for seed in seeds}
     jobs = []
-    results: dict[int, dict[str, Any]] = {}
-    for i, (arch, _) in enumerate(rows):
-        row_dir = out / "standalone" / row_key(arch, budget, dataset, checkpoint)
-        done = row_dir / "result.json"
-        if done.exists():
-            results[i] = json.loads(done.read_text())
-            continue
-        jobs.append(
-            (
-                i,
-                {
-                    "row_dir": str(row_dir),
-                    "arch": arch.to_yaml_dict(),
-                    "checkpoint": str(checkpoint),
-                    "dataset": dataset,
-                    "budget": vars(budget),
-                    "metric": metric,
-                    "threads": max(1, (os.cpu_count() or 1) // max(1, args.jobs)),
-                },
+    results: dict[tuple[int, int], dict[str, Any]] = {}
+    for seed, budget in budgets.items():
+        for i, (arch, _) in enumerate(rows):
+            row_dir = out / "standalone" / row_key(arch, budget, dataset, identity)
+            done = row_dir / "result.json"
+            if done.exists():
+                results[i, seed] = json.loads(done.read_text())
+                continue
+            jobs.append(
+                (
+                    (i, seed),
+                    {
+                        "row_dir": str(row_dir),
+                        "arch": arch.to_yaml_dict(),
+                        "checkpoint": str(checkpoints[0]),
+                        "dataset": dataset,
+                        "budget": vars(budget),
+                        "metric": metric,
+                        "threads": max(1, (os.cpu_count() or 1) // max(1, args.jobs)),
+                    },
+                )
             )
-        )
+    describe = budgets[seeds[0]].describe()
+    if len(seeds) > 1:
+        describe = describe.replace(f"seed {seeds[0]}", f"mean of seeds {seeds}")
     print(
-        f"stand-alone: {budget.describe()}, via gen5nas.export.retrain; "
-        f"{len(results)} rows cached in {out / 'standalone'}, {len(jobs)} to train, "
+        f"stand-alone: {describe}, via gen5nas.export.retrain; "
+        f"{len(results)} trainings cached in {out / 'standalone'}, {len(jobs)} to run, "
         f"{args.jobs} at once (logs: <row dir>/retrain.log)"
     )
     if jobs:
@@ -298,57 +345,77 @@ def main() -> None:
 
         t0 = time.perf_counter()
         with ProcessPoolExecutor(args.jobs, mp_context=mp.get_context("spawn")) as pool:
-            futures = {pool.submit(train_standalone, job): i for i, job in jobs}
+            futures = {pool.submit(train_standalone, job): key for key, job in jobs}
             for n, future in enumerate(as_completed(futures), 1):
-                i = futures[future]
-                results[i] = future.result()
+                i, seed = futures[future]
+                results[i, seed] = future.result()
                 elapsed = time.perf_counter() - t0
                 eta = elapsed / n * (len(jobs) - n)
                 log.info(
-                    "stand-alone %d/%d: row %d %s in %.0f s  (elapsed %.0f s, ETA %.0f s)",
+                    "stand-alone %d/%d: row %d seed %d %s in %.0f s  (elapsed %.0f s, ETA %.0f s)",
                     n,
                     len(jobs),
                     i,
-                    fmt(results[i]["standalone"]),
-                    results[i]["seconds"],
+                    seed,
+                    fmt(results[i, seed]["standalone"]),
+                    results[i, seed]["seconds"],
                     elapsed,
                     eta,
                 )
 
-    standalone = [results[i]["standalone"] for i in range(len(rows))]
+    per_seed = {s: [float(results[i, s]["standalone"]) for i in range(len(rows))] for s in seeds}
+    standalone = [sum(per_seed[s][i] for s in seeds) / len(seeds) for i in range(len(rows))]
     macs = [float(m) for _, m in rows]
+    names = list(inherited)
+    labels = [f"inh{k}" if len(names) > 1 else "inherited" for k in range(len(names))]
+    alone = [f"seed{s}" for s in seeds] + (["alone"] if len(seeds) > 1 else [])
     width = max(len(arch.summary()) for arch, _ in rows) + len(" (max)")
-    print(f"\n{'#':>2} {'arch':{width}} {'MMACs':>7} {'inherited':>9} {'alone':>7}")
+    header = " ".join(f"{c:>9}" for c in labels + alone)
+    print(f"\n{'#':>2} {'arch':{width}} {'MMACs':>7} {header}")
     for i, (arch, m) in enumerate(rows):
         tag = " (max)" if i == 0 else " (min)" if i == 1 else ""
-        print(
-            f"{i:>2} {arch.summary() + tag:{width}} {m / 1e6:7.3f} {fmt(inherited[i]):>9} "
-            f"{fmt(standalone[i]):>7}"
-        )
-    tau_i, rho_i = correlations(inherited, standalone)
+        cells = [inherited[n][i] for n in names] + [per_seed[s][i] for s in seeds]
+        cells += [standalone[i]] if len(seeds) > 1 else []
+        line = " ".join(f"{fmt(v):>9}" for v in cells)
+        print(f"{i:>2} {arch.summary() + tag:{width}} {m / 1e6:7.3f} {line}")
+    print(f"\nranking vs stand-alone ({len(rows)} subnets; {describe}):")
+    summary_inherited = {}
+    for label, name in zip(labels, names, strict=True):
+        tau, rho = correlations(inherited[name], standalone)
+        summary_inherited[name] = {"kendall_tau": tau, "spearman_rho": rho}
+        print(f"  {label} {name}: Kendall tau {tau:+.3f}  Spearman rho {rho:+.3f}")
     tau_m, rho_m = correlations(macs, standalone)
-    print(f"\nranking vs stand-alone ({len(rows)} subnets; {budget.describe()}):")
-    print(f"  inherited (supernet)  Kendall tau {tau_i:+.3f}  Spearman rho {rho_i:+.3f}")
-    print(f"  MACs proxy            Kendall tau {tau_m:+.3f}  Spearman rho {rho_m:+.3f}")
+    print(f"  MACs proxy: Kendall tau {tau_m:+.3f}  Spearman rho {rho_m:+.3f}")
+    noise = {}
+    for a, b in itertools.pairwise(seeds):
+        tau, rho = correlations(per_seed[a], per_seed[b])
+        noise[f"{a}-{b}"] = {"kendall_tau": tau, "spearman_rho": rho}
+        # How well one stand-alone run ranks another: the ceiling for any proxy of one run.
+        print(
+            f"  stand-alone seed {a} vs seed {b}: Kendall tau {tau:+.3f}  Spearman rho {rho:+.3f}"
+        )
     summary = {
         "subnets": len(rows),
         "task": task.name,
         "metric": metric,
         "seed": args.seed,
-        "budget": vars(budget),
+        "train_seeds": seeds,
+        "budget": vars(budgets[seeds[0]]),
         "dataset": dataset,
-        "checkpoint": str(scorer.checkpoint),
+        "checkpoints": names,
         "rows": [
             {
                 "arch": arch.summary(),
                 "macs": m,
-                "inherited": inherited[i],
+                "inherited": {n: inherited[n][i] for n in names},
                 "standalone": standalone[i],
+                "standalone_per_seed": {str(s): per_seed[s][i] for s in seeds},
             }
             for i, (arch, m) in enumerate(rows)
         ],
-        "inherited": {"kendall_tau": tau_i, "spearman_rho": rho_i},
+        "inherited": summary_inherited,
         "macs": {"kendall_tau": tau_m, "spearman_rho": rho_m},
+        "standalone_seed_vs_seed": noise,
     }
     (out / "ranking.json").write_text(json.dumps(summary, indent=1))
     print(f"(total {time.perf_counter() - t_start:.0f} s; {out / 'ranking.json'})")

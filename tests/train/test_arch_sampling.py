@@ -69,3 +69,68 @@ def test_spec_field_and_unknown_name() -> None:
     assert spec.schedule.arch_sampling.value == "stratified"
     with pytest.raises(ValueError, match="allowed"):
         arch_sampler("attentive")
+
+
+def _batch(n: int = 6, seed: int = 0):
+    import torch
+
+    from gen5nas.data import Batch
+
+    g = torch.Generator().manual_seed(seed)
+    return Batch(torch.randn(n, 3, 32, 32, generator=g), torch.randint(0, 10, (n,), generator=g), 0)
+
+
+@pytest.mark.parametrize("choice", ["worst", "best"])
+def test_candidates_train_the_arch_with_the_named_minibatch_loss(choice: str) -> None:
+    import torch
+
+    from gen5nas.supernet import Supernet
+    from gen5nas.train.sandwich import StepContext
+
+    torch.manual_seed(0)
+    net = Supernet(SPACE, num_classes=10, dropout=0.0)
+    batch = _batch()
+    step = SandwichStep(SPACE, num_random=2, seed=2, candidates=3, choice=choice)
+    drawn = step.draw(0, 5)
+    assert [len(c) for _, c in drawn] == [1, 1, 3, 3]
+    assert step.draw(0, 5) == drawn  # a function of (seed, epoch, iteration), as before
+    out = step(net, batch, StepContext(epoch=0, iteration=5))
+    assert net.active_arch == SPACE.max()
+    with torch.no_grad():
+        net.set_max()
+        teacher = net(batch.images)
+        for k, (_, candidates) in enumerate(drawn[2:]):
+            losses = []
+            for arch in candidates:
+                net.set_active(arch)
+                losses.append(float(step._loss(net(batch.images), batch, teacher)))
+            pick = max if choice == "worst" else min
+            want = candidates[losses.index(pick(losses))]
+            assert out.archs[2 + k] == want
+            assert abs(float(out.losses[f"random{k}"]) - pick(losses)) < 1e-5
+
+
+def test_one_candidate_draws_what_bignas_draws_and_bad_settings_are_refused() -> None:
+    assert SandwichStep(SPACE, seed=3, candidates=1).archs_for(0, 7) == SandwichStep(
+        SPACE, seed=3
+    ).archs_for(0, 7)
+    with pytest.raises(ValueError, match="allowed"):
+        SandwichStep(SPACE, choice="median")
+    with pytest.raises(ValueError, match="at least 1"):
+        SandwichStep(SPACE, candidates=0)
+    spec = SupernetTrainingSpec.model_validate(
+        {
+            "searchSpace": {"name": "mobilenetv2_tiny"},
+            "dataset": {"kind": "scenes"},
+            "schedule": {"archCandidates": 3, "archChoice": "best"},
+        }
+    )
+    assert (spec.schedule.arch_candidates, spec.schedule.arch_choice.value) == (3, "best")
+    with pytest.raises(ValueError, match="archCandidates"):
+        SupernetTrainingSpec.model_validate(
+            {
+                "searchSpace": {"name": "mobilenetv2_tiny"},
+                "dataset": {"kind": "scenes"},
+                "schedule": {"archCandidates": 17},
+            }
+        )

@@ -54,6 +54,13 @@ class ArchSampling(StrEnum):
     stratified = "stratified"  # a step's random subnets spread from the min to the max size
 
 
+class ArchChoice(StrEnum):
+    """Which of a random pass's ``archCandidates`` the sandwich rule trains (AttentiveNAS)."""
+
+    worst = "worst"  # WorstUp: the highest loss on the batch
+    best = "best"  # BestUp: the lowest
+
+
 class OptimizerSpec(SpecModel):
     """Defaults follow AttentiveNAS/mmrazor BigNAS recipes (SGD Nesterov, lr 0.8 per 2048
     images scaled linearly, wd 1e-5 without BN/bias, label smoothing 0.1, clip 1.0)."""
@@ -95,6 +102,16 @@ class ScheduleSpec(SpecModel):
     num_random_subnets: int = Field(default=2, ge=0, le=64, description="BigNAS: 2 (sandwich of 4)")
     arch_sampling: ArchSampling = Field(
         default=ArchSampling.uniform, description="how the random subnets are drawn"
+    )
+    arch_candidates: int = Field(
+        default=1,
+        ge=1,
+        le=16,
+        description="archs drawn per random subnet, the one archChoice names trained "
+        "(AttentiveNAS); 1: BigNAS",
+    )
+    arch_choice: ArchChoice = Field(
+        default=ArchChoice.worst, description="worst or best minibatch loss of the candidates"
     )
     val_interval_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
     max_iters_per_epoch: int | None = Field(

@@ -86,6 +86,8 @@ def run_supernet_training(
         seed=spec.seed,
         task=task,
         sampler=arch_sampler(spec.schedule.arch_sampling.value),
+        candidates=spec.schedule.arch_candidates,
+        choice=spec.schedule.arch_choice.value,
     )
     assert loaders.val is not None
     val_loader = loaders.val

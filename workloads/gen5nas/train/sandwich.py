@@ -11,7 +11,11 @@ clips and steps the optimizer and the LR schedule after. Two strategies:
   accumulate; under DDP all but the last pass run in ``no_sync``. The random archs come from
   ``random.Random(f"{seed}:{epoch}:{iteration}")``: the same on every rank without any
   communication, and the same after a resume; ``sampler`` picks them
-  (:mod:`gen5nas.train.arch_sampling`).
+  (:mod:`gen5nas.train.arch_sampling`). With ``candidates`` > 1 (AttentiveNAS's WorstUp /
+  BestUp on the minibatch loss), each random pass draws that many archs and trains the one
+  whose loss on this batch, the same loss it would train on, is the highest (``choice``
+  "worst") or the lowest ("best"); the losses are averaged over ranks first, so every rank
+  trains the same arch.
 - :class:`PlainStep`: one forward/backward on the task's ground truth loss (a static subnet;
   retraining).
 
@@ -22,10 +26,11 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
+import torch
 from torch import Tensor, nn
 
 from gen5nas.data.imagefolder import Batch
@@ -33,10 +38,13 @@ from gen5nas.spec import Arch, SearchSpace
 from gen5nas.tasks.base import Task
 from gen5nas.tasks.classification import CLASSIFICATION
 from gen5nas.train.arch_sampling import ArchSampler, uniform
-from gen5nas.train.distributed import maybe_no_sync, unwrap
+from gen5nas.train.distributed import all_reduce_mean, maybe_no_sync, unwrap
 
 if TYPE_CHECKING:
     from gen5nas.supernet import Supernet
+
+
+CHOICES = ("worst", "best")  # which of a random pass's candidates it trains
 
 
 @dataclass
@@ -69,8 +77,16 @@ class SandwichStep:
         seed: int = 0,
         task: Task = CLASSIFICATION,
         sampler: ArchSampler = uniform,
+        candidates: int = 1,
+        choice: str = "worst",
     ) -> None:
+        if candidates < 1:
+            raise ValueError(f"candidates must be at least 1, got {candidates}")
+        if choice not in CHOICES:
+            raise ValueError(f"unknown choice {choice!r}; allowed: {sorted(CHOICES)}")
         self.space = space
+        self.candidates = candidates
+        self.choice = choice
         self.task = task
         self.sampler = sampler
         self.num_random = num_random
@@ -79,28 +95,54 @@ class SandwichStep:
         self.temperature = temperature
         self.seed = seed
 
-    def archs_for(self, epoch: int, iteration: int) -> list[tuple[str, Arch]]:
+    def draw(self, epoch: int, iteration: int) -> list[tuple[str, list[Arch]]]:
+        """Each pass's name and its candidate archs (one for max, min and ``candidates`` == 1)."""
         rng = random.Random(f"{self.seed}:{epoch}:{iteration}")
-        passes = [("max", self.space.max()), ("min", self.space.min())]
-        randoms = self.sampler(self.space, rng, self.num_random)
-        passes += [(f"random{i}", arch) for i, arch in enumerate(randoms)]
+        passes = [("max", [self.space.max()]), ("min", [self.space.min()])]
+        draws = [self.sampler(self.space, rng, self.num_random) for _ in range(self.candidates)]
+        passes += [(f"random{i}", [d[i] for d in draws]) for i in range(self.num_random)]
         return passes
+
+    def archs_for(self, epoch: int, iteration: int) -> list[tuple[str, Arch]]:
+        """Each pass's name and arch when there is one candidate (its first one otherwise)."""
+        return [(name, archs[0]) for name, archs in self.draw(epoch, iteration)]
+
+    def _loss(self, output: Any, batch: Batch, teacher: Any) -> Tensor:
+        if teacher is None or not self.distill:
+            return self.task.ground_truth_loss(output, batch, self.label_smoothing)
+        return self.task.distillation_loss(output, teacher, self.temperature)
+
+    @torch.no_grad()
+    def _choose(
+        self, net: Supernet, archs: Sequence[Arch], batch: Batch, teacher: Any, ctx: StepContext
+    ) -> Arch:
+        """The candidate with the highest (worst) or lowest (best) loss on ``batch``."""
+        if len(archs) == 1:
+            return archs[0]
+        scores = []
+        for arch in archs:
+            net.set_active(arch)
+            with ctx.autocast():
+                scores.append(self._loss(net(batch.images), batch, teacher).float())
+        mean = all_reduce_mean(torch.stack(scores))
+        pick = mean.argmax() if self.choice == "worst" else mean.argmin()
+        return archs[int(pick)]
 
     def __call__(self, model: nn.Module, batch: Batch, ctx: StepContext) -> StepOutput:
         net = cast("Supernet", unwrap(model))
-        passes = self.archs_for(ctx.epoch, ctx.iteration)
+        passes = self.draw(ctx.epoch, ctx.iteration)
         losses: dict[str, Tensor] = {}
+        trained: list[Arch] = []
         teacher: Any = None
         try:
-            for i, (name, arch) in enumerate(passes):
-                net.set_active(arch)
+            for i, (name, candidates) in enumerate(passes):
                 net.dropout_active = name == "max"
+                arch = self._choose(net, candidates, batch, teacher, ctx)
+                trained.append(arch)
+                net.set_active(arch)
                 with maybe_no_sync(model, i < len(passes) - 1), ctx.autocast():
                     output = model(batch.images)
-                    if teacher is None or not self.distill:
-                        loss = self.task.ground_truth_loss(output, batch, self.label_smoothing)
-                    else:
-                        loss = self.task.distillation_loss(output, teacher, self.temperature)
+                    loss = self._loss(output, batch, teacher)
                 loss.backward()
                 if name == "max":
                     teacher = self.task.detach(output)
@@ -108,7 +150,7 @@ class SandwichStep:
         finally:
             net.dropout_active = True
             net.set_max()
-        return StepOutput(losses, [arch for _, arch in passes])
+        return StepOutput(losses, trained)
 
 
 class PlainStep:
