@@ -114,11 +114,13 @@ class Budget:
     lr: float | None
     seed: int
 
-    def describe(self, iters_per_epoch: int | None = None) -> str:
+    def describe(self, iters_per_epoch: int | None = None, seeds: list[int] | None = None) -> str:
+        """The budget in words; ``seeds``: the seeds whose runs are averaged (default: its own)."""
         iters = self.max_iters or iters_per_epoch
         per = f" x {iters} iterations" if iters else ""
         lr = f"lr {self.lr}" if self.lr is not None else "the retrain default lr"
-        return f"{self.epochs} epochs{per}, {lr}, seed {self.seed}, from scratch"
+        seed = f"mean of seeds {seeds}" if seeds and len(seeds) > 1 else f"seed {self.seed}"
+        return f"{self.epochs} epochs{per}, {lr}, {seed}, from scratch"
 
 
 def pick_archs(
@@ -332,9 +334,7 @@ def main() -> None:
                     },
                 )
             )
-    describe = budgets[seeds[0]].describe()
-    if len(seeds) > 1:
-        describe = describe.replace(f"seed {seeds[0]}", f"mean of seeds {seeds}")
+    describe = budgets[seeds[0]].describe(seeds=seeds)
     print(
         f"stand-alone: {describe}, via gen5nas.export.retrain; "
         f"{len(results)} trainings cached in {out / 'standalone'}, {len(jobs)} to run, "

@@ -35,6 +35,7 @@ from torch import Tensor, nn
 
 from gen5nas.data.imagefolder import Batch
 from gen5nas.spec import Arch, SearchSpace
+from gen5nas.spec.training import ArchChoice
 from gen5nas.tasks.base import Task
 from gen5nas.tasks.classification import CLASSIFICATION
 from gen5nas.train.arch_sampling import ArchSampler, uniform
@@ -44,7 +45,7 @@ if TYPE_CHECKING:
     from gen5nas.supernet import Supernet
 
 
-CHOICES = ("worst", "best")  # which of a random pass's candidates it trains
+CHOICES = tuple(c.value for c in ArchChoice)  # which of a random pass's candidates it trains
 
 
 @dataclass
