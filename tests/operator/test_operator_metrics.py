@@ -127,11 +127,14 @@ def test_the_running_operator_serves_metrics_after_a_reconcile(
     kind = "SupernetTraining"
 
     def listed() -> Scrape | None:
+        # A pass updates the listing per kind as it goes and its timestamp at the end: a
+        # scrape in between sees the training listed before the pass has finished.
         s = scrape_port(operator.metrics_port)
         phases = s.values("gen5nas_operator_resources", kind=kind, namespace=cluster.ns)
-        return s if any(v == 1 for _, v in phases) else None
+        finished = s.value("gen5nas_operator_resync_last_success_timestamp_seconds") >= t0
+        return s if finished and any(v == 1 for _, v in phases) else None
 
-    s = wait_for("a resync pass listing the training", listed, timeout=30)
+    s = wait_for("a finished resync pass listing the training", listed, timeout=30)
     assert s.value("gen5nas_operator_reconciles_total", kind=kind, result="ok") >= 1
     assert s.value("gen5nas_operator_last_success_timestamp_seconds", kind=kind) >= t0
     assert s.value("gen5nas_operator_resync_last_success_timestamp_seconds") >= t0
