@@ -134,3 +134,28 @@ def test_one_candidate_draws_what_bignas_draws_and_bad_settings_are_refused() ->
                 "schedule": {"archCandidates": 17},
             }
         )
+
+
+def test_scoring_the_candidates_leaves_the_bn_running_statistics_as_they_were() -> None:
+    import torch
+
+    from gen5nas.supernet import Supernet
+    from gen5nas.train.bn_calibration import batchnorms
+    from gen5nas.train.sandwich import StepContext
+
+    torch.manual_seed(0)
+    net = Supernet(SPACE, num_classes=10, dropout=0.0).train()
+    batch = _batch()
+
+    def stats() -> list[torch.Tensor]:
+        return [t.clone() for bn in batchnorms(net) for t in bn.state_dict().values()]
+
+    before = stats()
+    step = SandwichStep(SPACE, num_random=2, seed=2, candidates=3)
+    candidates = step.draw(0, 5)[2][1]
+    step._choose(net, candidates, batch, None, StepContext(epoch=0, iteration=5))
+    assert all(torch.equal(a, b) for a, b in zip(before, stats(), strict=True))
+    net.set_active(candidates[0])
+    with torch.no_grad():
+        net(batch.images)  # a plain train-mode forward does move them: the check can fail
+    assert not all(torch.equal(a, b) for a, b in zip(before, stats(), strict=True))

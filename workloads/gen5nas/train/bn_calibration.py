@@ -12,8 +12,9 @@ values; calibrate again before evaluating another one.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 
 import torch
 from torch import nn
@@ -25,6 +26,32 @@ from gen5nas.train.distributed import all_reduce_mean
 
 def batchnorms(model: nn.Module) -> list[_BatchNorm]:
     return [m for m in model.modules() if isinstance(m, _BatchNorm)]
+
+
+@contextlib.contextmanager
+def frozen_bn_statistics(model: nn.Module) -> Iterator[None]:
+    """Forwards inside leave every BN's running statistics (and batch count) as they were.
+
+    For forwards in train mode that only look (a sampler scoring candidates on a batch): they
+    normalise with batch statistics as training does, without blending into the running ones.
+    """
+    bns = batchnorms(getattr(model, "module", model))
+    saved = [
+        [
+            b.clone()
+            for b in (bn.running_mean, bn.running_var, bn.num_batches_tracked)
+            if b is not None
+        ]
+        for bn in bns
+    ]
+    try:
+        yield
+    finally:
+        with torch.no_grad():
+            for bn, copies in zip(bns, saved, strict=True):
+                buffers = [bn.running_mean, bn.running_var, bn.num_batches_tracked]
+                for buffer, copy in zip([b for b in buffers if b is not None], copies, strict=True):
+                    buffer.copy_(copy)
 
 
 @torch.no_grad()

@@ -15,7 +15,7 @@ clips and steps the optimizer and the LR schedule after. Two strategies:
   BestUp on the minibatch loss), each random pass draws that many archs and trains the one
   whose loss on this batch, the same loss it would train on, is the highest (``choice``
   "worst") or the lowest ("best"); the losses are averaged over ranks first, so every rank
-  trains the same arch.
+  trains the same arch. The scoring forwards leave the BN running statistics untouched.
 - :class:`PlainStep`: one forward/backward on the task's ground truth loss (a static subnet;
   retraining).
 
@@ -39,6 +39,7 @@ from gen5nas.spec.training import ArchChoice
 from gen5nas.tasks.base import Task
 from gen5nas.tasks.classification import CLASSIFICATION
 from gen5nas.train.arch_sampling import ArchSampler, uniform
+from gen5nas.train.bn_calibration import frozen_bn_statistics
 from gen5nas.train.distributed import all_reduce_mean, maybe_no_sync, unwrap
 
 if TYPE_CHECKING:
@@ -121,10 +122,11 @@ class SandwichStep:
         if len(archs) == 1:
             return archs[0]
         scores = []
-        for arch in archs:
-            net.set_active(arch)
-            with ctx.autocast():
-                scores.append(self._loss(net(batch.images), batch, teacher).float())
+        with frozen_bn_statistics(net):
+            for arch in archs:
+                net.set_active(arch)
+                with ctx.autocast():
+                    scores.append(self._loss(net(batch.images), batch, teacher).float())
         mean = all_reduce_mean(torch.stack(scores))
         pick = mean.argmax() if self.choice == "worst" else mean.argmin()
         return archs[int(pick)]
