@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from gen5nas.data.coco import coco_files, load_coco_split
+from gen5nas.data.coco import CocoDetectionDataset, coco_files, load_coco_split
 from gen5nas.detection.coco_eval import coco_bbox_metrics
 from gen5nas.spec.common import load_spec
 from gen5nas.spec.training import KIND, SupernetTrainingSpec
@@ -71,6 +71,7 @@ def main() -> None:
     )
     assert loaders.val is not None
     val = loaders.val.dataset
+    assert isinstance(val, CocoDetectionDataset)
     train = load_coco_split(coco_files(spec.dataset, loaders.root, "train"), keep_raw=True)
     prior = coco_bbox_metrics(val.coco, mean_box_detections(train, val.coco, val.category_ids))
 

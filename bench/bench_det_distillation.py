@@ -23,6 +23,7 @@ import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import torch
 from torch.optim.lr_scheduler import LambdaLR
@@ -30,6 +31,7 @@ from torch.optim.lr_scheduler import LambdaLR
 from gen5nas.data import Batch
 from gen5nas.data.coco import build_detection_loaders
 from gen5nas.data.loaders import DataLoaders
+from gen5nas.detection.model import DetectionSupernet
 from gen5nas.spec import load_space
 from gen5nas.spec.common import DatasetSpec
 from gen5nas.spec.training import OptimizerSpec
@@ -72,7 +74,7 @@ def epochs_of(loaders: DataLoaders) -> Iterator[tuple[int, Batch]]:
 def run(distill: bool, args: argparse.Namespace, loaders: DataLoaders) -> str:
     space = load_space(SPACE)
     torch.manual_seed(0)
-    net = DETECTION.build_supernet(space, loaders.num_classes).train()
+    net = cast(DetectionSupernet, DETECTION.build_supernet(space, loaders.num_classes).train())
     step = SandwichStep(space, num_random=1, distill=distill, task=DETECTION)
     optimizer_spec = OptimizerSpec(lr=args.lr)
     opt = build_optimizer(net, optimizer_spec, args.batch)

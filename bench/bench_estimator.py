@@ -19,28 +19,32 @@ Usage: .venv/bin/python bench/bench_estimator.py [--subnets 24] [--requests 300]
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import logging
 import random
 import statistics
 import time
 from concurrent.futures import ThreadPoolExecutor
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from gen5nas.spec import Arch
 
 
 def pct(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
-def build_subnets(n: int, seed: int) -> list:
+def build_subnets(n: int, seed: int) -> list[tuple[str, bytes, Arch]]:
     from gen5nas.spec import load_space
     from gen5nas.supernet import arch_onnx_bytes
 
     space = load_space("mobilenetv2_sample1")
     rng = random.Random(seed)
-    out, seen = [], set()
+    out: list[tuple[str, bytes, Arch]] = []
+    seen: set[str] = set()
     while len(out) < n:
         arch = space.sample(rng)
         if arch.key() not in seen:
@@ -50,19 +54,18 @@ def build_subnets(n: int, seed: int) -> list:
 
 
 def torchvision_models(names: list[str]) -> list[tuple[str, bytes]]:
-    import torch
     import torchvision
+
+    from gen5nas.supernet.onnx_export import onnx_bytes
 
     out = []
     for name in names:
         model = getattr(torchvision.models, name)(weights=None).eval()
-        buf = io.BytesIO()
-        torch.onnx.export(model, torch.randn(1, 3, 224, 224), buf, dynamo=False, opset_version=17)
-        out.append((name, buf.getvalue()))
+        out.append((name, onnx_bytes(model, (1, 3, 224, 224), opset=17)))
     return out
 
 
-def bench_throughput(models: list[tuple[str, bytes]], requests: int) -> dict:
+def bench_throughput(models: list[tuple[str, bytes, Arch]], requests: int) -> dict:
     import grpc
 
     from gen5nas.estimator._proto import estimator_pb2 as pb
@@ -219,7 +222,7 @@ def bench_fidelity(subnets, extra, held_fraction: float, seed: int) -> dict:
     train = [samples[i] for i in order[n_held:]]
     report = calibrate(engine.registry.get("cpu-ort"), train, held)
     p = report.after.params
-    out = {
+    out: dict[str, Any] = {
         "fitted": report.fitted,
         "notes": report.notes,
         "fitted_values": {k: p[k] for k in [*report.fitted, "mac_units", "dram_bandwidth_gbs"]},

@@ -62,10 +62,13 @@ import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from benchkit import search_scorer, search_spec, spread_indices, subnet_macs
+
+if TYPE_CHECKING:
+    from gen5nas.spec import Arch
 
 log = logging.getLogger("bench")
 
@@ -133,7 +136,7 @@ def pick_archs(
     rng = random.Random(seed)
     ends = [space.max(), space.min()]
     keys = {a.key() for a in ends}
-    candidates = []
+    candidates: list[Arch] = []
     for _ in range(pool * 20):
         if len(candidates) >= pool:
             break

@@ -78,7 +78,7 @@ def run(kind: str, seed: int, trials: int, population: int, tmp: Path) -> list[t
     from gen5nas.search.sampler import build_sampler
     from gen5nas.search.study import open_storage, open_study
     from gen5nas.spec import load_space
-    from gen5nas.spec.search import SamplerSpec
+    from gen5nas.spec.search import SamplerKind, SamplerSpec
 
     space = load_space("mobilenetv2_sample1")
 
@@ -88,7 +88,7 @@ def run(kind: str, seed: int, trials: int, population: int, tmp: Path) -> list[t
 
     sampler = build_sampler(
         SamplerSpec(
-            type=kind,
+            type=SamplerKind(kind),
             population_size=population,  # type: ignore[arg-type]
             dividing_parameter=12,
             seed=seed,

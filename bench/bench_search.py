@@ -240,12 +240,18 @@ def _torch_export_engine():  # type: ignore[no-untyped-def]
         built with torch and traced by torch.onnx.export, then analysed."""
 
         def arch_work(
-            self, space_name: str, arch_yaml: str, num_classes: int = 0, activation: str = ""
+            self,
+            space_name: str,
+            arch_yaml: str,
+            num_classes: int = 0,
+            activation: str = "",
+            scope: str = "",
+            task: str = "",
         ) -> GraphWork:
             from gen5nas.supernet import arch_onnx_bytes
 
-            _, space, arch, classes, _act = self._resolve_arch(
-                space_name, arch_yaml, num_classes, activation
+            _, space, arch, classes, _act, _scope, _task = self._resolve_arch(
+                space_name, arch_yaml, num_classes, activation, scope, task
             )
             return self.analyze(arch_onnx_bytes(space, arch, num_classes=classes))
 

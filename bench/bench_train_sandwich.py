@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from gen5nas.data import Batch
 from gen5nas.spec import SearchSpace, load_space
 from gen5nas.supernet import Supernet, extract_subnet
-from gen5nas.train.sandwich import SandwichStep, StepContext, distillation_loss
+from gen5nas.tasks.classification import distillation_loss
+from gen5nas.train.sandwich import SandwichStep, StepContext
 
 
 def _sync(device: torch.device) -> None:

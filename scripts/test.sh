@@ -22,8 +22,8 @@ step "lint and format (ruff)"
 ruff check .
 ruff format --check .
 
-step "types (mypy, public modules)"
-mypy workloads/gen5nas operator/gen5nas_operator
+step "types (mypy: the packages and the benches)"
+mypy workloads/gen5nas operator/gen5nas_operator bench
 
 step "tests"
 python -m pytest "$@"
