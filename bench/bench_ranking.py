@@ -22,6 +22,12 @@ once per seed and ranks against the mean; it also prints seed vs seed, how well 
 stand-alone run ranks another (the noise of the ground truth itself), and each proxy's tau
 against one run (averaged over the seeds), the figure to hold against it.
 
+``--group-size G`` picks the inner subnets as groups of G archs at nearly equal MACs (each
+group the G random archs nearest one MACs quantile) and adds each proxy's tau over the
+within-group pairs only: how well it orders subnets of one cost, which is what a search needs
+along the front and what MACs cannot do. Over a spread of costs MACs alone ranks well; at equal
+cost it is at chance, and a supernet earns its keep only there.
+
 Resumable: each stand-alone training runs in ``<out>/standalone/<row key>/`` (its retrain
 checkpoints: an interrupted one resumes) and leaves ``result.json`` there; a rerun with the
 same budget skips the finished rows. The key is the arch, the budget and seed, the data, and
@@ -39,7 +45,7 @@ examples/quickstart/detection/quickstart.yaml --work-dir work_dirs/quickstart-de
 Usage: python bench/bench_ranking.py --checkpoint work_dirs/quickstart \
           [--search-config examples/quickstart/nassearch.yaml] [--dataset KIND] \
           [--subnets 12] [--epochs 6] [--max-iters 40] [--seed 0] [--jobs 2] \
-          [--calib-batches N] [--train-seeds 0 1] [--out work_dirs/bench-ranking]
+          [--calib-batches N] [--train-seeds 0 1] [--group-size G] [--out work_dirs/bench-ranking]
        python bench/bench_ranking.py --checkpoint work_dirs/a work_dirs/b ...   # side by side
        python bench/bench_ranking.py --task detection      # 8 subnets, the detection budget
 
@@ -65,7 +71,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchkit import search_scorer, search_spec, spread_indices, subnet_macs
+from benchkit import (
+    cost_groups,
+    grouped_tau,
+    search_scorer,
+    search_spec,
+    spread_indices,
+    subnet_macs,
+)
 
 if TYPE_CHECKING:
     from gen5nas.spec import Arch
@@ -128,11 +141,18 @@ class Budget:
 
 
 def pick_archs(
-    space: Any, supernet: Any, task: Any, n: int, seed: int, pool: int
-) -> list[tuple[Any, int]]:
-    """(arch, MACs) of the max, the min and ``n - 2`` random archs at MACs quantiles."""
+    space: Any, supernet: Any, task: Any, n: int, seed: int, pool: int, group_size: int = 1
+) -> tuple[list[tuple[Any, int]], list[list[int]]]:
+    """(arch, MACs) of the max, the min and ``n - 2`` random archs at MACs quantiles, and the
+    equal-cost groups (row indices; none when ``group_size`` is 1): with ``group_size`` G the
+    ``n - 2`` are (n - 2) / G groups of G archs of nearly the same MACs."""
     if n < 2:
         raise SystemExit("--subnets: at least 2 (the max and the min subnets)")
+    if group_size < 1 or (n - 2) % group_size:
+        raise SystemExit(
+            f"--group-size {group_size}: must be at least 1 and divide --subnets minus the max and "
+            f"min subnets ({n} - 2 = {n - 2}); e.g. --subnets {2 + 3 * group_size} for 3 groups"
+        )
     rng = random.Random(seed)
     ends = [space.max(), space.min()]
     keys = {a.key() for a in ends}
@@ -147,11 +167,17 @@ def pick_archs(
     if len(candidates) < n - 2:
         raise SystemExit(f"the space has too few distinct archs for {n} subnets")
     macs = [subnet_macs(supernet, a, task) for a in candidates]
-    # Quantiles strictly inside the random archs' range: the ends are the max and min subnets.
-    inner = spread_indices(macs, n)[1:-1] if n > 2 else []
     chosen = [(a, subnet_macs(supernet, a, task)) for a in ends]
-    chosen += [(candidates[i], macs[i]) for i in sorted(inner, key=lambda i: macs[i])]
-    return chosen
+    if group_size == 1:
+        # Quantiles strictly inside the random archs' range: the ends are the max and min.
+        inner = spread_indices(macs, n)[1:-1] if n > 2 else []
+        chosen += [(candidates[i], macs[i]) for i in sorted(inner, key=lambda i: macs[i])]
+        return chosen, []
+    groups = []
+    for group in cost_groups(macs, (n - 2) // group_size, group_size):
+        groups.append(list(range(len(chosen), len(chosen) + len(group))))
+        chosen += [(candidates[i], macs[i]) for i in group]
+    return chosen, groups
 
 
 def row_key(arch: Any, budget: Budget, dataset: dict[str, Any], space: dict[str, Any]) -> str:
@@ -221,6 +247,50 @@ def space_identity(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: meta.get(k) for k in ("space", "num_classes", "task", "activation", "dropout")}
 
 
+def equal_cost_ranking(
+    inherited: dict[str, list[float]],
+    macs: list[float],
+    standalone: list[float],
+    per_seed: dict[int, list[float]],
+    groups: list[list[int]],
+    labels: list[str],
+) -> dict[str, Any]:
+    """Prints and returns the within-group tau of each proxy (and of seed vs seed) on the
+    equal-cost groups: the ordering a search needs along the front, where MACs cannot help."""
+    if not groups:
+        return {}
+    pairs = sum(len(g) * (len(g) - 1) // 2 for g in groups)
+    print(
+        f"\nat equal cost ({len(groups)} groups of {len(groups[0])}, MACs within "
+        f"{max((macs[g[-1]] - macs[g[0]]) / macs[g[0]] for g in groups):.1%} of each other in a "
+        f"group; Kendall tau over the {pairs} within-group pairs vs the stand-alone mean):"
+    )
+    seeds = list(per_seed)
+
+    def one_run(values: list[float]) -> tuple[float | None, str]:
+        if len(seeds) < 2:
+            return None, ""
+        tau = sum(grouped_tau(values, per_seed[s], groups) for s in seeds) / len(seeds)
+        return tau, f"  (vs one run: tau {tau:+.3f})"
+
+    result: dict[str, Any] = {"inherited": {}}
+    for label, (name, values) in zip(labels, inherited.items(), strict=True):
+        tau = grouped_tau(values, standalone, groups)
+        tau_one, text = one_run(values)
+        result["inherited"][name] = {"kendall_tau": tau, "kendall_tau_one_run": tau_one}
+        print(f"  {label} {name}: Kendall tau {tau:+.3f}" + text)
+    tau = grouped_tau(macs, standalone, groups)
+    tau_one, text = one_run(macs)
+    result["macs"] = {"kendall_tau": tau, "kendall_tau_one_run": tau_one}
+    print(f"  MACs proxy: Kendall tau {tau:+.3f}" + text)
+    result["standalone_seed_vs_seed"] = {}
+    for a, b in itertools.pairwise(seeds):
+        tau = grouped_tau(per_seed[a], per_seed[b], groups)
+        result["standalone_seed_vs_seed"][f"{a}-{b}"] = {"kendall_tau": tau}
+        print(f"  stand-alone seed {a} vs seed {b}: Kendall tau {tau:+.3f}")
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--task", choices=sorted(TASK_DEFAULTS), default=None)
@@ -245,6 +315,12 @@ def main() -> None:
         help="stand-alone training seeds, averaged (default: --seed)",
     )
     parser.add_argument("--pool", type=int, default=400, help="random archs to pick from")
+    parser.add_argument(
+        "--group-size",
+        type=int,
+        default=1,
+        help="G > 1: the inner subnets are groups of G at equal MACs, ranked within each group too",
+    )
     parser.add_argument("--jobs", type=int, default=2, help="stand-alone trainings at once")
     parser.add_argument("--calib-batches", type=int, default=None, help="default: the config's")
     parser.add_argument("--metric", default=None, help="default: the task's headline metric")
@@ -277,6 +353,7 @@ def main() -> None:
 
     t_start = time.perf_counter()
     rows: list[tuple[Any, int]] = []
+    groups: list[list[int]] = []
     inherited: dict[str, list[float]] = {}  # per supernet: its score of each row
     identity: dict[str, Any] = {}
     for checkpoint in checkpoints:
@@ -288,12 +365,23 @@ def main() -> None:
                 # Fixed decimals, so that the columns line up: top-1 in percent, mAP a fraction.
                 unit = task.metric.unit if metric == task.metric.key else "fraction"
                 fmt = "{:.2f}".format if unit == "percent" else "{:.4f}".format
-                rows = pick_archs(
-                    scorer.space, scorer.supernet, task, args.subnets, args.seed, args.pool
+                rows, groups = pick_archs(
+                    scorer.space,
+                    scorer.supernet,
+                    task,
+                    args.subnets,
+                    args.seed,
+                    args.pool,
+                    args.group_size,
                 )
                 dataset = scorer.spec.dataset.model_dump(mode="json", by_alias=True)
+                inner = (
+                    f"{len(groups)} groups of {args.group_size} at equal MACs"
+                    if groups
+                    else f"{len(rows) - 2}"
+                )
                 print(
-                    f"{len(rows)} subnets of {scorer.space.size():,} (max, min, {len(rows) - 2} "
+                    f"{len(rows)} subnets of {scorer.space.size():,} (max, min, {inner} "
                     f"at MACs quantiles of {args.pool} random archs, seed {args.seed}); "
                     f"{task.name}, {metric}; dataset {dataset['kind']}"
                     + (f" ({dataset['path']})" if dataset.get("path") else "")
@@ -373,11 +461,13 @@ def main() -> None:
     names = list(inherited)
     labels = [f"inh{k}" if len(names) > 1 else "inherited" for k in range(len(names))]
     alone = [f"seed{s}" for s in seeds] + (["alone"] if len(seeds) > 1 else [])
-    width = max(len(arch.summary()) for arch, _ in rows) + len(" (max)")
+    width = max(len(arch.summary()) for arch, _ in rows) + len(" [g0]" if groups else " (max)")
     header = " ".join(f"{c:>9}" for c in labels + alone)
+    group_of = {i: g for g, members in enumerate(groups) for i in members}
     print(f"\n{'#':>2} {'arch':{width}} {'MMACs':>7} {header}")
     for i, (arch, m) in enumerate(rows):
         tag = " (max)" if i == 0 else " (min)" if i == 1 else ""
+        tag += f" [g{group_of[i]}]" if i in group_of else ""
         cells = [inherited[n][i] for n in names] + [per_seed[s][i] for s in seeds]
         cells += [standalone[i]] if len(seeds) > 1 else []
         line = " ".join(f"{fmt(v):>9}" for v in cells)
@@ -415,6 +505,7 @@ def main() -> None:
         print(
             f"  stand-alone seed {a} vs seed {b}: Kendall tau {tau:+.3f}  Spearman rho {rho:+.3f}"
         )
+    equal_cost = equal_cost_ranking(inherited, macs, standalone, per_seed, groups, labels)
     summary = {
         "subnets": len(rows),
         "task": task.name,
@@ -437,6 +528,8 @@ def main() -> None:
         "inherited": summary_inherited,
         "macs": summary_macs,
         "standalone_seed_vs_seed": noise,
+        "groups": groups,
+        "equal_cost": equal_cost,
     }
     (out / "ranking.json").write_text(json.dumps(summary, indent=1))
     print(f"(total {time.perf_counter() - t_start:.0f} s; {out / 'ranking.json'})")

@@ -10,6 +10,7 @@ Only the wiring is here; what is scored, and how, is the search's code.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -115,3 +116,38 @@ def spread_indices(values: Sequence[float], n: int) -> list[int]:
                 continue
             break
     return taken
+
+
+def cost_groups(values: Sequence[float], levels: int, size: int) -> list[list[int]]:
+    """``levels`` groups of ``size`` distinct items each, at equal cost: the levels are the inner
+    quantiles of ``values`` (as :func:`spread_indices` picks them, both ends left out), and each
+    group is the ``size`` items nearest its level's value. Within a group the cost hardly differs,
+    so a cost proxy cannot order it: what a supernet adds beyond MACs shows there."""
+    if levels * size > len(values):
+        raise ValueError(f"{levels} x {size} items asked of {len(values)}")
+    centres = spread_indices(values, levels + 2)[1:-1]
+    taken = set(centres)
+    groups = []
+    for centre in centres:
+        nearest = sorted(
+            (i for i in range(len(values)) if i not in taken),
+            key=lambda i: (abs(values[i] - values[centre]), i),
+        )[: size - 1]
+        taken.update(nearest)
+        groups.append(sorted([centre, *nearest], key=lambda i: (values[i], i)))
+    return groups
+
+
+def grouped_tau(x: Sequence[float], y: Sequence[float], groups: Sequence[Sequence[int]]) -> float:
+    """Kendall's tau over the pairs within each group only, pooled: (concordant - discordant)
+    / pairs, a pair tied in ``x`` or ``y`` counting neither. 1: every within-group pair ordered
+    as ``y`` orders it; 0: no better than a coin."""
+    score = pairs = 0
+    for group in groups:
+        for a, b in itertools.combinations(group, 2):
+            pairs += 1
+            sign = (x[a] - x[b]) * (y[a] - y[b])
+            score += (sign > 0) - (sign < 0)
+    if not pairs:
+        raise ValueError("no group has two items")
+    return score / pairs
