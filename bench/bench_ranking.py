@@ -65,6 +65,7 @@ import os
 import random
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
@@ -234,10 +235,13 @@ def train_standalone(job: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def correlations(x: list[float], y: list[float]) -> tuple[float, float]:
+def correlations(x: list[float], y: list[float]) -> dict[str, float]:
     from scipy.stats import kendalltau, spearmanr
 
-    return float(kendalltau(x, y).statistic), float(spearmanr(x, y).statistic)
+    return {
+        "kendall_tau": float(kendalltau(x, y).statistic),
+        "spearman_rho": float(spearmanr(x, y).statistic),
+    }
 
 
 def space_identity(meta: dict[str, Any]) -> dict[str, Any]:
@@ -247,47 +251,50 @@ def space_identity(meta: dict[str, Any]) -> dict[str, Any]:
     return {k: meta.get(k) for k in ("space", "num_classes", "task", "activation", "dropout")}
 
 
-def equal_cost_ranking(
+STATISTIC_NAMES = {"kendall_tau": "Kendall tau", "spearman_rho": "Spearman rho"}
+
+
+def proxy_ranking(
+    score: Callable[[list[float], list[float]], dict[str, float]],
     inherited: dict[str, list[float]],
+    labels: list[str],
     macs: list[float],
     standalone: list[float],
     per_seed: dict[int, list[float]],
-    groups: list[list[int]],
-    labels: list[str],
 ) -> dict[str, Any]:
-    """Prints and returns the within-group tau of each proxy (and of seed vs seed) on the
-    equal-cost groups: the ordering a search needs along the front, where MACs cannot help."""
-    if not groups:
-        return {}
-    pairs = sum(len(g) * (len(g) - 1) // 2 for g in groups)
-    print(
-        f"\nat equal cost ({len(groups)} groups of {len(groups[0])}, MACs within "
-        f"{max((macs[g[-1]] - macs[g[0]]) / macs[g[0]] for g in groups):.1%} of each other in a "
-        f"group; Kendall tau over the {pairs} within-group pairs vs the stand-alone mean):"
-    )
+    """Prints and returns ``score`` (statistic name -> value) of each supernet's inherited
+    scores and of MACs against the stand-alone mean, each proxy's Kendall tau against one run
+    (averaged over the seeds), and seed vs seed."""
     seeds = list(per_seed)
 
-    def one_run(values: list[float]) -> tuple[float | None, str]:
-        if len(seeds) < 2:
-            return None, ""
-        tau = sum(grouped_tau(values, per_seed[s], groups) for s in seeds) / len(seeds)
-        return tau, f"  (vs one run: tau {tau:+.3f})"
+    def line(stats: dict[str, float]) -> str:
+        return "  ".join(f"{STATISTIC_NAMES[k]} {v:+.3f}" for k, v in stats.items())
 
-    result: dict[str, Any] = {"inherited": {}}
-    for label, (name, values) in zip(labels, inherited.items(), strict=True):
-        tau = grouped_tau(values, standalone, groups)
-        tau_one, text = one_run(values)
-        result["inherited"][name] = {"kendall_tau": tau, "kendall_tau_one_run": tau_one}
-        print(f"  {label} {name}: Kendall tau {tau:+.3f}" + text)
-    tau = grouped_tau(macs, standalone, groups)
-    tau_one, text = one_run(macs)
-    result["macs"] = {"kendall_tau": tau, "kendall_tau_one_run": tau_one}
-    print(f"  MACs proxy: Kendall tau {tau:+.3f}" + text)
-    result["standalone_seed_vs_seed"] = {}
+    def proxy(label: str, values: list[float]) -> dict[str, float]:
+        stats = score(values, standalone)
+        text = f"  {label}: {line(stats)}"
+        if len(seeds) > 1:
+            # Against each seed's run alone, averaged: comparable with seed vs seed below.
+            one_run = sum(score(values, per_seed[s])["kendall_tau"] for s in seeds) / len(seeds)
+            stats = {**stats, "kendall_tau_one_run": one_run}
+            text += f"  (vs one run: tau {one_run:+.3f})"
+        print(text)
+        return stats
+
+    result: dict[str, Any] = {
+        "inherited": {
+            name: proxy(f"{label} {name}", values)
+            for label, (name, values) in zip(labels, inherited.items(), strict=True)
+        },
+        "macs": proxy("MACs proxy", macs),
+        "standalone_seed_vs_seed": {},
+    }
     for a, b in itertools.pairwise(seeds):
-        tau = grouped_tau(per_seed[a], per_seed[b], groups)
-        result["standalone_seed_vs_seed"][f"{a}-{b}"] = {"kendall_tau": tau}
-        print(f"  stand-alone seed {a} vs seed {b}: Kendall tau {tau:+.3f}")
+        stats = score(per_seed[a], per_seed[b])
+        result["standalone_seed_vs_seed"][f"{a}-{b}"] = stats
+        # How well one stand-alone run ranks another: a proxy whose "vs one run" tau reaches
+        # this predicts a run as well as a rerun does; what is left is training noise.
+        print(f"  stand-alone seed {a} vs seed {b}: {line(stats)}")
     return result
 
 
@@ -376,7 +383,7 @@ def main() -> None:
                 )
                 dataset = scorer.spec.dataset.model_dump(mode="json", by_alias=True)
                 inner = (
-                    f"{len(groups)} groups of {args.group_size} at equal MACs"
+                    f"{len(groups)} groups of {args.group_size} at equal MACs,"
                     if groups
                     else f"{len(rows) - 2}"
                 )
@@ -461,51 +468,41 @@ def main() -> None:
     names = list(inherited)
     labels = [f"inh{k}" if len(names) > 1 else "inherited" for k in range(len(names))]
     alone = [f"seed{s}" for s in seeds] + (["alone"] if len(seeds) > 1 else [])
-    width = max(len(arch.summary()) for arch, _ in rows) + len(" [g0]" if groups else " (max)")
-    header = " ".join(f"{c:>9}" for c in labels + alone)
     group_of = {i: g for g, members in enumerate(groups) for i in members}
+    tagged = [
+        arch.summary()
+        + (" (max)" if i == 0 else " (min)" if i == 1 else "")
+        + (f" [g{group_of[i]}]" if i in group_of else "")
+        for i, (arch, _) in enumerate(rows)
+    ]
+    width = max(len(t) for t in tagged)
+    header = " ".join(f"{c:>9}" for c in labels + alone)
     print(f"\n{'#':>2} {'arch':{width}} {'MMACs':>7} {header}")
-    for i, (arch, m) in enumerate(rows):
-        tag = " (max)" if i == 0 else " (min)" if i == 1 else ""
-        tag += f" [g{group_of[i]}]" if i in group_of else ""
+    for i, (_, m) in enumerate(rows):
         cells = [inherited[n][i] for n in names] + [per_seed[s][i] for s in seeds]
         cells += [standalone[i]] if len(seeds) > 1 else []
         line = " ".join(f"{fmt(v):>9}" for v in cells)
-        print(f"{i:>2} {arch.summary() + tag:{width}} {m / 1e6:7.3f} {line}")
+        print(f"{i:>2} {tagged[i]:{width}} {m / 1e6:7.3f} {line}")
     print(f"\nranking vs stand-alone ({len(rows)} subnets; {describe}):")
 
-    def one_run_tau(values: list[float]) -> float:
-        # Against each seed's run alone, averaged: comparable with seed vs seed below.
-        return sum(correlations(values, per_seed[s])[0] for s in seeds) / len(seeds)
-
-    def one_run(values: list[float]) -> str:
-        return f"  (vs one run: tau {one_run_tau(values):+.3f})" if len(seeds) > 1 else ""
-
-    summary_inherited = {}
-    for label, name in zip(labels, names, strict=True):
-        tau, rho = correlations(inherited[name], standalone)
-        summary_inherited[name] = {"kendall_tau": tau, "spearman_rho": rho}
-        if len(seeds) > 1:
-            summary_inherited[name]["kendall_tau_one_run"] = one_run_tau(inherited[name])
+    ranking = proxy_ranking(correlations, inherited, labels, macs, standalone, per_seed)
+    equal_cost: dict[str, Any] = {}
+    if groups:
+        pairs = sum(len(g) * (len(g) - 1) // 2 for g in groups)
+        spread = max((macs[g[-1]] - macs[g[0]]) / macs[g[0]] for g in groups)
         print(
-            f"  {label} {name}: Kendall tau {tau:+.3f}  Spearman rho {rho:+.3f}"
-            + one_run(inherited[name])
+            f"\nat equal cost ({len(groups)} groups of {len(groups[0])}, MACs within {spread:.1%} "
+            f"of each other in a group; Kendall tau over the {pairs} within-group pairs vs the "
+            f"stand-alone mean):"
         )
-    tau_m, rho_m = correlations(macs, standalone)
-    summary_macs = {"kendall_tau": tau_m, "spearman_rho": rho_m}
-    if len(seeds) > 1:
-        summary_macs["kendall_tau_one_run"] = one_run_tau(macs)
-    print(f"  MACs proxy: Kendall tau {tau_m:+.3f}  Spearman rho {rho_m:+.3f}" + one_run(macs))
-    noise = {}
-    for a, b in itertools.pairwise(seeds):
-        tau, rho = correlations(per_seed[a], per_seed[b])
-        noise[f"{a}-{b}"] = {"kendall_tau": tau, "spearman_rho": rho}
-        # How well one stand-alone run ranks another: a proxy whose "vs one run" tau reaches
-        # this predicts a run as well as a rerun does; what is left is training noise.
-        print(
-            f"  stand-alone seed {a} vs seed {b}: Kendall tau {tau:+.3f}  Spearman rho {rho:+.3f}"
+        equal_cost = proxy_ranking(
+            lambda x, y: {"kendall_tau": grouped_tau(x, y, groups)},
+            inherited,
+            labels,
+            macs,
+            standalone,
+            per_seed,
         )
-    equal_cost = equal_cost_ranking(inherited, macs, standalone, per_seed, groups, labels)
     summary = {
         "subnets": len(rows),
         "task": task.name,
@@ -525,9 +522,7 @@ def main() -> None:
             }
             for i, (arch, m) in enumerate(rows)
         ],
-        "inherited": summary_inherited,
-        "macs": summary_macs,
-        "standalone_seed_vs_seed": noise,
+        **ranking,
         "groups": groups,
         "equal_cost": equal_cost,
     }
