@@ -137,3 +137,5 @@ def test_the_detection_quickstart_files_agree() -> None:
     assert pipeline.search.dataset == pipeline.train.dataset == export.dataset
     assert pipeline.search.search_space == pipeline.train.search_space
     assert not pipeline.search.estimator.servers and pipeline.search.storage.url is None
+    # The export recalibrates BN as the search did, so it reports the trial's figure.
+    assert export.bn_calibration_batches == pipeline.search.evaluation.calib_batches

@@ -20,6 +20,9 @@ from gen5nas.errors import SpecError
 from gen5nas.pipeline.run import run_pipeline
 from gen5nas.pipeline.spec import Pipeline
 from gen5nas.spec import load_arch
+from gen5nas.spec.common import load_spec
+from gen5nas.spec.export import KIND as EXPORT_KIND
+from gen5nas.spec.export import SubnetExportSpec
 
 _write = write_manifest
 
@@ -170,3 +173,7 @@ def test_quickstart_files_are_valid() -> None:
     assert pipeline.search.search_space.name == pipeline.train.search_space.name
     assert not pipeline.search.estimator.servers  # in-process estimator
     assert pipeline.search.storage.url is None  # SQLite in the work dir
+    # The export recalibrates BN as the search did, so it reports the trial's figure.
+    _, export = load_spec(root / "subnetexport.yaml", EXPORT_KIND, SubnetExportSpec)
+    assert export.dataset == pipeline.search.dataset
+    assert export.bn_calibration_batches == pipeline.search.evaluation.calib_batches
