@@ -189,15 +189,12 @@ def pick_archs(
 
 
 def row_key(arch: Any, budget: Budget, dataset: dict[str, Any], space: dict[str, Any]) -> str:
-    blob = json.dumps(
-        {"arch": arch.key(), "budget": vars(budget), "dataset": dataset, "space": space},
-        sort_keys=True,
-    )
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+    blob = {"arch": arch.key(), "budget": vars(budget), "dataset": dataset, "space": space}
+    return digest(blob, 16)
 
 
-def data_key(dataset: dict[str, Any]) -> str:
-    return hashlib.sha256(json.dumps(dataset, sort_keys=True).encode()).hexdigest()[:12]
+def digest(value: Any, length: int = 12) -> str:
+    return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()[:length]
 
 
 def larger_val_split(dataset: dict[str, Any], val_images: int, out: Path) -> dict[str, Any]:
@@ -211,7 +208,7 @@ def larger_val_split(dataset: dict[str, Any], val_images: int, out: Path) -> dic
         )
     scenes = {**(dataset.get("scenes") or {}), "valImages": val_images}
     grown = {**dataset, "scenes": scenes}
-    return {**grown, "path": str(out / "data" / f"scenes-{data_key(grown)}")}
+    return {**grown, "path": str(out / "data" / f"scenes-{digest(grown)}")}
 
 
 def rescore_standalone(
@@ -224,7 +221,7 @@ def rescore_standalone(
     from gen5nas.train.checkpoint import last_checkpoint, read_checkpoint
 
     spec = dataset.model_dump(mode="json", by_alias=True)
-    cached = row_dir / f"score-{data_key(spec)}.json"
+    cached = row_dir / f"score-{digest(spec)}.json"
     if cached.exists():
         return float(json.loads(cached.read_text())[metric])
     path = last_checkpoint(row_dir / "retrain")

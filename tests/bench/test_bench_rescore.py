@@ -59,7 +59,8 @@ def test_the_larger_split_refuses_data_it_cannot_grow(dataset: dict, tmp_path: P
 def test_a_finished_run_rescored_on_its_own_data_gives_its_final_validation(
     digits: Path, checkpoint: Path, tmp_path: Path
 ) -> None:
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model on shared cores; restored below
     arch = tiny_space().min()
     retrain = {"enabled": True, "fromScratch": True, "epochs": 1, "maxItersPerEpoch": 4}
     spec = export_spec(checkpoint, digits, arch=arch.to_yaml_dict(), retrain=retrain)
@@ -75,3 +76,4 @@ def test_a_finished_run_rescored_on_its_own_data_gives_its_final_validation(
     assert rescore_standalone(tmp_path, arch, supernet, task, spec.dataset, "accuracy_top1") == (
         pytest.approx(score)
     )
+    torch.set_num_threads(threads)
