@@ -336,12 +336,18 @@ def proxy_ranking(
         "macs": proxy("MACs proxy", macs),
         "standalone_seed_vs_seed": {},
     }
-    for a, b in itertools.pairwise(seeds):
-        stats = score(per_seed[a], per_seed[b])
-        result["standalone_seed_vs_seed"][f"{a}-{b}"] = stats
+    pairs = result["standalone_seed_vs_seed"]
+    for a, b in itertools.combinations(seeds, 2):
+        pairs[f"{a}-{b}"] = score(per_seed[a], per_seed[b])
         # How well one stand-alone run ranks another: a proxy whose "vs one run" tau reaches
         # this predicts a run as well as a rerun does; what is left is training noise.
-        print(f"  stand-alone seed {a} vs seed {b}: {line(stats)}")
+        print(f"  stand-alone seed {a} vs seed {b}: {line(pairs[f'{a}-{b}'])}")
+    if len(pairs) > 1:
+        mean = {
+            k: sum(p[k] for p in pairs.values()) / len(pairs) for k in next(iter(pairs.values()))
+        }
+        result["standalone_seed_vs_seed_mean"] = mean
+        print(f"  stand-alone seed vs seed, mean of {len(pairs)} pairs: {line(mean)}")
     return result
 
 
