@@ -45,7 +45,8 @@ examples/quickstart/detection/quickstart.yaml --work-dir work_dirs/quickstart-de
 Usage: python bench/bench_ranking.py --checkpoint work_dirs/quickstart \
           [--search-config examples/quickstart/nassearch.yaml] [--dataset KIND] \
           [--subnets 12] [--epochs 6] [--max-iters 40] [--seed 0] [--jobs 2] \
-          [--calib-batches N] [--train-seeds 0 1] [--group-size G] [--out work_dirs/bench-ranking]
+          [--calib-batches N] [--val-images N] [--train-seeds 0 1] [--group-size G] \
+          [--out work_dirs/bench-ranking]
        python bench/bench_ranking.py --checkpoint work_dirs/a work_dirs/b ...   # side by side
        python bench/bench_ranking.py --task detection      # 8 subnets, the detection budget
 
