@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 _TESTS = str(Path(__file__).resolve().parent)
@@ -13,7 +14,14 @@ if _TESTS not in sys.path:
 import pytest  # noqa: E402
 from realparts.fixtures import helm_bin, kube_cluster, postgres_server  # noqa: E402
 
-__all__ = ["checkpoint", "digits", "helm_bin", "kube_cluster", "postgres_server"]
+__all__ = [
+    "checkpoint",
+    "digits",
+    "helm_bin",
+    "kube_cluster",
+    "postgres_server",
+    "single_thread",
+]
 
 
 @pytest.fixture(scope="session")
@@ -30,3 +38,18 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from support.export import save_supernet
 
     return save_supernet(tmp_path_factory.mktemp("ckpt") / "epoch_1.pth")
+
+
+@pytest.fixture
+def single_thread() -> Iterator[None]:
+    """One intra-op thread, restored after the test: tiny models gain nothing from two, and the
+    2 CPU cores are shared with other test processes (oversubscribed, two threads run ~10x
+    slower)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)

@@ -8,7 +8,6 @@ import sys
 from pathlib import Path
 
 import pytest
-import torch
 from support.export import export_spec, tiny_space
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
@@ -56,11 +55,10 @@ def test_the_larger_split_refuses_data_it_cannot_grow(dataset: dict, tmp_path: P
         larger_val_split(dataset, 10, tmp_path)
 
 
+@pytest.mark.usefixtures("single_thread")  # a tiny model on shared cores
 def test_a_finished_run_rescored_on_its_own_data_gives_its_final_validation(
     digits: Path, checkpoint: Path, tmp_path: Path
 ) -> None:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # a tiny model on shared cores; restored below
     arch = tiny_space().min()
     retrain = {"enabled": True, "fromScratch": True, "epochs": 1, "maxItersPerEpoch": 4}
     spec = export_spec(checkpoint, digits, arch=arch.to_yaml_dict(), retrain=retrain)
@@ -76,4 +74,3 @@ def test_a_finished_run_rescored_on_its_own_data_gives_its_final_validation(
     assert rescore_standalone(tmp_path, arch, supernet, task, spec.dataset, "accuracy_top1") == (
         pytest.approx(score)
     )
-    torch.set_num_threads(threads)
