@@ -479,27 +479,31 @@ def main() -> None:
     budgets = {seed: Budget(args.epochs, args.max_iters or None, args.lr, seed) for seed in seeds}
     jobs = []
     results: dict[tuple[int, int], dict[str, Any]] = {}
-    for seed, budget in budgets.items():
-        for i, (arch, _) in enumerate(rows):
-            row_dir = out / "standalone" / row_key(arch, budget, dataset, identity)
-            done = row_dir / "result.json"
-            if done.exists():
-                results[i, seed] = json.loads(done.read_text())
-                continue
-            jobs.append(
-                (
-                    (i, seed),
-                    {
-                        "row_dir": str(row_dir),
-                        "arch": arch.to_yaml_dict(),
-                        "checkpoint": str(checkpoints[0]),
-                        "dataset": dataset,
-                        "budget": vars(budget),
-                        "metric": metric,
-                        "threads": max(1, (os.cpu_count() or 1) // max(1, args.jobs)),
-                    },
-                )
+    row_dirs = {
+        (i, seed): out / "standalone" / row_key(arch, budget, dataset, identity)
+        for seed, budget in budgets.items()
+        for i, (arch, _) in enumerate(rows)
+    }
+    for (i, seed), row_dir in row_dirs.items():
+        arch = rows[i][0]
+        done = row_dir / "result.json"
+        if done.exists():
+            results[i, seed] = json.loads(done.read_text())
+            continue
+        jobs.append(
+            (
+                (i, seed),
+                {
+                    "row_dir": str(row_dir),
+                    "arch": arch.to_yaml_dict(),
+                    "checkpoint": str(checkpoints[0]),
+                    "dataset": dataset,
+                    "budget": vars(budgets[seed]),
+                    "metric": metric,
+                    "threads": max(1, (os.cpu_count() or 1) // max(1, args.jobs)),
+                },
             )
+        )
     describe = budgets[seeds[0]].describe(seeds=seeds)
     print(
         f"stand-alone: {describe}, via gen5nas.export.retrain; "
@@ -532,9 +536,8 @@ def main() -> None:
     if args.val_images is not None:
         t0 = time.perf_counter()
         for (i, seed), result in results.items():
-            row_dir = out / "standalone" / row_key(rows[i][0], budgets[seed], dataset, identity)
             result["standalone"] = rescore_standalone(
-                row_dir, rows[i][0], supernet, task, spec.dataset, metric
+                row_dirs[i, seed], rows[i][0], supernet, task, spec.dataset, metric
             )
         print(
             f"stand-alone: final weights re-scored on {args.val_images} val images "
