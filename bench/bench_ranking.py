@@ -339,10 +339,10 @@ def proxy_ranking(
     }
     pairs = result["standalone_seed_vs_seed"]
     for a, b in itertools.combinations(seeds, 2):
-        pairs[f"{a}-{b}"] = score(per_seed[a], per_seed[b])
+        stats = pairs[f"{a}-{b}"] = score(per_seed[a], per_seed[b])
         # How well one stand-alone run ranks another: a proxy whose "vs one run" tau reaches
         # this predicts a run as well as a rerun does; what is left is training noise.
-        print(f"  stand-alone seed {a} vs seed {b}: {line(pairs[f'{a}-{b}'])}")
+        print(f"  stand-alone seed {a} vs seed {b}: {line(stats)}")
     if len(pairs) > 1:
         mean = {
             k: sum(p[k] for p in pairs.values()) / len(pairs) for k in next(iter(pairs.values()))
