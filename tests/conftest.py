@@ -42,14 +42,8 @@ def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture
 def single_thread() -> Iterator[None]:
-    """One intra-op thread, restored after the test: tiny models gain nothing from two, and the
-    2 CPU cores are shared with other test processes (oversubscribed, two threads run ~10x
-    slower)."""
-    import torch
+    """One intra-op thread for the test, restored after it."""
+    from support.threads import one_thread
 
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         yield
-    finally:
-        torch.set_num_threads(before)

@@ -105,7 +105,6 @@ def test_a_task_that_is_not_implemented_is_refused_naming_the_ones_that_are(
 def test_supernet_training_uses_the_registered_tasks_losses_and_metric(
     toy: ToyTask, data: Path, tmp_path: Path
 ) -> None:
-    torch.set_num_threads(1)
     spec = SupernetTrainingSpec.model_validate(
         detection_spec(data, schedule={"epochs": 2, "maxItersPerEpoch": 2})
     )

@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from support.train import tiny_spec, write_manifest
 
 from gen5nas.cli import main
@@ -55,7 +54,6 @@ def test_missing_dataset_is_reported_before_training(tmp_path: Path, capsys) -> 
 
 
 def test_outputs_and_a_foreign_checkpoint_refused(data: Path, tmp_path: Path, capsys) -> None:
-    torch.set_num_threads(1)
     work = tmp_path / "work"
     spec = tiny_spec(data, schedule={"epochs": 1, "maxItersPerEpoch": 2}, deterministic=False)
     manifest = write_manifest(tmp_path / "supernettraining.yaml", spec)
@@ -94,7 +92,6 @@ def test_the_manifest_may_be_the_work_dirs_own_copy(
 ) -> None:
     """`-f work/tiny.yaml --work-dir work` (rerunning from the copy the first run left) must
     not try to copy the file onto itself; every run gets its own log folder."""
-    torch.set_num_threads(1)
     monkeypatch.chdir(tmp_path)
     Path("work").mkdir()
     spec = tiny_spec(data, schedule={"epochs": 1, "maxItersPerEpoch": 1}, deterministic=False)

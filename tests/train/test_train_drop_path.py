@@ -99,7 +99,6 @@ def test_the_spec_field_is_checked_and_reaches_the_supernet(tmp_path: Path) -> N
     with pytest.raises(ValueError, match=r"drop_path must be in \[0, 1\)"):
         Supernet(TINY, num_classes=2, drop_path=-0.1)
 
-    torch.set_num_threads(1)
     spec = SupernetTrainingSpec.model_validate(
         tiny_spec(
             data,

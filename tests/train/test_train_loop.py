@@ -45,7 +45,6 @@ def step_grad_norms() -> Iterator[list[float]]:
 
 
 def _train(data: Path, work_dir: Path, **overrides: Any) -> None:
-    torch.set_num_threads(1)
     spec = SupernetTrainingSpec.model_validate(tiny_spec(data, **overrides))
     run_supernet_training(spec, work_dir, device="cpu")
 

@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 from support.metrics import Scrape, scrape_port
 from support.train import tiny_spec, write_manifest
 
@@ -33,7 +32,6 @@ def _records(work_dir: Path, kind: str) -> list[dict[str, Any]]:
 
 
 def test_one_epoch_exposes_epoch_throughput_and_each_pass_loss(data: Path, tmp_path: Path) -> None:
-    torch.set_num_threads(1)
     spec = SupernetTrainingSpec.model_validate(
         tiny_spec(data, schedule={"epochs": 1, "warmupEpochs": 0, "numRandomSubnets": 1})
     )
@@ -94,7 +92,6 @@ def test_another_tasks_score_gauge_is_named_by_its_metric() -> None:
 def test_cli_flag_serves_on_rank_0_and_a_bad_port_is_refused(
     data: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    torch.set_num_threads(1)
     manifest = write_manifest(
         tmp_path / "train.yaml", tiny_spec(data, schedule={"epochs": 1, "warmupEpochs": 0})
     )

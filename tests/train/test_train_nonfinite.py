@@ -6,7 +6,6 @@ good checkpoint. The faults are injected where they arise in a real divergence: 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,14 +28,6 @@ BAD_ITERATION = 5
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("nonfinite") / "data"
     return write_synthetic(root, num_classes=4, train_per_class=8, val_per_class=3)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def _spec(data: Path, **overrides: Any) -> SupernetTrainingSpec:

@@ -14,7 +14,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import torch
 import yaml
 from realparts._proc import free_port
 from support.train import tiny_spec
@@ -175,7 +174,6 @@ def test_a_training_run_reports_every_epoch_on_its_pod(
     for key, value in pod_env(kube_cluster, tmp_path, ns, name, WORKLOAD_SERVICE_ACCOUNT).items():
         monkeypatch.setenv(key, value)
     data = write_synthetic(tmp_path / "data", num_classes=4, train_per_class=8, val_per_class=3)
-    torch.set_num_threads(1)
     spec = SupernetTrainingSpec.model_validate(tiny_spec(data, schedule={"epochs": 2}))
     result = run_supernet_training(spec, tmp_path / "work", device="cpu")
     doc = annotation(kube_cluster, ns, name)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.threads import one_thread
 from support.train import cli_env, gen5nas_cmd, tiny_spec, write_manifest
 
 from gen5nas.data import write_synthetic
@@ -63,14 +64,14 @@ def _val_records(work_dir: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def uninterrupted(data: Path, tmp_path_factory: pytest.TempPathFactory) -> TrainResult:
-    torch.set_num_threads(1)
-    return run_supernet_training(_spec(data), tmp_path_factory.mktemp("a"), device="cpu")
+    # the resumed runs compare bitwise against this one, at the same (one) thread as theirs
+    with one_thread():
+        return run_supernet_training(_spec(data), tmp_path_factory.mktemp("a"), device="cpu")
 
 
 def test_resume_after_an_interrupted_epoch_matches_an_uninterrupted_run(
     data: Path, uninterrupted: TrainResult, tmp_path: Path
 ) -> None:
-    torch.set_num_threads(1)
     spec = _spec(data)
     with pytest.raises(KeyboardInterrupt):  # in epoch 2 (iterations 3..5)
         run_supernet_training(spec, tmp_path, hooks=(_interrupt_at(4),), device="cpu")
@@ -87,7 +88,6 @@ def test_resume_after_an_interrupted_epoch_matches_an_uninterrupted_run(
 def test_resume_from_a_mid_epoch_checkpoint_matches_too(
     data: Path, uninterrupted: TrainResult, tmp_path: Path
 ) -> None:
-    torch.set_num_threads(1)
     spec = _spec(data, checkpoint={"intervalIters": 2})
     with pytest.raises(KeyboardInterrupt):
         run_supernet_training(spec, tmp_path, hooks=(_interrupt_at(5),), device="cpu")
@@ -103,7 +103,6 @@ def test_resume_from_a_mid_epoch_checkpoint_matches_too(
 def test_a_kill_while_linking_the_best_file_leaves_the_pointer_behind(
     data: Path, uninterrupted: TrainResult, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    torch.set_num_threads(1)
     spec = _spec(data)
 
     def killed(self: CheckpointStore, source: Path, epoch: int) -> Path:
@@ -129,7 +128,6 @@ def test_a_checkpoint_whose_best_file_was_lost_gets_it_relinked_on_resume(
 ) -> None:
     """Older versions linked the best file after moving the pointer: a kill in between left a
     checkpoint naming a best epoch with no best file, which no later run recreated."""
-    torch.set_num_threads(1)
     spec = _spec(data)
     with pytest.raises(KeyboardInterrupt):
         run_supernet_training(spec, tmp_path, hooks=(_interrupt_at(4),), device="cpu")

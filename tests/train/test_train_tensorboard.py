@@ -7,7 +7,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 from support.train import tiny_spec
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
@@ -64,7 +63,6 @@ def _jsonl_lrs(work_dir: Path) -> list[tuple[int, float]]:
 
 
 def test_training_writes_each_pass_lr_top1_and_throughput(data: Path, tmp_path: Path) -> None:
-    torch.set_num_threads(1)
     run_supernet_training(_spec(data), tmp_path, device="cpu")
     scalars = _scalars(tmp_path)
     _check(scalars)
@@ -74,7 +72,6 @@ def test_training_writes_each_pass_lr_top1_and_throughput(data: Path, tmp_path: 
 
 
 def test_a_resumed_run_appends_without_repeating_steps(data: Path, tmp_path: Path) -> None:
-    torch.set_num_threads(1)
     spec = _spec(data)
     with pytest.raises(KeyboardInterrupt):  # in epoch 2, past the epoch-1 checkpoint
         run_supernet_training(spec, tmp_path, hooks=(_interrupt_at(ITERS + 2),), device="cpu")
@@ -91,7 +88,6 @@ def test_retraining_writes_its_loss_lr_and_top1(
 
     from gen5nas.export.retrain import RETRAIN_DIR, run_retrain
 
-    torch.set_num_threads(1)
     retrain = {"enabled": True, "epochs": 2, "maxItersPerEpoch": 2, "lr": 0.05, "warmupEpochs": 0}
     arch = tiny_space().min().to_yaml_dict()
     spec = export_spec(checkpoint, digits, arch=arch, retrain=retrain)
