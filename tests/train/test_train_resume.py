@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from support.detection import DET_SPACE, scenes_dataset
 from support.threads import one_thread
 from support.train import cli_env, gen5nas_cmd, tiny_spec, write_manifest
 
@@ -191,3 +192,30 @@ def test_sigkill_at_any_moment_then_rerun_the_same_command(data: Path, tmp_path:
     assert "resuming from" in rerun.stderr
     _assert_same_final_state(ref / "epoch_3.pth", work / "epoch_3.pth")
     assert (work / "train.yaml").exists()  # the config copy, as the seed keeps it
+
+
+def test_a_detection_run_resumes_mid_epoch_to_the_same_state(tmp_path: Path) -> None:
+    """The detection task's own state resumes too: its loader's place in the epoch (boxes
+    travel with the images), the FCOS losses' optimizer state and the bbox-mAP best score."""
+    spec = SupernetTrainingSpec.model_validate(
+        tiny_spec(
+            tmp_path / "scenes",
+            task="detection",
+            searchSpace={"name": DET_SPACE},
+            dataset=scenes_dataset(tmp_path / "scenes", batch=4),
+            schedule={"epochs": 2, "numRandomSubnets": 1},
+            checkpoint={"intervalIters": 4},
+        )
+    )
+    whole = run_supernet_training(spec, tmp_path / "whole", device="cpu")
+    work = tmp_path / "killed"
+    with pytest.raises(KeyboardInterrupt):
+        run_supernet_training(spec, work, hooks=(_interrupt_at(5),), device="cpu")
+    assert last_checkpoint(work) == work / "iter_4.pth"  # epoch 2 (iterations 4..6), one step in
+    resumed = run_supernet_training(spec, work, device="cpu")
+    assert resumed.iterations == whole.iterations == 6
+    assert whole.last_checkpoint is not None and resumed.last_checkpoint is not None
+    _assert_same_final_state(whole.last_checkpoint, resumed.last_checkpoint)
+    assert _val_records(work) == _val_records(tmp_path / "whole")
+    assert resumed.best_checkpoint is not None
+    assert resumed.best_checkpoint.name.startswith("best_max_subnet.bbox_mAP_epoch_")
