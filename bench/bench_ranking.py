@@ -46,9 +46,14 @@ Usage: python bench/bench_ranking.py --checkpoint work_dirs/quickstart \
           [--search-config examples/quickstart/nassearch.yaml] [--dataset KIND] \
           [--subnets 12] [--epochs 6] [--max-iters 40] [--seed 0] [--jobs 2] \
           [--calib-batches N] [--val-images N] [--train-seeds 0 1] [--group-size G] \
-          [--out work_dirs/bench-ranking]
+          [--ensemble A,B] [--out work_dirs/bench-ranking]
        python bench/bench_ranking.py --checkpoint work_dirs/a work_dirs/b ...   # side by side
        python bench/bench_ranking.py --task detection      # 8 subnets, the detection budget
+
+``--ensemble A,B`` adds a proxy: the per-row mean of the inherited scores of supernets A and B
+(each one of the ``--checkpoint``s; e.g. one config trained with two seeds), with its members'
+tau against each other, the proxy's own reproducibility. With 3+ ``--train-seeds`` it also prints
+each seed's run against the mean of the others.
 
 ``--calib-batches`` replaces the config's BN-recalibration batches of the inherited scores
 only: the stand-alone rows do not depend on it, so a rerun with another value reuses them.
@@ -302,6 +307,54 @@ def space_identity(meta: dict[str, Any]) -> dict[str, Any]:
 STATISTIC_NAMES = {"kendall_tau": "Kendall tau", "spearman_rho": "Spearman rho"}
 
 
+def ensembles(
+    inherited: dict[str, list[float]], groups: list[str]
+) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
+    """Per ``--ensemble`` group (checkpoints joined by commas, each one of ``inherited``'s), the
+    per-row mean of its members' inherited scores, under the name ``mean(a, b, ...)``; and each
+    name's members."""
+    known = {str(Path(name)): name for name in inherited}
+    means: dict[str, list[float]] = {}
+    members: dict[str, list[str]] = {}
+    for group in groups:
+        names = []
+        for part in filter(None, (p.strip() for p in group.split(","))):
+            if str(Path(part)) not in known:
+                raise SystemExit(
+                    f"--ensemble {group}: {part} is not one of the --checkpoint paths "
+                    f"({', '.join(inherited)})"
+                )
+            names.append(known[str(Path(part))])
+        if len(set(names)) < 2:
+            raise SystemExit(f"--ensemble {group}: name at least two distinct --checkpoint paths")
+        name = f"mean({', '.join(names)})"
+        means[name] = [
+            sum(col) / len(names) for col in zip(*(inherited[n] for n in names), strict=True)
+        ]
+        members[name] = names
+    return means, members
+
+
+def one_vs_rest(
+    score: Callable[[list[float], list[float]], dict[str, float]],
+    per_seed: dict[int, list[float]],
+) -> dict[str, float]:
+    """``score`` of each seed's run against the mean of the other seeds' runs, averaged over the
+    seeds: how well one run ranks a less noisy truth (empty with fewer than 3 seeds)."""
+    seeds = list(per_seed)
+    if len(seeds) < 3:
+        return {}
+    total: dict[str, float] = {}
+    for s in seeds:
+        rest = [
+            sum(per_seed[r][i] for r in seeds if r != s) / (len(seeds) - 1)
+            for i in range(len(per_seed[s]))
+        ]
+        for k, v in score(per_seed[s], rest).items():
+            total[k] = total.get(k, 0.0) + v / len(seeds)
+    return total
+
+
 def proxy_ranking(
     score: Callable[[list[float], list[float]], dict[str, float]],
     inherited: dict[str, list[float]],
@@ -309,10 +362,12 @@ def proxy_ranking(
     macs: list[float],
     standalone: list[float],
     per_seed: dict[int, list[float]],
+    members: dict[str, list[str]] | None = None,
 ) -> dict[str, Any]:
     """Prints and returns ``score`` (statistic name -> value) of each supernet's inherited
     scores and of MACs against the stand-alone mean, each proxy's Kendall tau against one run
-    (averaged over the seeds), and seed vs seed."""
+    (averaged over the seeds), seed vs seed, one seed vs the rest, and, for each ensemble of
+    ``members``, its members against each other (how well one supernet reproduces another)."""
     seeds = list(per_seed)
 
     def line(stats: dict[str, float]) -> str:
@@ -349,6 +404,17 @@ def proxy_ranking(
         }
         result["standalone_seed_vs_seed_mean"] = mean
         print(f"  stand-alone seed vs seed, mean of {len(pairs)} pairs: {line(mean)}")
+    rest = one_vs_rest(score, per_seed)
+    if rest:
+        result["standalone_one_vs_rest"] = rest
+        print(f"  stand-alone one seed vs the mean of the others, averaged: {line(rest)}")
+    supernet_pairs = result["supernet_vs_supernet"] = {}
+    for names in (members or {}).values():
+        for one, other in itertools.combinations(names, 2):
+            key = f"{one} vs {other}"
+            if key not in supernet_pairs:
+                stats = supernet_pairs[key] = score(inherited[one], inherited[other])
+                print(f"  supernet {key} (inherited vs inherited): {line(stats)}")
     return result
 
 
@@ -391,6 +457,13 @@ def main() -> None:
         default=None,
         help="scenes: score both sides on this many validation images (default: the config's)",
     )
+    parser.add_argument(
+        "--ensemble",
+        nargs="+",
+        default=[],
+        metavar="CKPT,CKPT[,...]",
+        help="a proxy more: the mean inherited score of these --checkpoint supernets (per group)",
+    )
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     for name, value in TASK_DEFAULTS[task_of(args)].items():
@@ -421,6 +494,7 @@ def main() -> None:
             raise SystemExit(
                 f"--checkpoint: {checkpoint} does not exist (train the supernet first)"
             )
+    ensembles({str(c): [] for c in checkpoints}, args.ensemble)  # bad groups fail before work
 
     from gen5nas.tasks.base import get_task
 
@@ -546,8 +620,12 @@ def main() -> None:
     per_seed = {s: [float(results[i, s]["standalone"]) for i in range(len(rows))] for s in seeds}
     standalone = [sum(per_seed[s][i] for s in seeds) / len(seeds) for i in range(len(rows))]
     macs = [float(m) for _, m in rows]
+    supernets = list(inherited)
+    means, members = ensembles(inherited, args.ensemble)
+    inherited.update(means)
     names = list(inherited)
-    labels = [f"inh{k}" if len(names) > 1 else "inherited" for k in range(len(names))]
+    labels = [f"inh{k}" if len(names) > 1 else "inherited" for k in range(len(supernets))]
+    labels += [f"ens{k}" for k in range(len(means))]
     alone = [f"seed{s}" for s in seeds] + (["alone"] if len(seeds) > 1 else [])
     group_of = {i: g for g, members in enumerate(groups) for i in members}
     tagged = [
@@ -566,7 +644,7 @@ def main() -> None:
         print(f"{i:>2} {tagged[i]:{width}} {m / 1e6:7.3f} {line}")
     print(f"\nranking vs stand-alone ({len(rows)} subnets; {describe}):")
 
-    ranking = proxy_ranking(correlations, inherited, labels, macs, standalone, per_seed)
+    ranking = proxy_ranking(correlations, inherited, labels, macs, standalone, per_seed, members)
     equal_cost: dict[str, Any] = {}
     if groups:
         pairs = sum(len(g) * (len(g) - 1) // 2 for g in groups)
@@ -583,6 +661,7 @@ def main() -> None:
             macs,
             standalone,
             per_seed,
+            members,
         )
     summary = {
         "subnets": len(rows),
@@ -593,7 +672,8 @@ def main() -> None:
         "budget": vars(budgets[seeds[0]]),
         "dataset": dataset,
         "val_images": args.val_images,
-        "checkpoints": names,
+        "checkpoints": supernets,
+        "ensembles": members,
         "rows": [
             {
                 "arch": arch.summary(),
