@@ -325,7 +325,8 @@ def ensembles(
                     f"({', '.join(inherited)})"
                 )
             names.append(known[str(Path(part))])
-        if len(set(names)) < 2:
+        names = list(dict.fromkeys(names))  # a repeated path is one member, not a weight
+        if len(names) < 2:
             raise SystemExit(f"--ensemble {group}: name at least two distinct --checkpoint paths")
         name = f"mean({', '.join(names)})"
         means[name] = [

@@ -17,6 +17,7 @@ def test_ensemble_is_the_per_row_mean_of_its_members() -> None:
     means, members = ensembles(inherited, ["a,b", "a,b,c"])
     assert means == {"mean(a, b)": [2.0, 2.0, 2.0], "mean(a, b, c)": [13 / 3, 13 / 3, 13 / 3]}
     assert members["mean(a, b, c)"] == ["a", "b", "c"]
+    assert ensembles(inherited, ["a,a,b"])[0] == {"mean(a, b)": [2.0, 2.0, 2.0]}
 
 
 def test_ensemble_matches_paths_however_written() -> None:
