@@ -307,14 +307,20 @@ def space_identity(meta: dict[str, Any]) -> dict[str, Any]:
 STATISTIC_NAMES = {"kendall_tau": "Kendall tau", "spearman_rho": "Spearman rho"}
 
 
-def ensembles(
-    inherited: dict[str, list[float]], groups: list[str]
-) -> tuple[dict[str, list[float]], dict[str, list[str]]]:
-    """Per ``--ensemble`` group (checkpoints joined by commas, each one of ``inherited``'s), the
-    per-row mean of its members' inherited scores, under the name ``mean(a, b, ...)``; and each
-    name's members."""
-    known = {str(Path(name)): name for name in inherited}
-    means: dict[str, list[float]] = {}
+def row_mean(columns: list[list[float]]) -> list[float]:
+    """The per-row mean of several score columns (one per run, or per supernet)."""
+    return [sum(row) / len(row) for row in zip(*columns, strict=True)]
+
+
+def mean_stats(stats: list[dict[str, float]]) -> dict[str, float]:
+    """Each statistic's mean over several ``score`` results."""
+    return {k: sum(one[k] for one in stats) / len(stats) for k in stats[0]}
+
+
+def ensemble_members(checkpoints: list[str], groups: list[str]) -> dict[str, list[str]]:
+    """Per ``--ensemble`` group (checkpoints joined by commas, each one of ``checkpoints``), its
+    proxy's name, ``mean(a, b, ...)``, and its members (as ``checkpoints`` spells them)."""
+    known = {str(Path(name)): name for name in checkpoints}
     members: dict[str, list[str]] = {}
     for group in groups:
         names = []
@@ -322,18 +328,14 @@ def ensembles(
             if str(Path(part)) not in known:
                 raise SystemExit(
                     f"--ensemble {group}: {part} is not one of the --checkpoint paths "
-                    f"({', '.join(inherited)})"
+                    f"({', '.join(checkpoints)})"
                 )
             names.append(known[str(Path(part))])
         names = list(dict.fromkeys(names))  # a repeated path is one member, not a weight
         if len(names) < 2:
             raise SystemExit(f"--ensemble {group}: name at least two distinct --checkpoint paths")
-        name = f"mean({', '.join(names)})"
-        means[name] = [
-            sum(col) / len(names) for col in zip(*(inherited[n] for n in names), strict=True)
-        ]
-        members[name] = names
-    return means, members
+        members[f"mean({', '.join(names)})"] = names
+    return members
 
 
 def one_vs_rest(
@@ -345,15 +347,9 @@ def one_vs_rest(
     seeds = list(per_seed)
     if len(seeds) < 3:
         return {}
-    total: dict[str, float] = {}
-    for s in seeds:
-        rest = [
-            sum(per_seed[r][i] for r in seeds if r != s) / (len(seeds) - 1)
-            for i in range(len(per_seed[s]))
-        ]
-        for k, v in score(per_seed[s], rest).items():
-            total[k] = total.get(k, 0.0) + v / len(seeds)
-    return total
+    return mean_stats(
+        [score(per_seed[s], row_mean([per_seed[r] for r in seeds if r != s])) for s in seeds]
+    )
 
 
 def proxy_ranking(
@@ -400,9 +396,7 @@ def proxy_ranking(
         # this predicts a run as well as a rerun does; what is left is training noise.
         print(f"  stand-alone seed {a} vs seed {b}: {line(stats)}")
     if len(pairs) > 1:
-        mean = {
-            k: sum(p[k] for p in pairs.values()) / len(pairs) for k in next(iter(pairs.values()))
-        }
+        mean = mean_stats(list(pairs.values()))
         result["standalone_seed_vs_seed_mean"] = mean
         print(f"  stand-alone seed vs seed, mean of {len(pairs)} pairs: {line(mean)}")
     rest = one_vs_rest(score, per_seed)
@@ -495,7 +489,7 @@ def main() -> None:
             raise SystemExit(
                 f"--checkpoint: {checkpoint} does not exist (train the supernet first)"
             )
-    ensembles({str(c): [] for c in checkpoints}, args.ensemble)  # bad groups fail before work
+    ensembles = ensemble_members([str(c) for c in checkpoints], args.ensemble)  # before work
 
     from gen5nas.tasks.base import get_task
 
@@ -619,14 +613,14 @@ def main() -> None:
             f"({time.perf_counter() - t0:.0f} s)"
         )
     per_seed = {s: [float(results[i, s]["standalone"]) for i in range(len(rows))] for s in seeds}
-    standalone = [sum(per_seed[s][i] for s in seeds) / len(seeds) for i in range(len(rows))]
+    standalone = row_mean([per_seed[s] for s in seeds])
     macs = [float(m) for _, m in rows]
     supernets = list(inherited)
-    means, members = ensembles(inherited, args.ensemble)
-    inherited.update(means)
+    for name, parts in ensembles.items():
+        inherited[name] = row_mean([inherited[m] for m in parts])
     names = list(inherited)
     labels = [f"inh{k}" if len(names) > 1 else "inherited" for k in range(len(supernets))]
-    labels += [f"ens{k}" for k in range(len(means))]
+    labels += [f"ens{k}" for k in range(len(ensembles))]
     alone = [f"seed{s}" for s in seeds] + (["alone"] if len(seeds) > 1 else [])
     group_of = {i: g for g, members in enumerate(groups) for i in members}
     tagged = [
@@ -645,7 +639,7 @@ def main() -> None:
         print(f"{i:>2} {tagged[i]:{width}} {m / 1e6:7.3f} {line}")
     print(f"\nranking vs stand-alone ({len(rows)} subnets; {describe}):")
 
-    ranking = proxy_ranking(correlations, inherited, labels, macs, standalone, per_seed, members)
+    ranking = proxy_ranking(correlations, inherited, labels, macs, standalone, per_seed, ensembles)
     equal_cost: dict[str, Any] = {}
     if groups:
         pairs = sum(len(g) * (len(g) - 1) // 2 for g in groups)
@@ -662,7 +656,7 @@ def main() -> None:
             macs,
             standalone,
             per_seed,
-            members,
+            ensembles,
         )
     summary = {
         "subnets": len(rows),
@@ -674,7 +668,7 @@ def main() -> None:
         "dataset": dataset,
         "val_images": args.val_images,
         "checkpoints": supernets,
-        "ensembles": members,
+        "ensembles": ensembles,
         "rows": [
             {
                 "arch": arch.summary(),

@@ -9,22 +9,21 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
-from bench_ranking import correlations, ensembles, one_vs_rest, proxy_ranking
+from bench_ranking import correlations, ensemble_members, one_vs_rest, proxy_ranking, row_mean
 
 
 def test_ensemble_is_the_per_row_mean_of_its_members() -> None:
     inherited = {"a": [1.0, 4.0, 2.0], "b": [3.0, 0.0, 2.0], "c": [9.0, 9.0, 9.0]}
-    means, members = ensembles(inherited, ["a,b", "a,b,c"])
+    members = ensemble_members(list(inherited), ["a,b", "a,b,c"])
+    assert members == {"mean(a, b)": ["a", "b"], "mean(a, b, c)": ["a", "b", "c"]}
+    means = {name: row_mean([inherited[m] for m in parts]) for name, parts in members.items()}
     assert means == {"mean(a, b)": [2.0, 2.0, 2.0], "mean(a, b, c)": [13 / 3, 13 / 3, 13 / 3]}
-    assert members["mean(a, b, c)"] == ["a", "b", "c"]
-    assert ensembles(inherited, ["a,a,b"])[0] == {"mean(a, b)": [2.0, 2.0, 2.0]}
+    assert ensemble_members(list(inherited), ["a,a,b"]) == {"mean(a, b)": ["a", "b"]}
 
 
 def test_ensemble_matches_paths_however_written() -> None:
-    means, _ = ensembles(
-        {"work_dirs/a": [1.0], "work_dirs/b": [3.0]}, ["work_dirs/a/,./work_dirs/b"]
-    )
-    assert means == {"mean(work_dirs/a, work_dirs/b)": [2.0]}
+    members = ensemble_members(["work_dirs/a", "work_dirs/b"], ["work_dirs/a/,./work_dirs/b"])
+    assert members == {"mean(work_dirs/a, work_dirs/b)": ["work_dirs/a", "work_dirs/b"]}
 
 
 @pytest.mark.parametrize(
@@ -33,7 +32,7 @@ def test_ensemble_matches_paths_however_written() -> None:
 )
 def test_bad_ensemble_names_the_flag(group: str, says: str) -> None:
     with pytest.raises(SystemExit, match=r"--ensemble") as err:
-        ensembles({"a": [], "b": []}, [group])
+        ensemble_members(["a", "b"], [group])
     assert says in str(err.value)
 
 
@@ -56,10 +55,10 @@ def test_proxy_ranking_reports_members_against_each_other(
 ) -> None:
     per_seed = {0: [1.0, 2.0, 3.0, 4.0], 1: [1.0, 2.0, 4.0, 3.0]}
     inherited = {"a": [1.0, 2.0, 3.0, 4.0], "b": [4.0, 3.0, 2.0, 1.0]}
-    means, members = ensembles(inherited, ["a,b"])
+    members = ensemble_members(list(inherited), ["a,b"])
     result = proxy_ranking(
         correlations,
-        {**inherited, **means},
+        {**inherited, "mean(a, b)": row_mean(list(inherited.values()))},
         ["inh0", "inh1", "ens0"],
         [1.0, 2.0, 3.0, 4.0],
         [1.0, 2.0, 3.5, 3.5],
