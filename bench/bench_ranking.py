@@ -20,7 +20,9 @@ Several ``--checkpoint``s (supernets of one space trained differently) are score
 rows, side by side against the same stand-alone figures. ``--train-seeds`` trains each row
 once per seed and ranks against the mean; it also prints seed vs seed, how well one
 stand-alone run ranks another (the noise of the ground truth itself), and each proxy's tau
-against one run (averaged over the seeds), the figure to hold against it.
+against one run (averaged over the seeds), the figure to hold against it, and the noise
+ceiling: what a perfect proxy would score against the seeds' mean, simulated from their spread
+(:func:`noise_ceiling`), the most any proxy can reach against this truth.
 
 ``--group-size G`` picks the inner subnets as groups of G archs at nearly equal MACs (each
 group the G random archs nearest one MACs quantile) and adds each proxy's tau over the
@@ -352,6 +354,36 @@ def one_vs_rest(
     )
 
 
+def noise_ceiling(
+    score: Callable[[list[float], list[float]], dict[str, float]],
+    per_seed: dict[int, list[float]],
+    draws: int = 1000,
+    seed: int = 0,
+) -> dict[str, float]:
+    """``score`` of a perfect proxy (each row's expected stand-alone metric) against the mean of
+    as many runs as ``per_seed`` has, averaged over simulated runs: the most a proxy can expect
+    against this truth (empty with fewer than 2 seeds, or rows that all score alike).
+
+    The runs are simulated as Gaussian noise around the true values, with the per-row variance
+    over the seeds pooled over the rows; the true values are the row means shrunk toward their
+    grand mean until their spread is the means' spread less the noise's share of it."""
+    import numpy as np
+
+    runs = np.array([per_seed[s] for s in per_seed], dtype=float).T  # rows x seeds
+    if runs.shape[1] < 2:
+        return {}
+    means = runs.mean(axis=1)
+    noise_var = float(runs.var(axis=1, ddof=1).mean())
+    means_var = float(means.var(ddof=1))
+    if means_var == 0.0:
+        return {}
+    true_var = max(0.0, means_var - noise_var / runs.shape[1])
+    truth = means.mean() + (means - means.mean()) * (true_var / means_var) ** 0.5
+    rng = np.random.default_rng(seed)
+    sims = truth[:, None] + rng.normal(0.0, noise_var**0.5, (draws, *runs.shape))
+    return mean_stats([score(truth.tolist(), sim.mean(axis=1).tolist()) for sim in sims])
+
+
 def proxy_ranking(
     score: Callable[[list[float], list[float]], dict[str, float]],
     inherited: dict[str, list[float]],
@@ -403,6 +435,14 @@ def proxy_ranking(
     if rest:
         result["standalone_one_vs_rest"] = rest
         print(f"  stand-alone one seed vs the mean of the others, averaged: {line(rest)}")
+    ceiling = noise_ceiling(score, per_seed)
+    if ceiling:
+        # One run vs a mean of the others is not the bound: a noiseless proxy does better.
+        result["noise_ceiling"] = ceiling
+        print(
+            f"  noise ceiling (a perfect proxy vs the {len(seeds)}-seed mean, simulated from "
+            f"the seeds' spread): {line(ceiling)}"
+        )
     supernet_pairs = result["supernet_vs_supernet"] = {}
     for names in (members or {}).values():
         for one, other in itertools.combinations(names, 2):

@@ -159,3 +159,35 @@ def test_scoring_the_candidates_leaves_the_bn_running_statistics_as_they_were() 
     with torch.no_grad():
         net(batch.images)  # a plain train-mode forward does move them: the check can fail
     assert not all(torch.equal(a, b) for a, b in zip(before, stats(), strict=True))
+
+
+def test_shared_resolution_runs_every_pass_of_a_step_at_one_drawn_resolution() -> None:
+    resolutions = {tuple(r) for r in SPACE.input_resizer_cfg}
+    per_subnet = SandwichStep(SPACE, num_random=2, seed=5)
+    shared = SandwichStep(SPACE, num_random=2, seed=5, shared_resolution=True)
+    seen = set()
+    for i in range(12):
+        plain, one = per_subnet.archs_for(0, i), shared.archs_for(0, i)
+        hws = {tuple(a.resolution) for _, a in one}
+        assert len(hws) == 1 and hws <= resolutions
+        seen |= hws
+        # the widths and depths are the per-subnet run's: only the resolution changes
+        for (_, a), (_, b) in zip(plain, one, strict=True):
+            assert a.model_copy(update={"resolution": b.resolution}) == b
+    assert seen == resolutions  # the max subnet's widths do train at the small resolutions
+    spec = SupernetTrainingSpec.model_validate(
+        {
+            "searchSpace": {"name": "mobilenetv2_tiny"},
+            "dataset": {"kind": "scenes"},
+            "schedule": {"stepResolution": "shared"},
+        }
+    )
+    assert spec.schedule.step_resolution.value == "shared"
+    with pytest.raises(ValueError, match="stepResolution"):
+        SupernetTrainingSpec.model_validate(
+            {
+                "searchSpace": {"name": "mobilenetv2_tiny"},
+                "dataset": {"kind": "scenes"},
+                "schedule": {"stepResolution": "random"},
+            }
+        )

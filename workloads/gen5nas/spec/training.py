@@ -61,6 +61,13 @@ class ArchChoice(StrEnum):
     best = "best"  # BestUp: the lowest
 
 
+class StepResolution(StrEnum):
+    """Which input resolution each pass of a sandwich step runs at."""
+
+    per_subnet = "perSubnet"  # BigNAS: the max at the largest, the min at the smallest
+    shared = "shared"  # OFA: one resolution per step, drawn uniformly, for every pass
+
+
 class OptimizerSpec(SpecModel):
     """Defaults follow AttentiveNAS/mmrazor BigNAS recipes (SGD Nesterov, lr 0.8 per 2048
     images scaled linearly, wd 1e-5 without BN/bias, label smoothing 0.1, clip 1.0)."""
@@ -112,6 +119,11 @@ class ScheduleSpec(SpecModel):
     )
     arch_choice: ArchChoice = Field(
         default=ArchChoice.worst, description="worst or best minibatch loss of the candidates"
+    )
+    step_resolution: StepResolution = Field(
+        default=StepResolution.per_subnet,
+        description="perSubnet: each pass at its subnet's resolution; shared: one drawn per step "
+        "for every pass (the max and min widths then train at every resolution)",
     )
     val_interval_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
     max_iters_per_epoch: int | None = Field(

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from gen5nas.spec.training import SupernetTrainingSpec
+from gen5nas.spec.training import StepResolution, SupernetTrainingSpec
 from gen5nas.train.metrics import TrainingMetrics
 from gen5nas.train.trainer import StepHook, TrainResult
 
@@ -88,6 +88,7 @@ def run_supernet_training(
         sampler=arch_sampler(spec.schedule.arch_sampling.value),
         candidates=spec.schedule.arch_candidates,
         choice=spec.schedule.arch_choice.value,
+        shared_resolution=spec.schedule.step_resolution == StepResolution.shared,
     )
     assert loaders.val is not None
     val_loader = loaders.val

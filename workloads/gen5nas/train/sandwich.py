@@ -16,6 +16,9 @@ clips and steps the optimizer and the LR schedule after. Two strategies:
   whose loss on this batch, the same loss it would train on, is the highest (``choice``
   "worst") or the lowest ("best"); the losses are averaged over ranks first, so every rank
   trains the same arch. The scoring forwards leave the BN running statistics untouched.
+  With ``shared_resolution`` (Once-for-All's elastic resolution) every pass of a step runs at
+  one resolution drawn from the same generator, so the max subnet teaches, and the min subnet
+  learns, at every resolution rather than only at the largest and the smallest.
 - :class:`PlainStep`: one forward/backward on the task's ground truth loss (a static subnet;
   retraining).
 
@@ -81,6 +84,7 @@ class SandwichStep:
         sampler: ArchSampler = uniform,
         candidates: int = 1,
         choice: str = "worst",
+        shared_resolution: bool = False,
     ) -> None:
         if candidates < 1:
             raise ValueError(f"candidates must be at least 1, got {candidates}")
@@ -96,6 +100,7 @@ class SandwichStep:
         self.distill = distill
         self.temperature = temperature
         self.seed = seed
+        self.shared_resolution = shared_resolution
 
     def draw(self, epoch: int, iteration: int) -> list[tuple[str, list[Arch]]]:
         """Each pass's name and its candidate archs (one for max, min and ``candidates`` == 1)."""
@@ -103,6 +108,13 @@ class SandwichStep:
         passes = [("max", [self.space.max()]), ("min", [self.space.min()])]
         draws = [self.sampler(self.space, rng, self.num_random) for _ in range(self.candidates)]
         passes += [(f"random{i}", [d[i] for d in draws]) for i in range(self.num_random)]
+        if self.shared_resolution:
+            # drawn after the archs, so the widths and depths match a per-subnet run's
+            hw = tuple(rng.choice(self.space.input_resizer_cfg))
+            passes = [
+                (name, [a.model_copy(update={"resolution": hw}) for a in archs])
+                for name, archs in passes
+            ]
         return passes
 
     def archs_for(self, epoch: int, iteration: int) -> list[tuple[str, Arch]]:
