@@ -1,4 +1,4 @@
-"""Random-subnet sampling of the sandwich rule: uniform (BigNAS) and stratified by size."""
+"""Random-subnet sampling of the sandwich rule: uniform (BigNAS), stratified by size, and wide."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 
 from gen5nas.spec.spaces import load_space
 from gen5nas.spec.training import SupernetTrainingSpec
-from gen5nas.train.arch_sampling import arch_sampler, stratified, stratified_arch, uniform
+from gen5nas.train.arch_sampling import arch_sampler, stratified, stratified_arch, uniform, wide
 from gen5nas.train.sandwich import SandwichStep
 
 SPACE = load_space("mobilenetv2_tiny")
@@ -41,12 +41,33 @@ def test_stratified_spreads_a_step_over_the_size_range() -> None:
 
 
 def test_samplers_are_functions_of_the_rng() -> None:
-    for name in ("uniform", "stratified"):
+    for name in ("uniform", "stratified", "wide"):
         sampler = arch_sampler(name)
         assert sampler(SPACE, random.Random(5), 3) == sampler(SPACE, random.Random(5), 3)
     assert uniform(SPACE, random.Random(5), 2) == [
         SPACE.sample(r) for r in [random.Random(5)] for _ in range(2)
     ]
+
+
+def test_wide_draws_each_width_by_its_rank_and_the_rest_uniformly() -> None:
+    from collections import Counter
+
+    from gen5nas.spec.space import range_values
+
+    archs = wide(SPACE, random.Random(2), 3000)
+    assert all(SPACE.contains(a) for a in archs)
+    setting = SPACE.arch_setting
+    for i in range(setting.num_stages):
+        values = range_values(setting.num_out_channels[i])
+        if len(values) < 2:
+            continue
+        widths = Counter(a.stages[i].num_out_channels for a in archs)
+        # the widest drawn about n times as often as the narrowest (uniform: as often)
+        assert widths[values[-1]] > 0.7 * len(values) * widths[values[0]]
+        depths = Counter(a.stages[i].num_blocks for a in archs)
+        assert max(depths.values()) < 1.3 * min(depths.values())  # depth stays uniform
+    uni = uniform(SPACE, random.Random(2), 3000)
+    assert sum(map(_scale, archs)) > sum(map(_scale, uni))
 
 
 def test_sandwich_uses_the_chosen_sampler() -> None:

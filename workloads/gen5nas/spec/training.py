@@ -52,6 +52,7 @@ class ArchSampling(StrEnum):
 
     uniform = "uniform"  # BigNAS: every dimension independently uniform
     stratified = "stratified"  # a step's random subnets spread from the min to the max size
+    wide = "wide"  # uniform, but each width drawn with weight rising with its rank
 
 
 class ArchChoice(StrEnum):

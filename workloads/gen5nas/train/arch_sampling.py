@@ -8,6 +8,11 @@
   takes the value at quantile ``t`` of its range, jittered by ``jitter`` (so neighbouring
   sizes and mixed stages still occur). Over a few steps the levels cover the space from the
   min to the max subnet, as the search later does.
+- ``wide``: uniform, except that every width (the first, each stage's, the last) is drawn with
+  probability rising linearly with its rank (the widest ``n`` times as often as the narrowest of
+  ``n``). The channels beyond a stage's narrowest width train only in subnets at least that
+  wide; under uniform draws the widest ones get a ``1/n`` share of the random passes, and a
+  supernet then under-rates wide subnets against training them alone.
 
 A sampler is a pure function of its ``random.Random``: the same on every rank and after a
 resume (the sandwich step seeds it from (seed, epoch, iteration)).
@@ -28,6 +33,32 @@ T = TypeVar("T")
 
 def uniform(space: SearchSpace, rng: random.Random, n: int) -> list[Arch]:
     return [space.sample(rng) for _ in range(n)]
+
+
+def _wide(values: Sequence[T], rng: random.Random) -> T:
+    return rng.choices(values, weights=range(1, len(values) + 1))[0]
+
+
+def wide_arch(space: SearchSpace, rng: random.Random) -> Arch:
+    s = space.arch_setting
+    return Arch(
+        resolution=rng.choice(space.input_resizer_cfg),
+        first_num_out_channels=_wide(range_values(s.first_num_out_channels), rng),
+        last_num_out_channels=_wide(range_values(s.last_num_out_channels), rng),
+        stages=[
+            space._stage(
+                i,
+                rng.choice(range_values(s.num_blocks[i])),
+                rng.choice(range_values(s.kernel_size[i])),
+                _wide(range_values(s.num_out_channels[i]), rng),
+            )
+            for i in range(s.num_stages)
+        ],
+    )
+
+
+def wide(space: SearchSpace, rng: random.Random, n: int) -> list[Arch]:
+    return [wide_arch(space, rng) for _ in range(n)]
 
 
 def _at_level(values: Sequence[T], level: float, rng: random.Random, jitter: float) -> T:
@@ -67,7 +98,7 @@ def stratified(space: SearchSpace, rng: random.Random, n: int) -> list[Arch]:
     return [stratified_arch(space, (i + rng.random()) / n, rng) for i in range(n)]
 
 
-SAMPLERS: dict[str, ArchSampler] = {"uniform": uniform, "stratified": stratified}
+SAMPLERS: dict[str, ArchSampler] = {"uniform": uniform, "stratified": stratified, "wide": wide}
 
 
 def arch_sampler(name: str) -> ArchSampler:
@@ -77,4 +108,13 @@ def arch_sampler(name: str) -> ArchSampler:
         raise ValueError(f"unknown arch sampling {name!r}; allowed: {sorted(SAMPLERS)}") from None
 
 
-__all__ = ["SAMPLERS", "ArchSampler", "arch_sampler", "stratified", "stratified_arch", "uniform"]
+__all__ = [
+    "SAMPLERS",
+    "ArchSampler",
+    "arch_sampler",
+    "stratified",
+    "stratified_arch",
+    "uniform",
+    "wide",
+    "wide_arch",
+]
