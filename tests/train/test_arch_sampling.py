@@ -14,6 +14,16 @@ from gen5nas.train.sandwich import SandwichStep
 SPACE = load_space("mobilenetv2_tiny")
 
 
+def _spec(schedule: dict) -> SupernetTrainingSpec:
+    return SupernetTrainingSpec.model_validate(
+        {
+            "searchSpace": {"name": "mobilenetv2_tiny"},
+            "dataset": {"kind": "scenes"},
+            "schedule": schedule,
+        }
+    )
+
+
 def _scale(arch) -> int:  # a size proxy: total channels x blocks
     return sum(s.num_out_channels * s.num_blocks for s in arch.stages)
 
@@ -80,13 +90,7 @@ def test_sandwich_uses_the_chosen_sampler() -> None:
 
 
 def test_spec_field_and_unknown_name() -> None:
-    spec = SupernetTrainingSpec.model_validate(
-        {
-            "searchSpace": {"name": "mobilenetv2_tiny"},
-            "dataset": {"kind": "scenes"},
-            "schedule": {"archSampling": "stratified"},
-        }
-    )
+    spec = _spec({"archSampling": "stratified"})
     assert spec.schedule.arch_sampling.value == "stratified"
     with pytest.raises(ValueError, match="allowed"):
         arch_sampler("attentive")
@@ -139,22 +143,10 @@ def test_one_candidate_draws_what_bignas_draws_and_bad_settings_are_refused() ->
         SandwichStep(SPACE, choice="median")
     with pytest.raises(ValueError, match="at least 1"):
         SandwichStep(SPACE, candidates=0)
-    spec = SupernetTrainingSpec.model_validate(
-        {
-            "searchSpace": {"name": "mobilenetv2_tiny"},
-            "dataset": {"kind": "scenes"},
-            "schedule": {"archCandidates": 3, "archChoice": "best"},
-        }
-    )
+    spec = _spec({"archCandidates": 3, "archChoice": "best"})
     assert (spec.schedule.arch_candidates, spec.schedule.arch_choice.value) == (3, "best")
     with pytest.raises(ValueError, match="archCandidates"):
-        SupernetTrainingSpec.model_validate(
-            {
-                "searchSpace": {"name": "mobilenetv2_tiny"},
-                "dataset": {"kind": "scenes"},
-                "schedule": {"archCandidates": 17},
-            }
-        )
+        _spec({"archCandidates": 17})
 
 
 def test_scoring_the_candidates_leaves_the_bn_running_statistics_as_they_were() -> None:
@@ -196,19 +188,7 @@ def test_shared_resolution_runs_every_pass_of_a_step_at_one_drawn_resolution() -
         for (_, a), (_, b) in zip(plain, one, strict=True):
             assert a.model_copy(update={"resolution": b.resolution}) == b
     assert seen == resolutions  # the max subnet's widths do train at the small resolutions
-    spec = SupernetTrainingSpec.model_validate(
-        {
-            "searchSpace": {"name": "mobilenetv2_tiny"},
-            "dataset": {"kind": "scenes"},
-            "schedule": {"stepResolution": "shared"},
-        }
-    )
+    spec = _spec({"stepResolution": "shared"})
     assert spec.schedule.step_resolution.value == "shared"
     with pytest.raises(ValueError, match="stepResolution"):
-        SupernetTrainingSpec.model_validate(
-            {
-                "searchSpace": {"name": "mobilenetv2_tiny"},
-                "dataset": {"kind": "scenes"},
-                "schedule": {"stepResolution": "random"},
-            }
-        )
+        _spec({"stepResolution": "random"})

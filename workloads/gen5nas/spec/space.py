@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import random
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -255,20 +255,26 @@ class SearchSpace(SpecModel):
             ],
         )
 
-    def sample(self, rng: random.Random) -> Arch:
+    def sample(
+        self,
+        rng: random.Random,
+        pick_width: Callable[[list[int], random.Random], int] | None = None,
+    ) -> Arch:
         """A uniformly random subnet (each dimension independently; the expand ratio follows
-        the sampled depth through the CompOFA table)."""
+        the sampled depth through the CompOFA table). ``pick_width`` draws every width (first,
+        stages, last) from its values instead of a uniform choice, in the same order."""
         s = self.arch_setting
+        width = pick_width or (lambda values, r: r.choice(values))
         return Arch(
             resolution=rng.choice(self.input_resizer_cfg),
-            first_num_out_channels=rng.choice(range_values(s.first_num_out_channels)),
-            last_num_out_channels=rng.choice(range_values(s.last_num_out_channels)),
+            first_num_out_channels=width(range_values(s.first_num_out_channels), rng),
+            last_num_out_channels=width(range_values(s.last_num_out_channels), rng),
             stages=[
                 self._stage(
                     i,
                     rng.choice(range_values(s.num_blocks[i])),
                     rng.choice(range_values(s.kernel_size[i])),
-                    rng.choice(range_values(s.num_out_channels[i])),
+                    width(range_values(s.num_out_channels[i]), rng),
                 )
                 for i in range(s.num_stages)
             ],

@@ -35,30 +35,12 @@ def uniform(space: SearchSpace, rng: random.Random, n: int) -> list[Arch]:
     return [space.sample(rng) for _ in range(n)]
 
 
-def _wide(values: Sequence[T], rng: random.Random) -> T:
+def _wide(values: list[int], rng: random.Random) -> int:
     return rng.choices(values, weights=range(1, len(values) + 1))[0]
 
 
-def wide_arch(space: SearchSpace, rng: random.Random) -> Arch:
-    s = space.arch_setting
-    return Arch(
-        resolution=rng.choice(space.input_resizer_cfg),
-        first_num_out_channels=_wide(range_values(s.first_num_out_channels), rng),
-        last_num_out_channels=_wide(range_values(s.last_num_out_channels), rng),
-        stages=[
-            space._stage(
-                i,
-                rng.choice(range_values(s.num_blocks[i])),
-                rng.choice(range_values(s.kernel_size[i])),
-                _wide(range_values(s.num_out_channels[i]), rng),
-            )
-            for i in range(s.num_stages)
-        ],
-    )
-
-
 def wide(space: SearchSpace, rng: random.Random, n: int) -> list[Arch]:
-    return [wide_arch(space, rng) for _ in range(n)]
+    return [space.sample(rng, pick_width=_wide) for _ in range(n)]
 
 
 def _at_level(values: Sequence[T], level: float, rng: random.Random, jitter: float) -> T:
@@ -116,5 +98,4 @@ __all__ = [
     "stratified_arch",
     "uniform",
     "wide",
-    "wide_arch",
 ]
