@@ -192,3 +192,37 @@ def test_shared_resolution_runs_every_pass_of_a_step_at_one_drawn_resolution() -
     assert spec.schedule.step_resolution.value == "shared"
     with pytest.raises(ValueError, match="stepResolution"):
         _spec({"stepResolution": "random"})
+
+
+def test_min_weight_scales_the_min_passs_gradient_and_zero_skips_it() -> None:
+    import copy
+
+    import torch
+
+    from gen5nas.supernet import Supernet
+    from gen5nas.train.sandwich import StepContext
+
+    torch.manual_seed(0)
+    net = Supernet(SPACE, num_classes=10, dropout=0.0).train()
+    batch = _batch()
+
+    def grads(weight: float) -> tuple[list[str], torch.Tensor]:
+        model = copy.deepcopy(net)
+        out = SandwichStep(SPACE, num_random=0, seed=1, min_weight=weight)(
+            model, batch, StepContext(epoch=0, iteration=3)
+        )
+        flat = torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+        return list(out.losses), flat
+
+    names0, g0 = grads(0.0)
+    names1, g1 = grads(1.0)
+    _, g_quarter = grads(0.25)
+    assert names0 == ["max"] and names1 == ["max", "min"]
+    assert not torch.allclose(g0, g1)  # the min pass does move the shared weights
+    # the max pass alone plus a quarter of the min pass's gradient
+    assert torch.allclose(g_quarter, g0 + 0.25 * (g1 - g0), atol=1e-6)
+    assert _spec({"minSubnetWeight": 0.25}).schedule.min_subnet_weight == 0.25
+    with pytest.raises(ValueError, match="minSubnetWeight"):
+        _spec({"minSubnetWeight": 1.5})
+    with pytest.raises(ValueError, match="min_weight"):
+        SandwichStep(SPACE, min_weight=-0.1)

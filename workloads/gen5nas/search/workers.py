@@ -25,6 +25,7 @@ from typing import Any
 import optuna
 import torch
 
+from gen5nas.cpus import usable_cpus
 from gen5nas.data.loaders import generated_data_home, prepare_dataset
 from gen5nas.errors import Gen5NasError
 from gen5nas.logdir import LogFile
@@ -83,7 +84,7 @@ def run_worker(
     ready (checkpoint loaded, batches prepared), so a slow starter still gets a share of a
     small budget instead of finding it taken. ``metrics``: where its trials are recorded."""
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # trials are logged by the worker
-    torch.set_num_threads(max(1, (os.cpu_count() or 1) // max(1, settings.workers)))
+    torch.set_num_threads(max(1, usable_cpus() // max(1, settings.workers)))
     spec = settings.spec
     supernet = read_supernet(spec, Path(settings.checkpoint))
     space = supernet.space

@@ -126,6 +126,12 @@ class ScheduleSpec(SpecModel):
         description="perSubnet: each pass at its subnet's resolution; shared: one drawn per step "
         "for every pass (the max and min widths then train at every resolution)",
     )
+    min_subnet_weight: float = Field(
+        default=1.0,
+        ge=0,
+        le=1,
+        description="scale of the min subnet's loss in each step; 0 skips its pass (BigNAS: 1)",
+    )
     val_interval_epochs: int = Field(default=1, ge=1, le=MAX_EPOCHS)
     max_iters_per_epoch: int | None = Field(
         default=None, ge=1, le=MAX_ITERS, description="for smoke runs"

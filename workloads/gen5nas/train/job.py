@@ -89,6 +89,7 @@ def run_supernet_training(
         candidates=spec.schedule.arch_candidates,
         choice=spec.schedule.arch_choice.value,
         shared_resolution=spec.schedule.step_resolution == StepResolution.shared,
+        min_weight=spec.schedule.min_subnet_weight,
     )
     assert loaders.val is not None
     val_loader = loaders.val

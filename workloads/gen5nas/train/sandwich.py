@@ -19,6 +19,8 @@ clips and steps the optimizer and the LR schedule after. Two strategies:
   With ``shared_resolution`` (Once-for-All's elastic resolution) every pass of a step runs at
   one resolution drawn from the same generator, so the max subnet teaches, and the min subnet
   learns, at every resolution rather than only at the largest and the smallest.
+  ``min_weight`` scales the min subnet's loss (0 skips its pass): the sandwich trains that one
+  arch every step, which lifts its inherited score above what it would reach alone.
 - :class:`PlainStep`: one forward/backward on the task's ground truth loss (a static subnet;
   retraining).
 
@@ -85,7 +87,10 @@ class SandwichStep:
         candidates: int = 1,
         choice: str = "worst",
         shared_resolution: bool = False,
+        min_weight: float = 1.0,
     ) -> None:
+        if not 0.0 <= min_weight <= 1.0:
+            raise ValueError(f"min_weight must be in [0, 1], got {min_weight}")
         if candidates < 1:
             raise ValueError(f"candidates must be at least 1, got {candidates}")
         if choice not in CHOICES:
@@ -101,11 +106,14 @@ class SandwichStep:
         self.temperature = temperature
         self.seed = seed
         self.shared_resolution = shared_resolution
+        self.min_weight = min_weight
 
     def draw(self, epoch: int, iteration: int) -> list[tuple[str, list[Arch]]]:
         """Each pass's name and its candidate archs (one for max, min and ``candidates`` == 1)."""
         rng = random.Random(f"{self.seed}:{epoch}:{iteration}")
-        passes = [("max", [self.space.max()]), ("min", [self.space.min()])]
+        passes = [("max", [self.space.max()])]
+        if self.min_weight > 0:
+            passes.append(("min", [self.space.min()]))
         draws = [self.sampler(self.space, rng, self.num_random) for _ in range(self.candidates)]
         passes += [(f"random{i}", [d[i] for d in draws]) for i in range(self.num_random)]
         if self.shared_resolution:
@@ -158,7 +166,7 @@ class SandwichStep:
                 with maybe_no_sync(model, i < len(passes) - 1), ctx.autocast():
                     output = model(batch.images)
                     loss = self._loss(output, batch, teacher)
-                loss.backward()
+                (loss * self.min_weight if name == "min" else loss).backward()
                 if name == "max":
                     teacher = self.task.detach(output)
                 losses[name] = loss.detach()
