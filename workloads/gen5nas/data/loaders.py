@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from gen5nas.cpus import usable_cpus
 from gen5nas.data.generate import write_digits, write_synthetic
 from gen5nas.data.imagefolder import (
     ImageFolderDataset,
@@ -159,7 +160,7 @@ def prepare_dataset(
         if spec.kind == DatasetKind.digits:
             return write_digits(root)
         if spec.kind == DatasetKind.scenes:
-            return write_scenes(root, scene_settings(spec), workers=min(2, os.cpu_count() or 1))
+            return write_scenes(root, scene_settings(spec), workers=min(2, usable_cpus()))
         per_class_train = (spec.max_train_samples or 640) // (spec.num_classes or 10)
         per_class_val = (spec.max_val_samples or 160) // (spec.num_classes or 10)
         return write_synthetic(
